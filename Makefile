@@ -1,0 +1,50 @@
+# Build, install and test. See README.md for the two set-up commands.
+#
+#   make                      release binaries in target/release
+#   make install PREFIX=/usr/local
+#   make install-suid         also the setuid-root starter (admin opt-in)
+#   make demo                 everything for the main job, then pull and run as a plain user
+#   make test                 every test (CI=true turns missing prerequisites into failures)
+
+PREFIX ?= /usr/local
+TEST_PREFIX ?= /opt/apptainer-test
+CARGO ?= cargo
+INSTALL ?= install
+
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+LIBEXECDIR = $(DESTDIR)$(PREFIX)/libexec/apptainer/bin
+SYSCONFDIR = $(DESTDIR)$(PREFIX)/etc/apptainer
+
+# The starter's configuration path is fixed at build time from the prefix.
+export APPTAINER_PREFIX := $(PREFIX)
+
+.PHONY: all build install install-suid deps demo test unit-test e2e-test clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked --bins
+
+install: build
+	$(INSTALL) -d -m 0755 $(BINDIR) $(LIBEXECDIR) $(SYSCONFDIR)
+	$(INSTALL) -m 0755 target/release/apptainer $(BINDIR)/apptainer
+	$(INSTALL) -m 0755 target/release/starter $(LIBEXECDIR)/starter
+	$(INSTALL) -m 0644 -o root -g root etc/apptainer.conf $(SYSCONFDIR)/apptainer.conf
+
+install-suid: install
+	$(INSTALL) -m 4755 -o root -g root target/release/starter $(LIBEXECDIR)/starter-suid
+
+deps:
+	scripts/install-deps.sh
+
+demo: deps
+	$(MAKE) install-suid
+	scripts/demo.sh $(PREFIX)
+
+test: deps
+	$(MAKE) PREFIX=$(TEST_PREFIX) install-suid
+	scripts/test-setup.sh $(TEST_PREFIX)
+	APPTAINER_TEST_PREFIX=$(TEST_PREFIX) $(CARGO) test --workspace --locked
+
+clean:
+	$(CARGO) clean
