@@ -9,6 +9,9 @@
 PREFIX ?= /usr/local
 TEST_PREFIX ?= /opt/apptainer-test
 CARGO ?= cargo
+# `make install CARGO_PROFILE=dev` installs unoptimised binaries: quicker while developing.
+CARGO_PROFILE ?= release
+TARGET_DIR = target/$(if $(filter dev,$(CARGO_PROFILE)),debug,$(CARGO_PROFILE))
 INSTALL ?= install
 
 BINDIR = $(DESTDIR)$(PREFIX)/bin
@@ -23,16 +26,16 @@ export APPTAINER_PREFIX := $(PREFIX)
 all: build
 
 build:
-	$(CARGO) build --release --locked --bins
+	$(CARGO) build --profile $(CARGO_PROFILE) --locked --bins
 
 install: build
 	$(INSTALL) -d -m 0755 $(BINDIR) $(LIBEXECDIR) $(SYSCONFDIR)
-	$(INSTALL) -m 0755 target/release/apptainer $(BINDIR)/apptainer
-	$(INSTALL) -m 0755 target/release/starter $(LIBEXECDIR)/starter
+	$(INSTALL) -m 0755 $(TARGET_DIR)/apptainer $(BINDIR)/apptainer
+	$(INSTALL) -m 0755 $(TARGET_DIR)/starter $(LIBEXECDIR)/starter
 	$(INSTALL) -m 0644 -o root -g root etc/apptainer.conf $(SYSCONFDIR)/apptainer.conf
 
 install-suid: install
-	$(INSTALL) -m 4755 -o root -g root target/release/starter $(LIBEXECDIR)/starter-suid
+	$(INSTALL) -m 4755 -o root -g root $(TARGET_DIR)/starter $(LIBEXECDIR)/starter-suid
 
 deps:
 	scripts/install-deps.sh
