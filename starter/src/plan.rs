@@ -1,0 +1,624 @@
+//! The launch request (`Plan`) the frontend sends on fd 3, and `validate`, the only way to a
+//! `ValidatedPlan`. The Plan is hostile input: nothing in it is trusted for ids, loop offsets,
+//! mount flags or filesystem types. Those come from the kernel, apptainer.conf (`Policy`) and
+//! the image the starter opens itself. Adding a `PlanMount` variant needs a security review.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Component, Path, PathBuf};
+
+/// Wire format version; bump on any incompatible change.
+pub const PLAN_VERSION: u32 = 1;
+/// Hard cap on the Plan's JSON size, enforced by the reader before decoding.
+pub const MAX_PLAN_BYTES: usize = 1 << 20;
+const MAX_MOUNTS: usize = 256;
+const MAX_FILE_BYTES: usize = 256 * 1024;
+const MAX_PATH_BYTES: usize = 4096;
+/// Destinations a generated file may be written to (closed list: anything else is a user bind).
+const FILE_DESTINATIONS: [&str; 4] = [
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hostname",
+    "/etc/resolv.conf",
+];
+
+/// What the frontend asks for. Every field is checked by `validate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub version: u32,
+    pub image: PlanImage,
+    pub namespaces: Namespaces,
+    pub hostname: Option<String>,
+    /// Applied in order, after the image root is in place.
+    pub mounts: Vec<PlanMount>,
+    /// Overlay with a tmpfs upper layer (`--writable-tmpfs`), sized by `sessiondir max size`.
+    pub writable_tmpfs: bool,
+    /// Map the caller to uid/gid 0 in a user namespace (user-namespace mode only).
+    pub fakeroot: bool,
+    pub process: Process,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanImage {
+    /// Host path as the user typed it (made absolute by the frontend); opened as the user.
+    pub path: PathBuf,
+    pub kind: ImageKind,
+    pub writable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageKind {
+    Sif,
+    Squashfs,
+    Sandbox,
+}
+
+/// Namespaces to create besides the mount namespace (always created).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Namespaces {
+    pub user: bool,
+    pub pid: bool,
+    pub ipc: bool,
+    pub uts: bool,
+    pub net: bool,
+}
+
+/// Why a bind is requested; decides which apptainer.conf rule governs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindKind {
+    /// `--bind`/`--mount`/`APPTAINER_BIND`: needs `user bind control = yes`.
+    User,
+    /// The caller's home directory: needs `mount home = yes`; src must be the passwd home.
+    Home,
+    /// /tmp or /var/tmp: needs `mount tmp = yes`.
+    Tmp,
+    /// The caller's current directory: src must be the starter's own cwd.
+    Cwd,
+    /// A `bind path` entry of apptainer.conf: src and dst must match one.
+    Conf,
+}
+
+/// One mount inside the container. Every mount gets nosuid,nodev regardless of the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum PlanMount {
+    Proc,
+    Sys,
+    Dev {
+        minimal: bool,
+    },
+    Devpts,
+    Tmpfs {
+        dst: String,
+        size_mib: u32,
+    },
+    /// Recursive bind of a host path the caller can open.
+    Bind {
+        src: PathBuf,
+        dst: String,
+        read_only: bool,
+        kind: BindKind,
+    },
+    /// A small generated file (passwd, group, hostname, resolv.conf) bound read-only.
+    File {
+        dst: String,
+        contents: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    /// argv[0] is an absolute path inside the container; no PATH search is done.
+    pub argv: Vec<String>,
+    /// The complete environment (`NAME=value`); the starter's own is never passed on.
+    pub env: Vec<String>,
+    pub cwd: String,
+}
+
+/// The apptainer.conf rules `validate` applies, extracted from the trusted conf.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub allow_setuid: bool,
+    pub allow_ns: Namespaces,
+    pub user_bind_control: bool,
+    pub mount_proc: bool,
+    pub mount_sys: bool,
+    pub mount_dev: DevPolicy,
+    pub mount_devpts: bool,
+    pub mount_home: bool,
+    pub mount_tmp: bool,
+    /// `bind path` entries as (src, dst).
+    pub bind_path: Vec<(PathBuf, PathBuf)>,
+    pub allow_sif: bool,
+    pub allow_squashfs: bool,
+    pub allow_dir: bool,
+    /// Resolved to uids/gids; empty means no limit.
+    pub limit_owners: Vec<u32>,
+    pub limit_groups: Vec<u32>,
+    pub limit_paths: Vec<PathBuf>,
+    pub setuid_mount_squashfs: SetuidMount,
+    pub max_loop_devices: u32,
+    pub shared_loop_devices: bool,
+    pub sessiondir_max_size_mib: u32,
+    pub enable_overlay: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevPolicy {
+    No,
+    Minimal,
+    Yes,
+}
+
+/// `allow setuid-mount squashfs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetuidMount {
+    No,
+    /// Only for images under `limit container owners/groups/paths` (the reference default).
+    IfLimited,
+    Yes,
+}
+
+/// The caller as the kernel and root-owned files describe it, never as the Plan does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// Home directory from the host's /etc/passwd.
+    pub home: PathBuf,
+    /// The starter's working directory when it started (inherited from the caller).
+    pub cwd: PathBuf,
+    /// True when running as the setuid starter (AT_SECURE).
+    pub setuid: bool,
+}
+
+/// A path inside the container: absolute, normalised, no `.`/`..`, no NUL, bounded length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPath(String);
+
+impl ContainerPath {
+    pub fn parse(s: &str) -> Result<Self, PlanError> {
+        let bad = |why| PlanError::BadContainerPath {
+            path: s.to_owned(),
+            why,
+        };
+        if !s.starts_with('/') {
+            return Err(bad("not absolute"));
+        }
+        if s.len() > MAX_PATH_BYTES || s.contains('\0') {
+            return Err(bad("too long or contains NUL"));
+        }
+        if s.len() > 1
+            && s[1..]
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(bad("not normalised (empty, '.' or '..' component)"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The path relative to the container root, for `openat2(RESOLVE_IN_ROOT)`.
+    pub fn relative(&self) -> &str {
+        if self.0 == "/" {
+            "."
+        } else {
+            &self.0[1..]
+        }
+    }
+    fn is_within(&self, top: &str) -> bool {
+        self.0 == top || self.0.strip_prefix(top).is_some_and(|r| r.starts_with('/'))
+    }
+}
+
+/// A checked mount, ready for the privileged side.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mount {
+    Proc,
+    Sys,
+    Dev {
+        minimal: bool,
+    },
+    Devpts,
+    Tmpfs {
+        dst: ContainerPath,
+        size_mib: u32,
+    },
+    Bind {
+        src: PathBuf,
+        dst: ContainerPath,
+        read_only: bool,
+    },
+    File {
+        dst: ContainerPath,
+        contents: String,
+    },
+}
+
+/// Proof that a Plan passed every rule for this caller. No Deserialize, Default or Clone:
+/// `validate` is the only constructor.
+#[derive(Debug)]
+pub struct ValidatedPlan {
+    image: PlanImage,
+    namespaces: Namespaces,
+    hostname: Option<String>,
+    mounts: Vec<Mount>,
+    writable_tmpfs: bool,
+    fakeroot: bool,
+    argv: Vec<String>,
+    env: Vec<String>,
+    cwd: ContainerPath,
+}
+
+impl ValidatedPlan {
+    pub fn image(&self) -> &PlanImage {
+        &self.image
+    }
+    pub fn namespaces(&self) -> Namespaces {
+        self.namespaces
+    }
+    pub fn hostname(&self) -> Option<&str> {
+        self.hostname.as_deref()
+    }
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
+    pub fn writable_tmpfs(&self) -> bool {
+        self.writable_tmpfs
+    }
+    pub fn fakeroot(&self) -> bool {
+        self.fakeroot
+    }
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+    pub fn env(&self) -> &[String] {
+        &self.env
+    }
+    pub fn cwd(&self) -> &ContainerPath {
+        &self.cwd
+    }
+}
+
+/// Why a Plan was refused. Messages name the offending value and the rule.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    #[error("plan is larger than {MAX_PLAN_BYTES} bytes")]
+    TooLarge,
+    #[error("malformed plan: {0}")]
+    Malformed(String),
+    #[error("plan version {0} is not supported (expected {PLAN_VERSION})")]
+    Version(u32),
+    #[error("container path {path:?} is {why}")]
+    BadContainerPath { path: String, why: &'static str },
+    #[error("host path {0:?} must be absolute and contain no NUL")]
+    BadHostPath(PathBuf),
+    #[error("{0} is not allowed by apptainer.conf ({1})")]
+    Denied(String, &'static str),
+    #[error("bind destination {0:?} is reserved for the runtime")]
+    ReservedDestination(String),
+    #[error("too many mounts ({0}, at most {MAX_MOUNTS})")]
+    TooManyMounts(usize),
+    #[error("generated file for {0:?} is not allowed or too large")]
+    BadFile(String),
+    #[error("hostname {0:?} is invalid")]
+    BadHostname(String),
+    #[error("process: {0}")]
+    BadProcess(&'static str),
+    #[error("image {path:?} is not allowed: {why}")]
+    ImageRefused { path: PathBuf, why: &'static str },
+}
+
+/// Decodes a Plan from at most `MAX_PLAN_BYTES` of JSON.
+pub fn decode(bytes: &[u8]) -> Result<Plan, PlanError> {
+    if bytes.len() > MAX_PLAN_BYTES {
+        return Err(PlanError::TooLarge);
+    }
+    // serde_json's own messages quote no file contents, only the JSON the caller wrote.
+    serde_json::from_slice(bytes).map_err(|e| PlanError::Malformed(e.to_string()))
+}
+
+/// Checks every rule of `policy` for `caller`; the result is the only input of the privileged side.
+pub fn validate(plan: Plan, policy: &Policy, caller: &Caller) -> Result<ValidatedPlan, PlanError> {
+    if plan.version != PLAN_VERSION {
+        return Err(PlanError::Version(plan.version));
+    }
+    check_image(&plan.image, plan.writable_tmpfs, policy, caller)?;
+    check_namespaces(plan.namespaces, plan.fakeroot, policy, caller)?;
+    if let Some(h) = &plan.hostname {
+        check_hostname(h, plan.namespaces)?;
+    }
+    if plan.mounts.len() > MAX_MOUNTS {
+        return Err(PlanError::TooManyMounts(plan.mounts.len()));
+    }
+    let mounts = plan
+        .mounts
+        .into_iter()
+        .map(|m| check_mount(m, policy, caller))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cwd = check_process(&plan.process)?;
+    Ok(ValidatedPlan {
+        image: plan.image,
+        namespaces: plan.namespaces,
+        hostname: plan.hostname,
+        mounts,
+        writable_tmpfs: plan.writable_tmpfs,
+        fakeroot: plan.fakeroot,
+        argv: plan.process.argv,
+        env: plan.process.env,
+        cwd,
+    })
+}
+
+fn check_image(
+    img: &PlanImage,
+    writable_tmpfs: bool,
+    policy: &Policy,
+    caller: &Caller,
+) -> Result<(), PlanError> {
+    let refuse = |why| PlanError::ImageRefused {
+        path: img.path.clone(),
+        why,
+    };
+    check_host_path(&img.path)?;
+    let allowed = match img.kind {
+        ImageKind::Sif => policy.allow_sif,
+        ImageKind::Squashfs => policy.allow_squashfs,
+        ImageKind::Sandbox => policy.allow_dir,
+    };
+    if !allowed {
+        return Err(refuse("this image type is disabled by 'allow container'"));
+    }
+    if img.writable && img.kind != ImageKind::Sandbox {
+        return Err(refuse("only sandbox images can be writable"));
+    }
+    if img.writable && caller.setuid {
+        return Err(refuse("writable images need user-namespace mode"));
+    }
+    if writable_tmpfs && !policy.enable_overlay {
+        return Err(PlanError::Denied("writable tmpfs".into(), "enable overlay"));
+    }
+    if !path_within_any(&img.path, &policy.limit_paths) {
+        return Err(refuse("outside 'limit container paths'"));
+    }
+    Ok(())
+}
+
+/// Component-wise prefix test: `/scratch` covers `/scratch/x` but not `/scratch2/x`
+/// (CVE-2026-48785). An empty list means no limit.
+pub fn path_within_any(path: &Path, tops: &[PathBuf]) -> bool {
+    if tops.is_empty() {
+        return true;
+    }
+    if path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return false;
+    }
+    tops.iter().any(|t| path.starts_with(t))
+}
+
+impl Policy {
+    /// The checks that need the opened image: its owner and group from `fstat`, and the
+    /// path the kernel reports for the fd, so a symlink or rename cannot dodge the limits.
+    pub fn check_opened_image(
+        &self,
+        real_path: &Path,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), PlanError> {
+        let refuse = |why| PlanError::ImageRefused {
+            path: real_path.to_owned(),
+            why,
+        };
+        if !path_within_any(real_path, &self.limit_paths) {
+            return Err(refuse("outside 'limit container paths'"));
+        }
+        if !self.limit_owners.is_empty() && !self.limit_owners.contains(&uid) {
+            return Err(refuse("owner not in 'limit container owners'"));
+        }
+        if !self.limit_groups.is_empty() && !self.limit_groups.contains(&gid) {
+            return Err(refuse("group not in 'limit container groups'"));
+        }
+        Ok(())
+    }
+
+    /// Whether the setuid starter may let the kernel mount this squashfs image.
+    pub fn kernel_squashfs_allowed(&self) -> bool {
+        let limited = !self.limit_owners.is_empty()
+            || !self.limit_groups.is_empty()
+            || !self.limit_paths.is_empty();
+        match self.setuid_mount_squashfs {
+            SetuidMount::Yes => true,
+            SetuidMount::IfLimited => limited,
+            SetuidMount::No => false,
+        }
+    }
+}
+
+fn check_namespaces(
+    ns: Namespaces,
+    fakeroot: bool,
+    policy: &Policy,
+    caller: &Caller,
+) -> Result<(), PlanError> {
+    let rules = [
+        (ns.user, policy.allow_ns.user, "allow user ns"),
+        (ns.pid, policy.allow_ns.pid, "allow pid ns"),
+        (ns.ipc, policy.allow_ns.ipc, "allow ipc ns"),
+        (ns.uts, policy.allow_ns.uts, "allow uts ns"),
+        (ns.net, policy.allow_ns.net, "allow net ns"),
+    ];
+    if let Some((_, _, rule)) = rules.iter().find(|(want, ok, _)| *want && !ok) {
+        return Err(PlanError::Denied(
+            format!("namespace '{}'", &rule[6..rule.len() - 3]),
+            rule,
+        ));
+    }
+    if caller.setuid && (ns.user || fakeroot) {
+        return Err(PlanError::Denied(
+            "user namespace or fakeroot from the setuid starter".into(),
+            "use user-namespace mode",
+        ));
+    }
+    if !caller.setuid && !ns.user {
+        return Err(PlanError::Denied(
+            "running without a user namespace".into(),
+            "the starter is not setuid",
+        ));
+    }
+    if caller.setuid && !policy.allow_setuid {
+        return Err(PlanError::Denied(
+            "the setuid starter".into(),
+            "allow setuid",
+        ));
+    }
+    Ok(())
+}
+
+fn check_hostname(h: &str, ns: Namespaces) -> Result<(), PlanError> {
+    let ok = !h.is_empty()
+        && h.len() <= 64
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !ok {
+        return Err(PlanError::BadHostname(h.to_owned()));
+    }
+    if !ns.uts {
+        return Err(PlanError::Denied(
+            "setting the hostname without a UTS namespace".into(),
+            "allow uts ns",
+        ));
+    }
+    Ok(())
+}
+
+fn check_host_path(p: &Path) -> Result<(), PlanError> {
+    use std::os::unix::ffi::OsStrExt;
+    let b = p.as_os_str().as_bytes();
+    if !p.is_absolute() || b.contains(&0) || b.len() > MAX_PATH_BYTES {
+        return Err(PlanError::BadHostPath(p.to_owned()));
+    }
+    Ok(())
+}
+
+fn check_mount(m: PlanMount, policy: &Policy, caller: &Caller) -> Result<Mount, PlanError> {
+    let deny = |what: &str, rule| Err(PlanError::Denied(what.to_owned(), rule));
+    Ok(match m {
+        PlanMount::Proc if !policy.mount_proc => return deny("mounting /proc", "mount proc"),
+        PlanMount::Sys if !policy.mount_sys => return deny("mounting /sys", "mount sys"),
+        PlanMount::Devpts if !policy.mount_devpts => {
+            return deny("mounting /dev/pts", "mount devpts")
+        }
+        PlanMount::Proc => Mount::Proc,
+        PlanMount::Sys => Mount::Sys,
+        PlanMount::Devpts => Mount::Devpts,
+        PlanMount::Dev { minimal } => match (policy.mount_dev, minimal) {
+            (DevPolicy::No, _) | (DevPolicy::Minimal, false) => {
+                return deny("mounting the host /dev", "mount dev")
+            }
+            _ => Mount::Dev { minimal },
+        },
+        PlanMount::Tmpfs { dst, size_mib } => {
+            if size_mib == 0 || size_mib > policy.sessiondir_max_size_mib {
+                return deny(&format!("tmpfs of {size_mib} MiB"), "sessiondir max size");
+            }
+            Mount::Tmpfs {
+                dst: check_destination(&dst)?,
+                size_mib,
+            }
+        }
+        PlanMount::Bind {
+            src,
+            dst,
+            read_only,
+            kind,
+        } => {
+            check_host_path(&src)?;
+            let dst = check_destination(&dst)?;
+            check_bind_rule(&src, &dst, kind, policy, caller)?;
+            Mount::Bind {
+                src,
+                dst,
+                read_only,
+            }
+        }
+        PlanMount::File { dst, contents } => {
+            if !FILE_DESTINATIONS.contains(&dst.as_str()) || contents.len() > MAX_FILE_BYTES {
+                return Err(PlanError::BadFile(dst));
+            }
+            Mount::File {
+                dst: ContainerPath::parse(&dst)?,
+                contents,
+            }
+        }
+    })
+}
+
+/// Binds and tmpfs may not cover the container root or the kernel filesystems.
+fn check_destination(dst: &str) -> Result<ContainerPath, PlanError> {
+    let p = ContainerPath::parse(dst)?;
+    if p.as_str() == "/" || p.is_within("/proc") || p.is_within("/sys") || p.as_str() == "/dev" {
+        return Err(PlanError::ReservedDestination(dst.to_owned()));
+    }
+    Ok(p)
+}
+
+fn check_bind_rule(
+    src: &Path,
+    dst: &ContainerPath,
+    kind: BindKind,
+    policy: &Policy,
+    caller: &Caller,
+) -> Result<(), PlanError> {
+    let what = || format!("bind {src:?} to {:?}", dst.as_str());
+    match kind {
+        BindKind::User if !policy.user_bind_control => {
+            Err(PlanError::Denied(what(), "user bind control"))
+        }
+        BindKind::Home if !policy.mount_home => Err(PlanError::Denied(what(), "mount home")),
+        BindKind::Home if src != caller.home => {
+            Err(PlanError::Denied(what(), "not the caller's home directory"))
+        }
+        BindKind::Tmp if !policy.mount_tmp => Err(PlanError::Denied(what(), "mount tmp")),
+        BindKind::Tmp if src != Path::new("/tmp") && src != Path::new("/var/tmp") => Err(
+            PlanError::Denied(what(), "mount tmp covers only /tmp and /var/tmp"),
+        ),
+        BindKind::Cwd if src != caller.cwd => {
+            Err(PlanError::Denied(what(), "not the current directory"))
+        }
+        BindKind::Conf
+            if !policy
+                .bind_path
+                .iter()
+                .any(|(s, d)| s == src && d.as_os_str() == dst.as_str()) =>
+        {
+            Err(PlanError::Denied(what(), "no such 'bind path' entry"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_process(p: &Process) -> Result<ContainerPath, PlanError> {
+    let first = p
+        .argv
+        .first()
+        .ok_or(PlanError::BadProcess("argv is empty"))?;
+    ContainerPath::parse(first)?;
+    if p.argv.iter().chain(&p.env).any(|s| s.contains('\0')) {
+        return Err(PlanError::BadProcess("argv or env contains NUL"));
+    }
+    if p.env.iter().any(|e| e.find('=').is_none_or(|i| i == 0)) {
+        return Err(PlanError::BadProcess("env entry without NAME="));
+    }
+    ContainerPath::parse(&p.cwd)
+}
+
+#[cfg(test)]
+mod tests;
