@@ -204,7 +204,7 @@ fn check_header(h: &Header, file_len: u64) -> Result<usize, SifError> {
         return Err(SifError::Truncated("descriptor table"));
     }
     let end = (h.descriptors_offset as u64).checked_add(table_len);
-    if end.is_none_or(|e| e > file_len) {
+    if end.is_none_or(|e| e > file_len && table_len > 0) {
         return Err(SifError::Truncated("descriptor table"));
     }
     if h.data_offset < 0 || h.data_size < 0 {
