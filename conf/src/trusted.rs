@@ -76,6 +76,11 @@ pub(crate) fn read_trusted(path: &Path, max: u64) -> Result<(Vec<u8>, Metadata),
     current.push(last);
     let file = open_file(&current)?;
     let meta = stat(&current, &file)?;
+    if !meta.is_file() {
+        return Err(ConfError::NotRegularFile {
+            path: shown(&current),
+        });
+    }
     check_owner_and_mode(&current, &meta)?;
     let bytes = read_file(&current, file, &meta, max)?;
     Ok((bytes, meta))
