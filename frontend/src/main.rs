@@ -5,6 +5,9 @@ mod cli;
 mod env;
 mod oci;
 mod log;
+mod cache;
+mod registry;
+mod sources;
 
 use clap::Parser;
 

@@ -1,0 +1,209 @@
+//! The OCI distribution client: resolves a `docker://` reference to one image for the
+//! wanted platform and brings its config and layers into the blob cache, each verified
+//! against its digest and size while it streams (nothing is held in memory but manifests
+//! and the config).
+
+pub mod auth;
+pub mod client;
+pub mod manifest;
+pub mod platform;
+pub mod progress;
+pub mod reference;
+
+pub use auth::{CredentialStore, Credentials, NoCredentials};
+pub use client::{ClientOptions, RegistryError};
+pub use platform::Platform;
+pub use reference::Reference;
+
+use crate::cache::{BlobRef, BlobSlot, Cache, Digest};
+use crate::oci::{FetchedImage, Layer};
+
+use anyhow::{bail, Context, Result};
+use client::{read_document, Client};
+use manifest::{Descriptor, ImageManifest, Parsed};
+use std::io::Read;
+
+/// A connection to one image's repository.
+pub struct Remote {
+    client: Client,
+}
+
+impl Remote {
+    pub fn new(reference: &Reference, opts: &ClientOptions) -> Remote {
+        Remote {
+            client: Client::new(reference, opts),
+        }
+    }
+
+    pub fn reference(&self) -> &Reference {
+        self.client.reference()
+    }
+
+    /// The digest the reference resolves to now (an index digest for multi-arch images),
+    /// from a HEAD request's `Docker-Content-Digest`, else by hashing the manifest.
+    pub fn resolve_digest(&mut self) -> Result<Digest> {
+        let what = self.reference().to_string();
+        let mref = self.reference().manifest_ref();
+        let resp = self.client.request(
+            "HEAD",
+            &format!("manifests/{mref}"),
+            manifest::ACCEPT,
+            &what,
+        )?;
+        if let Some(d) = resp
+            .header("docker-content-digest")
+            .and_then(|d| Digest::parse(d).ok())
+        {
+            if let Some(pinned) = &self.reference().digest {
+                if &d != pinned {
+                    bail!("{what}: registry returned digest {d}, expected {pinned}");
+                }
+            }
+            return Ok(d);
+        }
+        let (body, _) = self.get_manifest(&mref, &what)?;
+        Ok(Digest::of_bytes(&body))
+    }
+
+    /// Fetches the image for `platform` into `cache` and describes it for the conversion.
+    pub fn fetch(&mut self, platform: &Platform, cache: &Cache) -> Result<FetchedImage> {
+        let what = self.reference().to_string();
+        let (manifest_digest, image) = self.resolve_image(platform, &what)?;
+        let config_blob = self.fetch_blob(&image.config, cache, false)?;
+        let config = read_config(&config_blob)?;
+        let image_platform = config_platform(&config).unwrap_or_else(|| platform.to_string());
+        if !image_platform.starts_with(&format!("{}/{}", platform.os, platform.architecture)) {
+            crate::warning!(
+                "the image's platform {image_platform} does not match the requested {platform}"
+            );
+        }
+        let mut layers = Vec::with_capacity(image.layers.len());
+        for desc in &image.layers {
+            let blob = self.fetch_blob(desc, cache, true)?;
+            layers.push(Layer {
+                digest: blob.digest.to_string(),
+                size: blob.size,
+                media_type: desc.media_type.clone(),
+                path: blob.path,
+            });
+        }
+        Ok(FetchedImage {
+            reference: format!("docker://{what}"),
+            manifest_digest: manifest_digest.to_string(),
+            config,
+            layers,
+            platform: image_platform,
+        })
+    }
+
+    /// Follows an index to the platform's manifest; returns that manifest's digest.
+    fn resolve_image(
+        &mut self,
+        platform: &Platform,
+        what: &str,
+    ) -> Result<(Digest, ImageManifest)> {
+        let mref = self.reference().manifest_ref();
+        let (body, content_type) = self.get_manifest(&mref, what)?;
+        let digest = Digest::of_bytes(&body);
+        if let Some(pinned) = &self.reference().digest {
+            if &digest != pinned {
+                bail!("{what}: manifest digest mismatch: expected {pinned}, got {digest}");
+            }
+        }
+        match manifest::parse(&body, content_type.as_deref(), what)? {
+            Parsed::Image(m) => Ok((digest, m)),
+            Parsed::Index(entries) => {
+                let chosen = manifest::choose(&entries, platform)
+                    .with_context(|| format!("{what}: choosing an image"))?;
+                let chosen_digest = Digest::parse(&chosen.digest)?;
+                crate::verbose!("{what}: using {chosen_digest} for {platform}");
+                let (body, ct) = self.get_manifest(&chosen_digest.to_string(), what)?;
+                let got = Digest::of_bytes(&body);
+                if got != chosen_digest {
+                    bail!("{what}: manifest digest mismatch: expected {chosen_digest}, got {got}");
+                }
+                match manifest::parse(&body, ct.as_deref(), what)? {
+                    Parsed::Image(m) => Ok((got, m)),
+                    Parsed::Index(_) => bail!("{what}: nested manifest lists are not supported"),
+                }
+            }
+        }
+    }
+
+    fn get_manifest(&mut self, mref: &str, what: &str) -> Result<(Vec<u8>, Option<String>)> {
+        let resp =
+            self.client
+                .request("GET", &format!("manifests/{mref}"), manifest::ACCEPT, what)?;
+        let content_type = resp.header("content-type").map(String::from);
+        let body = read_document(resp).with_context(|| format!("{what}: reading the manifest"))?;
+        Ok((body, content_type))
+    }
+
+    /// Brings one blob into the cache (unless it is there), verifying digest and size.
+    /// Interrupted transfers are retried; a mismatch is not.
+    fn fetch_blob(&mut self, desc: &Descriptor, cache: &Cache, show: bool) -> Result<BlobRef> {
+        let digest = Digest::parse(&desc.digest)?;
+        let mut writer = match cache.begin_blob(&digest, Some(desc.size))? {
+            BlobSlot::Present(b) => {
+                crate::verbose!("using cached blob {digest}");
+                return Ok(b);
+            }
+            BlobSlot::Missing(w) => w,
+        };
+        let what = format!("blob {digest}");
+        let bar = progress::bytes_bar(show.then_some(desc.size), &short(&digest));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let resp = self
+                .client
+                .request("GET", &format!("blobs/{digest}"), "", &what)?;
+            let mut reader = resp.into_reader();
+            match writer.fill(&mut reader as &mut dyn Read, &|n| bar.set_position(n)) {
+                Ok(()) => break,
+                Err(e) if is_transport(&e) && attempt < 3 => {
+                    crate::warning!("{what}: transfer interrupted ({e:#}), retrying");
+                }
+                Err(e) => return Err(e.context(format!("downloading {what}"))),
+            }
+        }
+        bar.finish_and_clear();
+        writer.commit()
+    }
+}
+
+fn is_transport(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<crate::cache::BlobError>().is_none()
+        && e.downcast_ref::<std::io::Error>().is_some()
+}
+
+fn short(d: &Digest) -> String {
+    d.hex()[..12].to_string()
+}
+
+/// Reads an image config from the cache (configs are small JSON documents).
+pub fn read_config(blob: &BlobRef) -> Result<Vec<u8>> {
+    if blob.size > client::MAX_DOCUMENT {
+        bail!("image config {} is larger than 8 MiB", blob.digest);
+    }
+    let config =
+        std::fs::read(&blob.path).with_context(|| format!("reading {}", blob.path.display()))?;
+    serde_json::from_slice::<serde_json::Value>(&config)
+        .with_context(|| format!("image config {} is not valid JSON", blob.digest))?;
+    Ok(config)
+}
+
+/// `os/arch[/variant]` from an image config.
+pub fn config_platform(config: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(config).ok()?;
+    let os = v.get("os")?.as_str()?;
+    let arch = v.get("architecture")?.as_str()?;
+    match v
+        .get("variant")
+        .and_then(|x| x.as_str())
+        .filter(|s| !s.is_empty())
+    {
+        Some(var) => Some(format!("{os}/{arch}/{var}")),
+        None => Some(format!("{os}/{arch}")),
+    }
+}

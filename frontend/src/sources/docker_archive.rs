@@ -1,0 +1,146 @@
+//! `docker save` archives (`docker-archive:FILE`, plain or gzip-compressed), also the
+//! stream the Docker daemon returns for `docker-daemon:`. Newer Docker writes an OCI
+//! layout alongside `manifest.json`; such archives are read as layouts, as Apptainer does.
+
+use super::ingest::Ingested;
+use super::oci_layout;
+use crate::cache::{Cache, Digest};
+use crate::oci::{FetchedImage, Layer};
+use crate::registry::{config_platform, Platform};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::io::Read;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SaveManifest {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// Reads a docker-save stream into the cache and describes the image in it.
+pub fn fetch(
+    reader: impl Read + 'static,
+    label: &str,
+    platform: &Platform,
+    cache: &Cache,
+) -> Result<FetchedImage> {
+    let files = Ingested::read(reader, label, cache)?;
+    if oci_layout::is_layout(&files) && !files.has("manifest.json") {
+        return oci_layout::fetch(&files, None, platform, label, cache);
+    }
+    if !files.has("manifest.json") {
+        if files.has("repositories") {
+            bail!("{label}: legacy docker archive without manifest.json is not supported");
+        }
+        bail!("{label}: not a docker archive (no manifest.json)");
+    }
+    let manifests: Vec<SaveManifest> =
+        serde_json::from_slice(files.read_small("manifest.json")?)
+            .with_context(|| format!("{label}: manifest.json is not valid"))?;
+    let Some(m) = manifests.first() else {
+        bail!("{label}: manifest.json lists no image");
+    };
+    if manifests.len() > 1 {
+        crate::warning!(
+            "{label}: holds {} images, using the first ({})",
+            manifests.len(),
+            m.repo_tags
+                .as_ref()
+                .and_then(|t| t.first())
+                .map(String::as_str)
+                .unwrap_or("untagged")
+        );
+    }
+    let config = files.read_small(&m.config)?.to_vec();
+    check_named_digest(&m.config, &Digest::of_bytes(&config), label)?;
+    let config_json: serde_json::Value = serde_json::from_slice(&config)
+        .with_context(|| format!("{label}: image config is not valid JSON"))?;
+    let diff_ids = diff_ids(&config_json);
+    let config_blob = files.blob(&m.config, cache)?;
+    let mut layers = Vec::with_capacity(m.layers.len());
+    for (i, path) in m.layers.iter().enumerate() {
+        let blob = files.blob(path, cache)?;
+        check_named_digest(path, &blob.digest, label)?;
+        let media_type = sniff_media_type(&blob.path)?;
+        // An uncompressed layer's digest is its diff_id: a free integrity check.
+        if media_type.ends_with(".tar") {
+            if let Some(id) = diff_ids.get(i) {
+                if id != &blob.digest.to_string() {
+                    bail!("{label}: layer {path} is corrupt (its digest does not match the image config)");
+                }
+            }
+        }
+        layers.push(Layer {
+            digest: blob.digest.to_string(),
+            size: blob.size,
+            media_type,
+            path: blob.path,
+        });
+    }
+    let manifest_digest = synthetic_manifest_digest(&config_blob.digest, config_blob.size, &layers);
+    Ok(FetchedImage {
+        reference: label.to_string(),
+        manifest_digest: manifest_digest.to_string(),
+        platform: config_platform(&config).unwrap_or_else(|| platform.to_string()),
+        config,
+        layers,
+    })
+}
+
+fn diff_ids(config: &serde_json::Value) -> Vec<String> {
+    config
+        .pointer("/rootfs/diff_ids")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Members named by their digest (`<hex>.json`, `blobs/sha256/<hex>`) must match it.
+fn check_named_digest(path: &str, got: &Digest, label: &str) -> Result<()> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let stem = name.strip_suffix(".json").unwrap_or(name);
+    if let Some(named) = Digest::from_hex(stem) {
+        if &named != got {
+            bail!("{label}: {path} is corrupt (digest mismatch: got {got})");
+        }
+    }
+    Ok(())
+}
+
+/// The layer media type from the blob's first bytes.
+pub fn sniff_media_type(path: &std::path::Path) -> Result<String> {
+    let mut magic = [0u8; 4];
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let n = f.read(&mut magic)?;
+    let t = if n >= 2 && magic[..2] == [0x1f, 0x8b] {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    } else if n >= 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    } else {
+        "application/vnd.oci.image.layer.v1.tar"
+    };
+    Ok(t.to_string())
+}
+
+/// An archive has no manifest; this is the digest of the OCI manifest that describes
+/// exactly its config and layers, so equal archives share cache entries.
+fn synthetic_manifest_digest(config: &Digest, config_size: u64, layers: &[Layer]) -> Digest {
+    let layers: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| serde_json::json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size}))
+        .collect();
+    let doc = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_size},
+        "layers": layers,
+    });
+    Digest::of_bytes(doc.to_string().as_bytes())
+}
