@@ -361,6 +361,13 @@ impl Editor {
             .checked_add(self.header.data_size)
             .ok_or(SifError::Overflow("data size"))?;
         let offset = aligned(start, input.alignment.unwrap_or(default_align))?;
+        if let DataSource::File(src) = &input.source {
+            if same_file(src, &self.file)? {
+                return Err(SifError::InvalidArgument(
+                    "object data is the image itself".into(),
+                ));
+            }
+        }
         self.file.seek(SeekFrom::Start(offset as u64))?;
         let want_digest = matches!(input.meta, Meta::OciDigest(None));
         let (size, digest) = copy_data(input.source, &mut self.file, want_digest)?;
@@ -452,6 +459,13 @@ fn hashing_copy<R: Read>(mut r: R, out: &mut File) -> Result<(u64, Option<String
         total += n as u64;
     }
     Ok((total, Some(hex(&hasher.finalize()))))
+}
+
+/// Whether two open files are the same inode (copying an image into itself never ends).
+fn same_file(a: &File, b: &File) -> Result<bool, SifError> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (a.metadata()?, b.metadata()?);
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -516,3 +516,19 @@ fn set_primary_partition_goldens() {
     assert!(matches!(err, sif::SifError::ObjectNotFound), "{err}");
     assert_same(&p, &golden("TestSetPrimPart/ErrObjectNotFound.golden"));
 }
+
+#[test]
+fn adding_an_image_to_itself_is_refused() {
+    let (_d, p) = tmp();
+    create_container(&p, CreateOptions::deterministic(), vec![generic(&[1, 2])]).unwrap();
+    let before = fs::read(&p).unwrap();
+    let own = DataSource::File(fs::File::open(&p).unwrap());
+    let err = add_object_with(
+        &p,
+        DescriptorInput::new(DataType::Generic, own),
+        ModifyOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("image itself"), "{err}");
+    assert_eq!(fs::read(&p).unwrap(), before);
+}
