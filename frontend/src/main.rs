@@ -2,6 +2,7 @@
 //! conversion and caching, and hands a launch Plan to the starter.
 
 mod cli;
+mod deffile;
 mod env;
 mod oci;
 mod log;
