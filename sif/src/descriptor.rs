@@ -127,6 +127,23 @@ impl Descriptor {
         buf
     }
 
+    /// The bytes a signature's descriptor digest covers (557). `relative_id` is the ID minus
+    /// the smallest ID of the same group ([`crate::Image::relative_id`]); ID, group, offset,
+    /// padding and modification time are not covered, so objects can be moved.
+    pub fn integrity_bytes(&self, relative_id: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity(557);
+        out.extend_from_slice(&self.data_type.raw().to_le_bytes());
+        out.push(u8::from(self.used));
+        out.extend_from_slice(&relative_id.to_le_bytes());
+        out.extend_from_slice(&self.link_raw.to_le_bytes());
+        for v in [self.size, self.created_at, self.uid, self.gid] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.name);
+        out.extend_from_slice(&self.extra);
+        out
+    }
+
     /// Group number, 0 meaning "no group".
     pub fn group(&self) -> u32 {
         self.group_raw & !GROUP_MASK

@@ -117,6 +117,17 @@ impl Header {
         buf
     }
 
+    /// The bytes a signature's header digest covers (61): launch script, magic, version
+    /// and ID. Arch, times, counters and offsets are deliberately not covered.
+    pub fn integrity_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(61);
+        out.extend_from_slice(&self.launch_script);
+        out.extend_from_slice(&self.magic);
+        out.extend_from_slice(&self.version);
+        out.extend_from_slice(&self.id);
+        out
+    }
+
     /// The launch script up to its first NUL.
     pub fn launch_script(&self) -> &[u8] {
         until_nul(&self.launch_script)

@@ -164,6 +164,17 @@ impl Image {
         self.descriptors().find(|d| d.is_primary_partition())
     }
 
+    /// `id` minus the smallest ID with the same raw group, as signatures record it.
+    pub fn relative_id(&self, d: &Descriptor) -> u32 {
+        let min = self
+            .descriptors()
+            .filter(|o| o.group_raw == d.group_raw)
+            .map(|o| o.id)
+            .min()
+            .unwrap_or(d.id);
+        d.id.saturating_sub(min)
+    }
+
     /// A reader over the data of object `id` (exactly `Size` bytes).
     pub fn object_reader<'r, R: Read + Seek>(
         &self,

@@ -580,22 +580,34 @@ pub fn delete_object(path: &Path, id: u32) -> Result<(), SifError> {
 
 /// Deletes object `id`: optionally zeroes its data and truncates free space at the end.
 pub fn delete_object_with(path: &Path, id: u32, opts: DeleteOptions) -> Result<(), SifError> {
+    delete_objects(path, |d| d.id == id, opts).map(drop)
+}
+
+/// Deletes every used object `select` picks; returns how many. "object not found" if none.
+pub fn delete_objects<F: Fn(&Descriptor) -> bool>(
+    path: &Path,
+    select: F,
+    opts: DeleteOptions,
+) -> Result<usize, SifError> {
     let mut ed = Editor::open(path)?;
-    let slot = ed
-        .slots
-        .iter()
-        .position(|d| d.used && d.id == id)
-        .ok_or(SifError::ObjectNotFound)?;
-    let d = ed.slots[slot].clone();
-    if opts.zero {
-        ed.file.seek(SeekFrom::Start(d.offset as u64))?;
-        io::copy(&mut io::repeat(0).take(d.size as u64), &mut ed.file)?;
+    let chosen: Vec<usize> = (0..ed.slots.len())
+        .filter(|&i| ed.slots[i].used && select(&ed.slots[i]))
+        .collect();
+    if chosen.is_empty() {
+        return Err(SifError::ObjectNotFound);
     }
-    ed.header.descriptors_free += 1;
-    if d.is_primary_partition() {
-        ed.header.arch = Arch::NONE.code();
+    for &slot in &chosen {
+        let d = ed.slots[slot].clone();
+        if opts.zero {
+            ed.file.seek(SeekFrom::Start(d.offset as u64))?;
+            io::copy(&mut io::repeat(0).take(d.size as u64), &mut ed.file)?;
+        }
+        ed.header.descriptors_free += 1;
+        if d.is_primary_partition() {
+            ed.header.arch = Arch::NONE.code();
+        }
+        ed.slots[slot] = Descriptor::empty();
     }
-    ed.slots[slot] = Descriptor::empty();
     ed.header.modified_at = ed.time(opts.time);
     if opts.compact {
         ed.header.data_size = ed.calculated_data_size();
@@ -604,6 +616,54 @@ pub fn delete_object_with(path: &Path, id: u32, opts: DeleteOptions) -> Result<(
             ed.file.set_len(end)?;
         }
     }
+    ed.flush()?;
+    Ok(chosen.len())
+}
+
+/// Replaces the type-specific metadata (`Extra`, at most 384 bytes) of object `id`.
+pub fn set_metadata(
+    path: &Path,
+    id: u32,
+    extra: &[u8],
+    opts: ModifyOptions,
+) -> Result<(), SifError> {
+    set_extra(path, id, extra, opts, |_| Ok(()))
+}
+
+/// Records `digest` (`sha256:<hex>`) as the digest of OCI root index or blob object `id`.
+pub fn set_oci_blob_digest(
+    path: &Path,
+    id: u32,
+    digest: &str,
+    opts: ModifyOptions,
+) -> Result<(), SifError> {
+    set_extra(path, id, digest.as_bytes(), opts, |d| match d.data_type {
+        DataType::OciBlob | DataType::OciRootIndex => Ok(()),
+        _ => Err(SifError::InvalidArgument(
+            "object is not an OCI blob".into(),
+        )),
+    })
+}
+
+fn set_extra<F: Fn(&Descriptor) -> Result<(), SifError>>(
+    path: &Path,
+    id: u32,
+    extra: &[u8],
+    opts: ModifyOptions,
+    check: F,
+) -> Result<(), SifError> {
+    let extra = to_extra(extra)?;
+    let mut ed = Editor::open(path)?;
+    let slot = ed
+        .slots
+        .iter()
+        .position(|d| d.used && d.id == id)
+        .ok_or(SifError::ObjectNotFound)?;
+    check(&ed.slots[slot])?;
+    let t = ed.time(opts.time);
+    ed.slots[slot].extra = extra;
+    ed.slots[slot].modified_at = t;
+    ed.header.modified_at = t;
     ed.flush()
 }
 

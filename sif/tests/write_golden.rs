@@ -7,8 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use sif::write::{
-    add_object_with, create_container, delete_object_with, set_primary_partition_with,
-    CreateOptions, DataSource, DeleteOptions, DescriptorInput, ModifyOptions,
+    add_object_with, create_container, delete_object_with, delete_objects, set_metadata,
+    set_oci_blob_digest, set_primary_partition_with, CreateOptions, DataSource, DeleteOptions,
+    DescriptorInput, ModifyOptions,
 };
 use sif::{Arch, DataType, FormatType, FsType, MessageType, PartType, SbomFormat, ZERO_TIME};
 
@@ -531,4 +532,85 @@ fn adding_an_image_to_itself_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("image itself"), "{err}");
     assert_eq!(fs::read(&p).unwrap(), before);
+}
+
+#[test]
+fn delete_objects_goldens() {
+    let (_d, p) = tmp();
+    two_generics(&p);
+    let generic = |d: &sif::Descriptor| d.data_type == DataType::Generic;
+    assert_eq!(
+        delete_objects(&p, generic, DeleteOptions::default()).unwrap(),
+        2
+    );
+    assert_same(&p, &golden("TestDeleteObjects/DataType.golden"));
+
+    let (_d, p) = tmp();
+    two_generics(&p);
+    let compact = DeleteOptions {
+        compact: true,
+        ..Default::default()
+    };
+    delete_objects(&p, generic, compact).unwrap();
+    assert_same(&p, &golden("TestDeleteObjects/DataTypeCompact.golden"));
+
+    let (_d, p) = tmp();
+    let prim = DescriptorInput::new(DataType::Partition, bytes(&[0xfa, 0xce])).partition(
+        FsType::Squash,
+        PartType::PrimSys,
+        Arch::X386,
+    );
+    create_container(&p, CreateOptions::deterministic(), vec![prim]).unwrap();
+    delete_objects(&p, sif::Descriptor::is_primary_partition, compact).unwrap();
+    assert_same(
+        &p,
+        &golden("TestDeleteObjects/PrimaryPartitionCompact.golden"),
+    );
+
+    let (_d, p) = tmp();
+    two_generics(&p);
+    let err = delete_objects(&p, |_| false, DeleteOptions::default()).unwrap_err();
+    assert!(matches!(err, sif::SifError::ObjectNotFound), "{err}");
+    assert_same(&p, &golden("TestDeleteObjects/NilSelectFunc.golden"));
+}
+
+const DIGEST: &str = "sha256:93a6ab73f77ce27501f74bb35af9b4da5b964c62f96175a1bc0e8ba2ae0dec08";
+const EMPTY_DIGEST: &str =
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+fn blob(b: &[u8]) -> DescriptorInput {
+    DescriptorInput::new(DataType::OciBlob, bytes(b))
+}
+
+#[test]
+fn set_metadata_and_oci_digest_goldens() {
+    type Setter = fn(&Path, u32, &str, ModifyOptions) -> Result<(), sif::SifError>;
+    let digest: Setter = set_oci_blob_digest;
+    let metadata: Setter = |p, id, d, o| set_metadata(p, id, d.as_bytes(), o);
+    for (dir, set, value) in [
+        ("TestFileImage_SetOCIBlobDigest", digest, DIGEST),
+        ("TestSetMetadata", metadata, EMPTY_DIGEST),
+    ] {
+        let cases = [
+            ("One", CreateOptions::deterministic(), 1, 1, None),
+            ("Two", CreateOptions::deterministic(), 2, 2, None),
+            ("WithTime", CreateOptions::deterministic(), 1, 1, Some(T)),
+            ("Deterministic", with_id_and_time(), 1, 1, Some(ZERO_TIME)),
+        ];
+        for (case, create, objects, id, time) in cases {
+            let (_d, p) = tmp();
+            let inputs = [blob(&[0xfa, 0xce]), blob(&[0xfe, 0xed])]
+                .into_iter()
+                .take(objects)
+                .collect();
+            create_container(&p, create, inputs).unwrap();
+            set(&p, id, value, ModifyOptions { time }).unwrap();
+            assert_same(&p, &golden(&format!("{dir}/{case}.golden")));
+        }
+    }
+    let (_d, p) = tmp();
+    create_container(&p, CreateOptions::deterministic(), vec![]).unwrap();
+    let err = set_metadata(&p, 1, b"x", ModifyOptions::default()).unwrap_err();
+    assert!(matches!(err, sif::SifError::ObjectNotFound), "{err}");
+    assert_same(&p, &golden("TestSetMetadata/ErrObjectNotFound.golden"));
 }
