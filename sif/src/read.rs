@@ -100,8 +100,13 @@ impl Image {
                 continue;
             }
             let bad = |what| SifError::BadDescriptor { id: d.id, what };
-            if u64::from(d.id) != i as u64 + 1 {
-                return Err(bad("id does not match its slot"));
+            // The reference numbers objects by slot; other writers may not, but lookups by
+            // ID must stay unambiguous.
+            if d.id == 0 {
+                return Err(bad("object id 0"));
+            }
+            if self.slots[..i].iter().any(|o| o.used && o.id == d.id) {
+                return Err(bad("duplicate object id"));
             }
             if d.offset < 0 || d.size < 0 {
                 return Err(bad("negative offset or size"));

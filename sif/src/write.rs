@@ -350,6 +350,11 @@ impl Editor {
             return Err(SifError::PrimaryPartitionExists);
         }
         let id = u32::try_from(slot + 1).map_err(|_| SifError::InsufficientCapacity)?;
+        if self.slots.iter().any(|d| d.used && d.id == id) {
+            return Err(SifError::InvalidArgument(format!(
+                "object id {id} of the free slot is already in use"
+            )));
+        }
         let default_align = match input.data_type {
             DataType::Partition => PARTITION_ALIGNMENT,
             _ => 0,

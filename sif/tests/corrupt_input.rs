@@ -178,10 +178,11 @@ fn crafted_corruptions_give_one_line_errors() {
             "descriptor table",
         ),
         (
-            "wrong id",
-            Box::new(move |b| b[d2 + 5] = 7),
-            "id does not match",
+            "duplicate id",
+            Box::new(move |b| b[d2 + 5] = 1),
+            "duplicate object id",
         ),
+        ("id zero", Box::new(move |b| b[d2 + 5] = 0), "object id 0"),
     ];
     for (what, mutate, want) in cases {
         let mut b = base.clone();
