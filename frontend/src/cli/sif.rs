@@ -262,28 +262,44 @@ fn add(a: AddArgs) -> Result<()> {
 
 // ---- output formats ----
 
-/// Go's `text/tabwriter` for our case: every row has the same cells; all but the last are
-/// padded to the widest cell of their column plus `padding`.
-fn tabulate(rows: &[Vec<String>], padding: usize) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols.saturating_sub(1))
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-                + padding
-        })
+/// Go's `text/tabwriter` (no flags, padding with spaces): `text` is lines of tab-terminated
+/// cells. A cell is padded to the widest cell of its column block (the run of adjacent
+/// lines that have a cell in that column) plus `padding`; the text after a line's last tab
+/// is not aligned. Values with embedded newlines thus end a block, as in siftool.
+fn tabwriter(text: &str, padding: usize) -> String {
+    let lines: Vec<Vec<&str>> = text
+        .split_terminator('\n')
+        .map(|l| l.split('\t').collect())
         .collect();
-    let mut out = String::new();
-    for row in rows {
-        for (c, cell) in row.iter().enumerate() {
-            match widths.get(c) {
-                Some(w) if c + 1 < row.len() => out.push_str(&format!("{cell:<w$}")),
-                _ => out.push_str(cell),
+    // widths[line][column] for every tab-terminated cell.
+    let mut widths: Vec<Vec<usize>> = lines.iter().map(|l| vec![0; l.len() - 1]).collect();
+    let cols = lines.iter().map(|l| l.len() - 1).max().unwrap_or(0);
+    for c in 0..cols {
+        let mut start = 0;
+        while start < lines.len() {
+            if lines[start].len() - 1 <= c {
+                start += 1;
+                continue;
             }
+            let end = (start..lines.len())
+                .find(|&i| lines[i].len() - 1 <= c)
+                .unwrap_or(lines.len());
+            let w = (start..end)
+                .map(|i| lines[i][c].chars().count() + padding)
+                .max()
+                .unwrap_or(0);
+            for row in &mut widths[start..end] {
+                row[c] = w;
+            }
+            start = end;
         }
+    }
+    let mut out = String::new();
+    for (line, ws) in lines.iter().zip(&widths) {
+        for (cell, w) in line.iter().zip(ws) {
+            out.push_str(&format!("{cell:<w$}"));
+        }
+        out.push_str(line[line.len() - 1]);
         out.push('\n');
     }
     out
@@ -333,8 +349,8 @@ fn go_time(t: i64) -> String {
 }
 
 fn render_header(h: &Header) -> String {
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut row = |k: &str, v: String| rows.push(vec![format!("{k}:"), v]);
+    let mut text = String::new();
+    let mut row = |k: &str, v: String| text.push_str(&format!("{k}:\t{v}\n"));
     let script = String::from_utf8_lossy(h.launch_script()).into_owned();
     if !script.is_empty() {
         row(
@@ -361,7 +377,7 @@ fn render_header(h: &Header) -> String {
     row("Descriptors Size", readable_size(h.descriptors_size));
     row("Data Offset", h.data_offset.to_string());
     row("Data Size", readable_size(h.data_size));
-    tabulate(&rows, 1)
+    tabwriter(&text, 1)
 }
 
 fn group_str(d: &Descriptor) -> String {
@@ -427,8 +443,8 @@ fn valid_digest(s: &str) -> bool {
 }
 
 fn render_info(d: &Descriptor) -> Result<String> {
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut row = |k: &str, v: String| rows.push(vec![String::new(), format!("{k}:"), v]);
+    let mut text = String::new();
+    let mut row = |k: &str, v: String| text.push_str(&format!("\t{k}:\t{v}\n"));
     row("Data Type", d.data_type.to_string());
     row("ID", d.id.to_string());
     row("Group ID", group_str(d));
@@ -475,7 +491,7 @@ fn render_info(d: &Descriptor) -> Result<String> {
         }
         row("Digest", digest);
     }
-    Ok(tabulate(&rows, 2))
+    Ok(tabwriter(&text, 2))
 }
 
 #[cfg(test)]
@@ -490,6 +506,14 @@ mod tests {
         assert_eq!(readable_size(8784), "9 KiB");
         assert_eq!(readable_size(1536), "2 KiB");
         assert_eq!(readable_size(3 << 30), "3 GiB");
+    }
+
+    #[test]
+    fn tabwriter_blocks_end_at_lines_without_cells() {
+        let text = "Launch Script:\t#!/bin/sh\nexec x\nVersion:\t01\nDescriptors Free:\t48\n";
+        let want = "Launch Script: #!/bin/sh\nexec x\nVersion:          01\nDescriptors Free: 48\n";
+        assert_eq!(tabwriter(text, 1), want);
+        assert_eq!(tabwriter("\tA:\t1\n\tBB:\t2\n", 2), "  A:   1\n  BB:  2\n");
     }
 
     #[test]
