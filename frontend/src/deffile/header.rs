@@ -294,9 +294,15 @@ pub fn parse_header(file: &str, lines: &[Line]) -> Result<(Header, Vec<String>),
             DefErrorKind::MissingBootstrap(first.key.clone()),
         ));
     }
-    let bootstrap_line = first.line;
-    let agent = Agent::from_name(&first.value)
-        .ok_or_else(|| err(first.line, DefErrorKind::UnknownAgent(first.value.clone())))?;
+    // A repeated (indented) `Bootstrap:` line overrides the first, like any repeated key.
+    let last = entries
+        .iter()
+        .rev()
+        .find(|e| e.key == "bootstrap")
+        .unwrap_or(first);
+    let bootstrap_line = last.line;
+    let agent = Agent::from_name(&last.value)
+        .ok_or_else(|| err(last.line, DefErrorKind::UnknownAgent(last.value.clone())))?;
     let header = Header { agent, entries };
     if agent.needs_from() && header.from().is_none_or(str::is_empty) {
         return Err(err(bootstrap_line, DefErrorKind::MissingFrom(agent.name())));

@@ -52,6 +52,29 @@ impl DefFile {
     pub fn stage_named(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|s| s.name.as_deref() == Some(name))
     }
+
+    /// Every stage's text after templating, joined: what the reference stores in the SIF as
+    /// the definition file of a build.
+    pub fn templated_text(&self) -> String {
+        self.stages.iter().map(|s| s.text.as_str()).collect()
+    }
+
+    /// The reference's report of unused build args, if any: a fatal error by default, a
+    /// warning with `--warn-unused-build-args` (`warn_only`).
+    pub fn unused_build_args_message(&self, warn_only: bool) -> Option<String> {
+        if self.unused_build_args.is_empty() {
+            return None;
+        }
+        let names = self.unused_build_args.join(" ");
+        Some(if warn_only {
+            format!("Unused build args: {names}")
+        } else {
+            format!(
+                "unused build args: {names}. Use option --warn-unused-build-args to show a \
+                 warning instead of a fatal message"
+            )
+        })
+    }
 }
 
 /// One `Bootstrap:` block.

@@ -110,9 +110,20 @@ fn is_blank_or_comment(text: &str) -> bool {
 /// One slice of lines per stage, each starting with its `Bootstrap:` line. Anything but
 /// comments before the first one is an error: a stage without an agent cannot be built.
 fn split_stages<'a>(file: &str, lines: &'a [Line]) -> Result<Vec<&'a [Line]>, DefError> {
-    let starts: Vec<usize> = (0..lines.len())
+    let mut starts: Vec<usize> = (0..lines.len())
         .filter(|&i| starts_stage(&lines[i].text))
         .collect();
+    let first = starts.first().copied().unwrap_or(lines.len());
+    if let Some(at) = lines[..first]
+        .iter()
+        .position(|l| !is_blank_or_comment(&l.text))
+    {
+        // An indented first `Bootstrap:` does not split (as in the reference) but still
+        // starts the first stage.
+        if starts_stage(lines[at].text.trim_start()) {
+            starts.insert(0, at);
+        }
+    }
     let first = starts.first().copied().unwrap_or(lines.len());
     if let Some(stray) = lines[..first]
         .iter()

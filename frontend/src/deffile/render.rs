@@ -22,9 +22,13 @@ impl fmt::Display for DefFile {
 
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for entry in &self.header.entries {
+        for (i, entry) in self.header.entries.iter().enumerate() {
             let key = canonical_key(&entry.key).unwrap_or_else(|| entry.key.clone());
             let value = if entry.key == "bootstrap" {
+                // Once, first: another `Bootstrap:` line would start another stage.
+                if i > 0 {
+                    continue;
+                }
                 self.header.agent.name().to_string()
             } else {
                 // A newline in a value was written as `\n\` at the end of a line.

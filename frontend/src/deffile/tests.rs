@@ -133,6 +133,11 @@ fn header_comments_and_blank_lines_are_skipped() {
 fn repeated_header_key_last_wins() {
     let def = ok("Bootstrap: docker\nFrom: a\nFrom: b\n");
     assert_eq!(def.stages[0].header.from(), Some("b"));
+    // Also for an indented second `Bootstrap:`, which does not start a stage.
+    let def = ok("Bootstrap: docker\nFrom: a\n  Bootstrap: scratch\n");
+    assert_eq!(def.stages.len(), 1);
+    assert_eq!(def.stages[0].header.agent, Agent::Scratch);
+    assert_eq!(def.to_string(), "Bootstrap: scratch\nFrom: a\n");
 }
 
 #[test]
@@ -530,6 +535,14 @@ fn each_bootstrap_starts_a_stage() {
 }
 
 #[test]
+fn an_indented_first_bootstrap_starts_the_first_stage() {
+    let def = ok("# x\n  Bootstrap: docker\n  From: alpine\nBootstrap: scratch\n");
+    assert_eq!(def.stages.len(), 2);
+    assert_eq!(def.stages[0].line, 2);
+    assert_eq!(def.stages[0].header.from(), Some("alpine"));
+}
+
+#[test]
 fn a_stage_without_a_name_is_allowed() {
     let def = ok("Bootstrap: docker\nFrom: a\nBootstrap: docker\nFrom: b\n");
     assert_eq!(def.stages.len(), 2);
@@ -663,6 +676,35 @@ fn unused_build_args_are_reported_sorted() {
     assert_eq!(
         def.unused_build_args,
         vec!["ALPHA".to_string(), "ZED".to_string()]
+    );
+}
+
+#[test]
+fn unused_build_args_are_worded_as_the_reference_does() {
+    let args = BuildArgs::new(&flags(&["B=1", "A=2"]), None).unwrap();
+    let def = parse("t.def", "Bootstrap: scratch\n", &args).unwrap();
+    assert_eq!(
+        def.unused_build_args_message(false).as_deref(),
+        Some("unused build args: A B. Use option --warn-unused-build-args to show a warning instead of a fatal message")
+    );
+    assert_eq!(
+        def.unused_build_args_message(true).as_deref(),
+        Some("Unused build args: A B")
+    );
+    assert_eq!(
+        ok("Bootstrap: scratch\n").unused_build_args_message(false),
+        None
+    );
+}
+
+#[test]
+fn the_templated_text_joins_the_stages() {
+    let text = "# lead comment\nBootstrap: docker\nFrom: {{ A }}\n%arguments\nA=alpine\nBootstrap: scratch\n%post\necho {{ A }}\n";
+    let args = BuildArgs::new(&flags(&["A=debian"]), None).unwrap();
+    let def = parse("t.def", text, &args).unwrap();
+    assert_eq!(
+        def.templated_text(),
+        "Bootstrap: docker\nFrom: debian\n%arguments\nA=alpine\nBootstrap: scratch\n%post\necho debian\n"
     );
 }
 
@@ -832,7 +874,7 @@ mod random {
         #[test]
         fn definition_like_text_never_panics_and_renders_to_a_fixpoint(
             pieces in proptest::collection::vec(prop_oneof![
-                Just("Bootstrap: docker\n"), Just("Bootstrap: scratch\n"), Just("bootstrap:zypper\n"),
+                Just("Bootstrap: docker\n"), Just("Bootstrap: scratch\n"), Just("  Bootstrap: oras\n"), Just("bootstrap:zypper\n"),
                 Just("From: alpine\n"), Just("Stage: s1\n"), Just("Stage: s2\n"), Just("OtherURL3: u\n"),
                 Just("Include: a \\\n"), Just("x\\n\\\n"), Just("# c\n"), Just("\n"), Just("   \n"),
                 Just("%post -c bash\n"), Just("%files from s1\n"), Just("%files\n"), Just("%labels\n"),
