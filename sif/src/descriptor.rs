@@ -1,6 +1,6 @@
 //! The 585-byte descriptor and the type-specific metadata packed into its `Extra` field.
 
-use crate::header::{until_nul, Fields};
+use crate::header::{trim_nul, until_nul, Fields};
 use crate::types::{
     Arch, DataType, FormatType, FsType, HashType, MessageType, PartType, SbomFormat,
 };
@@ -163,8 +163,7 @@ impl Descriptor {
 
     /// The object name with trailing NULs removed (lossy UTF-8).
     pub fn name(&self) -> String {
-        let end = self.name.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
-        String::from_utf8_lossy(&self.name[..end]).into_owned()
+        String::from_utf8_lossy(trim_nul(&self.name)).into_owned()
     }
 
     /// End of the object data (`offset + size`), if it does not overflow.

@@ -128,9 +128,9 @@ impl Header {
         out
     }
 
-    /// The launch script up to its first NUL.
+    /// The launch script without its NUL padding.
     pub fn launch_script(&self) -> &[u8] {
-        until_nul(&self.launch_script)
+        trim_nul(&self.launch_script)
     }
 
     /// Architecture of the primary system partition as recorded in the header.
@@ -140,7 +140,7 @@ impl Header {
 
     /// The version as text (`01`).
     pub fn version_str(&self) -> String {
-        String::from_utf8_lossy(until_nul(&self.version)).into_owned()
+        String::from_utf8_lossy(trim_nul(&self.version)).into_owned()
     }
 
     /// Whether the image ID is the nil UUID.
@@ -170,6 +170,12 @@ pub fn format_uuid(id: &[u8; 16]) -> String {
         s.push_str(&format!("{b:02x}"));
     }
     s
+}
+
+/// The bytes without trailing NULs.
+pub(crate) fn trim_nul(b: &[u8]) -> &[u8] {
+    let end = b.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+    &b[..end]
 }
 
 /// The bytes before the first NUL.
