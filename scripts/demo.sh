@@ -8,6 +8,7 @@
 set -eu
 
 PREFIX=${1:?usage: scripts/demo.sh PREFIX}
+# shellcheck source=scripts/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
 DEMO_USER=apptest

@@ -41,7 +41,11 @@ else
     echo "install-deps.sh: all packages already installed"
 fi
 
-if ! command -v cargo >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
-    echo "install-deps.sh: cargo not found: install the Rust toolchain pinned in rust-toolchain.toml (e.g. with rustup) and make sure cargo is on PATH" >&2
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+        echo "install-deps.sh: cargo is in ${CARGO_HOME:-$HOME/.cargo}/bin but not on PATH: add it to PATH" >&2
+    else
+        echo "install-deps.sh: cargo not found: install the Rust toolchain pinned in rust-toolchain.toml (e.g. with rustup) and put cargo on PATH" >&2
+    fi
     exit 1
 fi

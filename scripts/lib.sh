@@ -71,6 +71,11 @@ registry_start() {
         say "registry already answering on $REGISTRY_ADDR: reusing it"
         return 0
     fi
+    # Debian's own service (systemd machines) listens on :5000 with htpasswd auth: ours replaces it.
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+        say "stopping Debian's docker-registry service (port 5000 is needed by the tests)"
+        systemctl stop docker-registry
+    fi
     pidfile=$REGISTRY_DIR/registry.pid
     if [ -f "$pidfile" ]; then
         old=$(cat "$pidfile")

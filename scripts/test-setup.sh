@@ -7,6 +7,7 @@
 set -eu
 
 PREFIX=${1:?usage: scripts/test-setup.sh PREFIX}
+# shellcheck source=scripts/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
 need_root test-setup.sh
