@@ -84,6 +84,14 @@ impl Cache {
         self._temp.is_some()
     }
 
+    /// Leaves a temporary cache on disk after this process (an action execs the container
+    /// from a SIF in it, so nothing would be left to remove it any earlier).
+    pub fn keep(self) {
+        if let Some(t) = self._temp {
+            let _ = t.keep();
+        }
+    }
+
     /// The directory of one cache kind, created 0700 on first use.
     pub fn kind_dir(&self, kind: &str) -> Result<PathBuf> {
         let dir = self.root.join(kind);

@@ -15,7 +15,7 @@ pub const MAX_DOCUMENT: u64 = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("{what}: not found at {registry} ({detail})")]
+    #[error("{what}: {detail} (registry {registry})")]
     NotFound {
         what: String,
         registry: String,
@@ -150,11 +150,20 @@ impl Client {
                     })
                 }
                 ureq::Error::Status(404, resp) => {
+                    let mut detail = error_detail(resp);
+                    if detail == "not found" {
+                        // HEAD answers carry no error body.
+                        detail = if path.starts_with("manifests/") {
+                            "manifest unknown".into()
+                        } else {
+                            "blob unknown".into()
+                        };
+                    }
                     return Err(RegistryError::NotFound {
                         what: what.into(),
                         registry: self.reference.registry.clone(),
-                        detail: error_detail(resp),
-                    })
+                        detail,
+                    });
                 }
                 ureq::Error::Status(code, resp) if code == 429 || code >= 500 => {
                     if attempt >= MAX_ATTEMPTS {
@@ -318,7 +327,10 @@ pub fn read_document(resp: ureq::Response) -> std::io::Result<Vec<u8>> {
 
 /// The registry's error text (`{"errors":[{"code":..,"message":..}]}`), else the status.
 fn error_detail(resp: ureq::Response) -> String {
-    let status = format!("{} {}", resp.status(), resp.status_text());
+    let status = match resp.status() {
+        404 => "not found".to_string(),
+        code => format!("{code} {}", resp.status_text()),
+    };
     #[derive(serde::Deserialize)]
     struct Errors {
         errors: Vec<Item>,

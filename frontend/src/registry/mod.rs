@@ -42,7 +42,7 @@ impl Remote {
     /// The digest the reference resolves to now (an index digest for multi-arch images),
     /// from a HEAD request's `Docker-Content-Digest`, else by hashing the manifest.
     pub fn resolve_digest(&mut self) -> Result<Digest> {
-        let what = self.reference().to_string();
+        let what = format!("docker://{}", self.reference());
         let mref = self.reference().manifest_ref();
         let resp = self.client.request(
             "HEAD",
@@ -67,7 +67,7 @@ impl Remote {
 
     /// Fetches the image for `platform` into `cache` and describes it for the conversion.
     pub fn fetch(&mut self, platform: &Platform, cache: &Cache) -> Result<FetchedImage> {
-        let what = self.reference().to_string();
+        let what = format!("docker://{}", self.reference());
         let (manifest_digest, image) = self.resolve_image(platform, &what)?;
         let config_blob = self.fetch_blob(&image.config, cache, false)?;
         let config = read_config(&config_blob)?;
@@ -88,7 +88,7 @@ impl Remote {
             });
         }
         Ok(FetchedImage {
-            reference: format!("docker://{what}"),
+            reference: what,
             manifest_digest: manifest_digest.to_string(),
             config,
             layers,
@@ -142,7 +142,8 @@ impl Remote {
     /// Brings one blob into the cache (unless it is there), verifying digest and size.
     /// Interrupted transfers are retried; a mismatch is not.
     fn fetch_blob(&mut self, desc: &Descriptor, cache: &Cache, show: bool) -> Result<BlobRef> {
-        let digest = Digest::parse(&desc.digest)?;
+        let digest = Digest::parse(&desc.digest)
+            .with_context(|| format!("{}: bad blob digest", self.reference()))?;
         let mut writer = match cache.begin_blob(&digest, Some(desc.size))? {
             BlobSlot::Present(b) => {
                 crate::verbose!("using cached blob {digest}");

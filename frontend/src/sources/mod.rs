@@ -40,7 +40,7 @@ pub enum SourceError {
     UnknownTransport(String),
     #[error("{0}:// images are not supported by this build yet")]
     NotHere(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Reference(#[from] crate::registry::reference::ReferenceError),
     #[error("{0}: missing path")]
     MissingPath(String),
@@ -165,7 +165,6 @@ pub fn fetch(source: &Source, opts: &FetchOptions, cache: &Cache) -> Result<Fetc
             oci_layout::fetch(&files, tag.as_deref(), &opts.platform, &label, cache)
         }
     }
-    .with_context(|| format!("while fetching {}", describe(source)))
 }
 
 /// The digest that identifies what a registry source points at now (an index digest for
