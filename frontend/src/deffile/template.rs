@@ -231,11 +231,11 @@ fn substitute_line(
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
-    let mut search = 0;
-    while let Some(m) = next_var(bytes, search) {
-        search = m.end;
+    while let Some(m) = next_var(bytes, copied) {
         if after_comment_marker(&bytes[copied..m.start]) {
-            continue;
+            // Nothing is copied when a match is skipped, so every later match on this line
+            // has the same marker before it: skip them all at once.
+            break;
         }
         let name = &text[m.name_start..m.name_end];
         let value = values.lookup(name).ok_or_else(|| name.to_string())?;
