@@ -4,6 +4,7 @@
 mod cli;
 mod deffile;
 mod env;
+mod launch;
 mod oci;
 mod log;
 mod cache;

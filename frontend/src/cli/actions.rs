@@ -1,22 +1,407 @@
-//! `apptainer run|exec|shell|test`: the action commands.
+//! `apptainer run|exec|shell|test`: the action commands and their flags (apptainer-facts.md
+//! §1.4). Flags become a plain `launch::LaunchOptions`; everything after the image belongs to
+//! the container's command, as in the reference (flags are not interspersed).
 
-use super::{GlobalOpts, Unimplemented};
-use anyhow::Result;
+use super::{boolish, GlobalOpts};
+use crate::env as envvars;
+use crate::launch::{self, Action, LaunchOptions};
+use anyhow::{bail, Result};
+use clap::ArgAction;
+use std::path::PathBuf;
 
-pub type RunArgs = Unimplemented;
-pub type ExecArgs = Unimplemented;
-pub type ShellArgs = Unimplemented;
-pub type TestArgs = Unimplemented;
+/// The flags shared by every action command.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ActionFlags {
+    /// a user-bind path specification: src[:dest[:opts]], opts ro or rw (comma-separated list)
+    #[arg(short = 'B', long = "bind", value_delimiter = ',', value_name = "spec")]
+    pub bind: Vec<String>,
+    /// a mount specification, e.g. type=bind,source=/opt,destination=/hostopt
+    #[arg(long = "mount", value_name = "spec")]
+    pub mount: Vec<String>,
+    /// disable one or more default mounts: proc,sys,dev,devpts,home,tmp,hostfs,cwd,bind-paths or a bind path destination
+    #[arg(long = "no-mount", value_delimiter = ',', env = "APPTAINER_NO_MOUNT")]
+    pub no_mount: Vec<String>,
+    /// a home directory specification: src[:dest]
+    #[arg(
+        short = 'H',
+        long = "home",
+        env = "APPTAINER_HOME",
+        value_name = "spec"
+    )]
+    pub home: Option<String>,
+    /// do not mount the user's home directory
+    #[arg(long = "no-home", env = "APPTAINER_NO_HOME", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub no_home: bool,
+    /// initial working directory for the payload inside the container
+    #[arg(long = "pwd", hide = true, env = "APPTAINER_PWD")]
+    pub pwd: Option<String>,
+    /// initial working directory for the payload inside the container
+    #[arg(long = "cwd", env = "APPTAINER_CWD")]
+    pub cwd: Option<String>,
+    /// working directory for /tmp, /var/tmp and $HOME when using --contain
+    #[arg(short = 'W', long = "workdir", env = "APPTAINER_WORKDIR")]
+    pub workdir: Option<PathBuf>,
+    /// include /scratch-like directories backed by the session or --workdir
+    #[arg(
+        short = 'S',
+        long = "scratch",
+        value_delimiter = ',',
+        env = "APPTAINER_SCRATCH"
+    )]
+    pub scratch: Vec<String>,
+    /// use minimal /dev and empty other directories (e.g. /tmp and $HOME) instead of sharing filesystems from your host
+    #[arg(short = 'c', long = "contain", env = "APPTAINER_CONTAIN", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub contain: bool,
+    /// contain not only file systems, but also PID, IPC, and environment
+    #[arg(short = 'C', long = "containall", env = "APPTAINER_CONTAINALL", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub containall: bool,
+    /// clean environment before running container
+    #[arg(short = 'e', long = "cleanenv", env = "APPTAINER_CLEANENV", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub cleanenv: bool,
+    /// pass environment variable to contained process (K=V, repeatable or comma-separated)
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// pass environment variables from file to contained process
+    #[arg(long = "env-file", value_delimiter = ',', env = "APPTAINER_ENV_FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// do not forward these host environment variables (comma-separated names)
+    #[arg(long = "no-env", value_delimiter = ',', env = "APPTAINER_NOENV")]
+    pub no_env: Vec<String>,
+    /// do not shell evaluate environment variables or OCI container CMD/ENTRYPOINT
+    #[arg(long = "no-eval", env = "APPTAINER_NO_EVAL", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub no_eval: bool,
+    /// makes the file system accessible as read-write with non persistent data (with overlay support only)
+    #[arg(long = "writable-tmpfs", env = "APPTAINER_WRITABLE_TMPFS", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub writable_tmpfs: bool,
+    /// by default all Apptainer containers are available as read only; this option makes the file system accessible as read/write
+    #[arg(short = 'w', long = "writable", env = "APPTAINER_WRITABLE", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub writable: bool,
+    /// use an overlayFS image for persistent data storage or as read-only layer of container
+    #[arg(
+        short = 'o',
+        long = "overlay",
+        value_delimiter = ',',
+        env = "APPTAINER_OVERLAY"
+    )]
+    pub overlay: Vec<String>,
+    /// run container in a new user namespace, allowing Apptainer to run completely unprivileged on recent kernels
+    #[arg(short = 'u', long = "userns", env = "APPTAINER_USERNS", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub userns: bool,
+    /// run container with the appearance of running as root
+    #[arg(short = 'f', long = "fakeroot", env = "APPTAINER_FAKEROOT", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub fakeroot: bool,
+    /// run container in a new PID namespace
+    #[arg(short = 'p', long = "pid", env = "APPTAINER_PID", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub pid: bool,
+    /// do not run container in a new PID namespace
+    #[arg(long = "no-pid", env = "APPTAINER_NO_PID", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub no_pid: bool,
+    /// run container in a new IPC namespace
+    #[arg(short = 'i', long = "ipc", env = "APPTAINER_IPC", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub ipc: bool,
+    /// run container in a new UTS namespace
+    #[arg(long = "uts", env = "APPTAINER_UTS", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub uts: bool,
+    /// set container hostname (implies --uts)
+    #[arg(long = "hostname", env = "APPTAINER_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// run container in a new network namespace (sets up a bridge network interface by default)
+    #[arg(short = 'n', long = "net", env = "APPTAINER_NET", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub net: bool,
+    /// specify desired network type separated by commas, each network will bring up a dedicated interface inside container
+    #[arg(long = "network", value_delimiter = ',', env = "APPTAINER_NETWORK")]
+    pub network: Vec<String>,
+    /// list of DNS servers separated by commas to add in resolv.conf
+    #[arg(long = "dns", env = "APPTAINER_DNS")]
+    pub dns: Option<String>,
+    /// do not start shim processes with --pid
+    #[arg(long = "no-init", env = "APPTAINER_NOSHIMINIT", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub no_init: bool,
+    /// do not propagate umask to the container, set default 0022 umask
+    #[arg(long = "no-umask", env = "APPTAINER_NO_UMASK", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub no_umask: bool,
+    /// apply settings for increased OCI/Docker compatibility (--containall --no-init --no-umask --no-eval --writable-tmpfs)
+    #[arg(long = "compat", env = "APPTAINER_COMPAT", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub compat: bool,
+    /// set an application to run inside a container
+    #[arg(long = "app", env = "APPTAINER_APP")]
+    pub app: Option<String>,
+    /// path to program to use for interactive shell
+    #[arg(short = 's', long = "shell", env = "APPTAINER_SHELL")]
+    pub shell: Option<String>,
+    /// enable experimental Nvidia support
+    #[arg(long = "nv", env = "APPTAINER_NV", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub nv: bool,
+    /// enable experimental Rocm support
+    #[arg(long = "rocm", env = "APPTAINER_ROCM", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub rocm: bool,
+    /// a list of capabilities to add
+    #[arg(long = "add-caps", env = "APPTAINER_ADD_CAPS")]
+    pub add_caps: Option<String>,
+    /// a list of capabilities to drop
+    #[arg(long = "drop-caps", env = "APPTAINER_DROP_CAPS")]
+    pub drop_caps: Option<String>,
+    /// let root user keep privileges in container (root only)
+    #[arg(long = "keep-privs", env = "APPTAINER_KEEP_PRIVS", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub keep_privs: bool,
+    /// drop all privileges from root user in container
+    #[arg(long = "no-privs", env = "APPTAINER_NO_PRIVS", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub no_privs: bool,
+    /// enable security features (SELinux, Apparmor, Seccomp)
+    #[arg(long = "security", value_delimiter = ',', env = "APPTAINER_SECURITY")]
+    pub security: Vec<String>,
+    /// extract the image to a temporary sandbox and run from there
+    #[arg(long = "unsquash", env = "APPTAINER_UNSQUASH", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub unsquash: bool,
+    /// don't use the cache when converting a remote image
+    #[arg(long = "disable-cache", env = "APPTAINER_DISABLE_CACHE", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub disable_cache: bool,
+}
 
-pub fn run(_a: RunArgs, _g: &GlobalOpts) -> Result<()> {
-    super::unimplemented("run")
+/// `apptainer run [run options...] <container> [args...]`
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub flags: ActionFlags,
+    /// the container image: a SIF file, a sandbox directory or a URI (docker://, oci-archive:, ...)
+    pub image: String,
+    /// arguments given to the runscript
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
-pub fn exec(_a: ExecArgs, _g: &GlobalOpts) -> Result<()> {
-    super::unimplemented("exec")
+
+/// `apptainer exec [exec options...] <container> <command> [args...]`
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub flags: ActionFlags,
+    /// the container image: a SIF file, a sandbox directory or a URI (docker://, oci-archive:, ...)
+    pub image: String,
+    /// the command to run in the container, and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
 }
-pub fn shell(_a: ShellArgs, _g: &GlobalOpts) -> Result<()> {
-    super::unimplemented("shell")
+
+/// `apptainer shell [shell options...] <container>`
+pub type ShellArgs = RunArgs;
+/// `apptainer test [exec options...] <image path>`
+pub type TestArgs = RunArgs;
+
+pub fn run(a: RunArgs, g: &GlobalOpts) -> Result<()> {
+    start(Action::Run, a.flags, a.image, a.args, g)
 }
-pub fn test(_a: TestArgs, _g: &GlobalOpts) -> Result<()> {
-    super::unimplemented("test")
+
+pub fn exec(a: ExecArgs, g: &GlobalOpts) -> Result<()> {
+    start(Action::Exec, a.flags, a.image, a.command, g)
+}
+
+pub fn shell(a: ShellArgs, g: &GlobalOpts) -> Result<()> {
+    start(Action::Shell, a.flags, a.image, a.args, g)
+}
+
+pub fn test(a: TestArgs, g: &GlobalOpts) -> Result<()> {
+    start(Action::Test, a.flags, a.image, a.args, g)
+}
+
+fn start(
+    action: Action,
+    flags: ActionFlags,
+    image: String,
+    args: Vec<String>,
+    g: &GlobalOpts,
+) -> Result<()> {
+    let opts = launch_options(flags)?;
+    launch::launch(action, &image, args, opts, g)
+}
+
+/// Turns the parsed flags (plus the environment variables clap cannot read itself) into the
+/// launcher's options: `--compat` expanded, bind lists with their env values appended, `--env`
+/// pairs split.
+pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
+    refuse_unsupported(&f)?;
+    let mut binds = f.bind;
+    // Apptainer appends the environment's bind lists to the command line's, it does not
+    // replace them (EnvAppendValue in the reference).
+    binds.extend(envvars::list("APPTAINER_BIND"));
+    binds.extend(envvars::list("APPTAINER_BINDPATH"));
+    let mut mounts = f.mount;
+    mounts.extend(env_mount_list());
+    let compat = f.compat;
+    let containall = f.containall || compat;
+    Ok(LaunchOptions {
+        binds: launch::bind::parse_bind_list(&binds)?
+            .into_iter()
+            .chain(launch::bind::parse_mount_list(&mounts)?)
+            .collect(),
+        no_mount: f.no_mount,
+        home: f.home,
+        no_home: f.no_home,
+        cwd: f.cwd.or(f.pwd).or_else(secondary_cwd_env),
+        workdir: f.workdir,
+        contain: f.contain || containall,
+        cleanenv: f.cleanenv || containall,
+        env: parse_env_pairs(&f.env)?,
+        env_files: f.env_file,
+        no_env: f.no_env,
+        no_eval: f.no_eval || compat,
+        writable_tmpfs: f.writable_tmpfs || compat,
+        writable: f.writable,
+        userns: f.userns || envvars::flag("APPTAINER_UNSHARE_USERNS"),
+        fakeroot: f.fakeroot,
+        pid: !f.no_pid && (f.pid || containall || envvars::flag("APPTAINER_UNSHARE_PID")),
+        ipc: f.ipc || containall || envvars::flag("APPTAINER_UNSHARE_IPC"),
+        uts: f.uts || f.hostname.is_some() || envvars::flag("APPTAINER_UNSHARE_UTS"),
+        hostname: f.hostname,
+        net: f.net || !f.network.is_empty() || envvars::flag("APPTAINER_UNSHARE_NET"),
+        no_init: f.no_init || compat,
+        no_umask: f.no_umask || compat,
+        app: f.app.or_else(|| std::env::var("APPTAINER_APPNAME").ok()),
+        shell: f.shell,
+        disable_cache: f.disable_cache,
+    })
+}
+
+/// Options this build parses (so scripts that pass them get a clear answer) but whose
+/// machinery does not exist yet. Refusing is better than silently running without them.
+fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
+    let refused: [(&str, bool); 14] = [
+        ("--scratch", !f.scratch.is_empty()),
+        ("--overlay", !f.overlay.is_empty()),
+        ("--network", !f.network.is_empty()),
+        ("--dns", f.dns.is_some()),
+        ("--nv", f.nv),
+        ("--rocm", f.rocm),
+        ("--add-caps", f.add_caps.is_some()),
+        ("--drop-caps", f.drop_caps.is_some()),
+        ("--keep-privs", f.keep_privs),
+        ("--no-privs", f.no_privs),
+        ("--security", !f.security.is_empty()),
+        ("--unsquash", f.unsquash),
+        ("--writable", f.writable),
+        ("--fakeroot", f.fakeroot),
+    ];
+    if let Some((name, _)) = refused.iter().find(|(_, on)| *on) {
+        bail!("{name} is not supported by this build yet");
+    }
+    Ok(())
+}
+
+/// `APPTAINER_MOUNT` holds one mount spec per line in the reference (a spec itself contains
+/// commas), so it is split on newlines, not commas.
+fn env_mount_list() -> Vec<String> {
+    std::env::var("APPTAINER_MOUNT")
+        .map(|v| {
+            v.lines()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `APPTAINER_TARGET_PWD` / `APPTAINER_TARGET_CWD`: the reference's secondary names for `--pwd`.
+fn secondary_cwd_env() -> Option<String> {
+    ["APPTAINER_TARGET_CWD", "APPTAINER_TARGET_PWD"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+/// Splits `--env` values: each is `K=V[,K2=V2...]`; a comma-separated piece without `=`
+/// continues the previous value, so `--env LIST=a,b` keeps its comma.
+pub fn parse_env_pairs(values: &[String]) -> Result<Vec<(String, String)>> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for value in values {
+        for piece in value.split(',') {
+            match piece.split_once('=') {
+                Some((k, v)) if !k.is_empty() => pairs.push((k.to_string(), v.to_string())),
+                _ => match pairs.last_mut() {
+                    Some((_, v)) => {
+                        v.push(',');
+                        v.push_str(piece);
+                    }
+                    None => bail!("--env {value:?}: expected KEY=VALUE"),
+                },
+            }
+        }
+    }
+    Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct TestCli {
+        #[command(subcommand)]
+        cmd: TestCmd,
+    }
+    #[derive(clap::Subcommand, Debug)]
+    enum TestCmd {
+        Exec(ExecArgs),
+        Run(RunArgs),
+    }
+
+    fn parse(args: &[&str]) -> TestCmd {
+        TestCli::try_parse_from(std::iter::once("apptainer").chain(args.iter().copied()))
+            .unwrap()
+            .cmd
+    }
+
+    #[test]
+    fn arguments_after_the_image_belong_to_the_command() {
+        let TestCmd::Exec(a) = parse(&["exec", "-B", "/a:/b,/c", "img.sif", "ls", "-l", "--color"])
+        else {
+            panic!("not exec")
+        };
+        assert_eq!(a.image, "img.sif");
+        assert_eq!(a.command, ["ls", "-l", "--color"]);
+        assert_eq!(a.flags.bind, ["/a:/b", "/c"]);
+    }
+
+    #[test]
+    fn run_passes_option_like_arguments_to_the_runscript() {
+        let TestCmd::Run(a) = parse(&["run", "--cleanenv", "img.sif", "--utc", "-R"]) else {
+            panic!("not run")
+        };
+        assert!(a.flags.cleanenv);
+        assert_eq!(a.args, ["--utc", "-R"]);
+    }
+
+    #[test]
+    fn env_values_split_on_commas_but_keep_commas_inside_values() {
+        let pairs = parse_env_pairs(&["A=1,B=x,y".into(), "C=".into()]).unwrap();
+        assert_eq!(
+            pairs,
+            [
+                ("A".into(), "1".into()),
+                ("B".into(), "x,y".into()),
+                ("C".into(), String::new())
+            ]
+        );
+        assert!(parse_env_pairs(&["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn compat_implies_its_five_options() {
+        let opts = launch_options(ActionFlags {
+            compat: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(opts.contain && opts.cleanenv && opts.pid && opts.ipc);
+        assert!(opts.no_init && opts.no_umask && opts.no_eval && opts.writable_tmpfs);
+    }
+
+    #[test]
+    fn unsupported_options_are_refused_by_name() {
+        let err = launch_options(ActionFlags {
+            nv: true,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "--nv is not supported by this build yet");
+    }
 }

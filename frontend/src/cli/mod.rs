@@ -47,8 +47,11 @@ pub struct GlobalOpts {
     #[arg(short = 'q', long, global = true, env = "APPTAINER_QUIET", value_parser = boolish(), action = ArgAction::SetTrue)]
     pub quiet: bool,
     /// only print errors
-    #[arg(short = 's', long, global = true, env = "APPTAINER_SILENT", value_parser = boolish(), action = ArgAction::SetTrue)]
+    #[arg(long, global = true, env = "APPTAINER_SILENT", value_parser = boolish(), action = ArgAction::SetTrue)]
     pub silent: bool,
+    /// `-s` is `--silent` only before the subcommand: the action commands use it for `--shell`.
+    #[arg(short = 's', hide = true, action = ArgAction::SetTrue)]
+    pub silent_short: bool,
     /// print without color
     #[arg(long, global = true, env = "APPTAINER_NOCOLOR", value_parser = boolish(), action = ArgAction::SetTrue)]
     pub nocolor: bool,
@@ -56,8 +59,11 @@ pub struct GlobalOpts {
     #[arg(long = "version", global = true, action = ArgAction::SetTrue)]
     pub version: bool,
     /// specify a configuration file (for root or unprivileged installation only)
-    #[arg(short = 'c', long = "config", global = true, env = "APPTAINER_CONFIG_FILE")]
+    #[arg(long = "config", global = true, env = "APPTAINER_CONFIG_FILE")]
     pub config: Option<std::path::PathBuf>,
+    /// `-c` is `--config` only before the subcommand: the action commands use it for `--contain`.
+    #[arg(short = 'c', hide = true, value_name = "config")]
+    pub config_short: Option<std::path::PathBuf>,
 }
 
 /// Parses environment values such as `1`, `true`, `yes` for boolean flags.
@@ -72,7 +78,7 @@ impl GlobalOpts {
             5
         } else if self.verbose {
             4
-        } else if self.silent {
+        } else if self.silent || self.silent_short {
             -3
         } else if self.quiet {
             -1
@@ -130,7 +136,11 @@ pub enum Command {
 
 /// Runs the chosen subcommand.
 pub fn dispatch(cli: Cli) -> Result<()> {
-    let g = cli.global;
+    let mut g = cli.global;
+    g.silent |= g.silent_short;
+    if g.config.is_none() {
+        g.config = g.config_short.take();
+    }
     match cli.command {
         Command::Build(a) => build::run(a, &g),
         Command::Cache(a) => cache::run(a, &g),

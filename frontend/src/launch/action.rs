@@ -1,0 +1,240 @@
+//! The container's first process: the image's `/bin/sh` running our action script
+//! (`action.sh`), which sources `/.singularity.d/env/*.sh` and then execs the runscript, the
+//! command, the shell or the test. Images without `/bin/sh` can only `exec`, directly.
+
+use super::environment::ContainerEnv;
+use std::fmt;
+
+/// The embedded action script (our own; see its header for the inputs it reads).
+pub const ACTION_SCRIPT: &str = include_str!("action.sh");
+
+/// The four action commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Run,
+    Exec,
+    Shell,
+    Test,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Run => "run",
+            Action::Exec => "exec",
+            Action::Shell => "shell",
+            Action::Test => "test",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the starter executes: an absolute path, argv (argv[0] included) and the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    pub path: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// Extra inputs of the action script.
+#[derive(Clone, Debug, Default)]
+pub struct ScriptOptions {
+    /// `--no-umask`: the container gets umask 0022 instead of the caller's.
+    pub no_umask: bool,
+    /// INFO messages hidden (`-q`, `-s`).
+    pub quiet: bool,
+}
+
+/// The process that runs `action` with `args` through the image's `/bin/sh`.
+pub fn through_shell(
+    action: Action,
+    args: &[String],
+    env: &ContainerEnv,
+    opts: &ScriptOptions,
+) -> Process {
+    let mut argv = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        ACTION_SCRIPT.to_string(),
+        format!("/.singularity.d/actions/{action}"),
+    ];
+    argv.extend(args.iter().cloned());
+    let mut vars = env.process.clone();
+    vars.push((
+        "__APPTAINER_ENV_NAMES".into(),
+        env.snapshot_names().join(" "),
+    ));
+    vars.push(("__APPTAINER_OVERRIDES".into(), env.overrides_script()));
+    if opts.no_umask {
+        vars.push(("__APPTAINER_UMASK".into(), "0022".into()));
+    }
+    if opts.quiet {
+        vars.push(("__APPTAINER_QUIET".into(), "1".into()));
+    }
+    Process {
+        path: "/bin/sh".into(),
+        argv,
+        env: vars,
+    }
+}
+
+/// The process for `exec` in an image without `/bin/sh`: the command itself, with the
+/// environment applied literally (no env scripts can run without a shell). `command` must be
+/// an absolute path then, since there is no shell to search PATH.
+pub fn direct(command: &[String], env: &ContainerEnv) -> Option<Process> {
+    let first = command.first()?;
+    if !first.starts_with('/') {
+        return None;
+    }
+    Some(Process {
+        path: first.clone(),
+        argv: command.to_vec(),
+        env: env.flattened(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! These run the script with the host's /bin/sh: the host has no /.singularity.d, so
+    //! they check the environment snapshot/restore, the overrides and the exec branch.
+    use super::*;
+    use crate::launch::environment::{compute, EnvRequest, RuntimeVars};
+    use std::ffi::OsString;
+    use std::process::Command;
+
+    fn run_script(process: &Process) -> std::process::Output {
+        Command::new(&process.path)
+            .args(&process.argv[1..])
+            .env_clear()
+            .envs(process.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap()
+    }
+
+    fn container_env(host: &[(&str, &str)], req: EnvRequest) -> ContainerEnv {
+        let host: Vec<(OsString, OsString)> = host
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
+        let rt = RuntimeVars {
+            container: "/x.sif".into(),
+            name: "x.sif".into(),
+            command: "exec".into(),
+            home: "/home/u".into(),
+            ..Default::default()
+        };
+        compute(&host, &req, &rt).unwrap()
+    }
+
+    fn printenv(env: &ContainerEnv, names: &str) -> String {
+        let args: Vec<String> = [
+            "/bin/sh",
+            "-c",
+            &format!(
+                "for n in {names}; do eval \"printf '%s=%s\\n' $n \\\"\\${{$n-unset}}\\\"\"; done"
+            ),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let p = through_shell(Action::Exec, &args, env, &ScriptOptions::default());
+        let out = run_script(&p);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn host_variables_and_overrides_reach_the_command() {
+        let env = container_env(
+            &[
+                ("FOO", "a b\nc"),
+                ("APPTAINERENV_BAR", "$HOME $FOO!"),
+                ("EMPTY", ""),
+            ],
+            EnvRequest::default(),
+        );
+        let out = printenv(
+            &env,
+            "FOO BAR EMPTY HOME APPTAINER_NAME PS1 __APPTAINER_ENV_NAMES",
+        );
+        assert_eq!(
+            out,
+            "FOO=a b\nc\nBAR=/home/u !\nEMPTY=\nHOME=/home/u\nAPPTAINER_NAME=x.sif\nPS1=Apptainer> \n__APPTAINER_ENV_NAMES=unset\n"
+        );
+    }
+
+    #[test]
+    fn no_eval_keeps_override_values_literal() {
+        let env = container_env(
+            &[("APPTAINERENV_BAR", "$(echo hi) `x` \\$y")],
+            EnvRequest {
+                no_eval: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(printenv(&env, "BAR"), "BAR=$(echo hi) `x` \\$y\n");
+    }
+
+    #[test]
+    fn prepend_path_is_applied_after_the_image_environment() {
+        let env = container_env(
+            &[("APPTAINERENV_PREPEND_PATH", "/opt/bin")],
+            EnvRequest::default(),
+        );
+        let out = printenv(&env, "PATH SING_USER_DEFINED_PREPEND_PATH");
+        assert_eq!(
+            out,
+            format!(
+                "PATH=/opt/bin:{}\nSING_USER_DEFINED_PREPEND_PATH=unset\n",
+                super::super::environment::DEFAULT_PATH
+            )
+        );
+    }
+
+    #[test]
+    fn exit_status_and_missing_commands() {
+        let env = container_env(&[], EnvRequest::default());
+        let args: Vec<String> = ["/bin/sh", "-c", "exit 3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = run_script(&through_shell(
+            Action::Exec,
+            &args,
+            &env,
+            &ScriptOptions::default(),
+        ));
+        assert_eq!(out.status.code(), Some(3));
+        let args = vec!["no-such-command-here".to_string()];
+        let out = run_script(&through_shell(
+            Action::Exec,
+            &args,
+            &env,
+            &ScriptOptions::default(),
+        ));
+        assert_eq!(out.status.code(), Some(255));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "FATAL:   \"no-such-command-here\": executable file not found in $PATH\n"
+        );
+    }
+
+    #[test]
+    fn direct_exec_needs_an_absolute_command() {
+        let env = container_env(&[("APPTAINERENV_A", "$B")], EnvRequest::default());
+        assert!(direct(&["ls".into()], &env).is_none());
+        let p = direct(&["/bin/ls".into(), "-l".into()], &env).unwrap();
+        assert_eq!(p.argv, ["/bin/ls", "-l"]);
+        assert!(p.env.contains(&("A".into(), "$B".into())));
+    }
+}

@@ -1,0 +1,192 @@
+//! Which image to start: a SIF file, a bare squashfs file or a sandbox directory, or a URI
+//! that the pull code converts into a cached SIF first. The kind is read from the file's
+//! magic, never guessed from its name.
+
+use anyhow::{bail, Context, Result};
+use starter::plan::ImageKind;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// An image on the host, ready to be named in a Plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedImage {
+    /// Absolute host path.
+    pub path: PathBuf,
+    pub kind: ImageKind,
+}
+
+/// URI schemes the pull code turns into a SIF.
+const CONVERTED_SCHEMES: [&str; 6] = [
+    "docker://",
+    "docker-archive:",
+    "oci-archive:",
+    "oci:",
+    "docker-daemon:",
+    "library://",
+];
+
+/// Resolves what the user typed.
+pub fn resolve(image: &str, disable_cache: bool) -> Result<ResolvedImage> {
+    if image.starts_with("instance://") {
+        bail!("{image}: running in instances is not supported by this build yet");
+    }
+    if let Some(scheme) = CONVERTED_SCHEMES.iter().find(|s| image.starts_with(*s)) {
+        let sif = convert_uri(image, scheme, disable_cache)?;
+        return local(&sif.to_string_lossy());
+    }
+    if let Some((scheme, _)) = image.split_once("://") {
+        bail!("{image}: unsupported image URI scheme {scheme:?}");
+    }
+    local(image)
+}
+
+fn convert_uri(image: &str, scheme: &str, _disable_cache: bool) -> Result<PathBuf> {
+    // The pull code (crate::pull::sif_for_uri) is not part of this build yet.
+    bail!("{image}: {scheme} images need 'apptainer pull' support, which is not in this build yet")
+}
+
+/// A local path: made absolute against the current directory (not canonicalised: the
+/// starter opens it as the user and checks the real path itself).
+pub fn local(image: &str) -> Result<ResolvedImage> {
+    let path = absolute(Path::new(image))?;
+    let meta = std::fs::metadata(&path).with_context(|| format!("image {image:?}"))?;
+    let kind = if meta.is_dir() {
+        ImageKind::Sandbox
+    } else if meta.is_file() {
+        kind_from_magic(&path).with_context(|| format!("image {image:?}"))?
+    } else {
+        bail!("image {image:?} is neither a file nor a directory");
+    };
+    Ok(ResolvedImage { path, kind })
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    Ok(cwd.join(p))
+}
+
+/// SIF files start with a 32-byte launch line followed by `SIF_MAGIC`; squashfs with `hsqs`.
+fn kind_from_magic(path: &Path) -> Result<ImageKind> {
+    let mut head = [0u8; 48];
+    let mut f = std::fs::File::open(path)?;
+    let n = read_up_to(&mut f, &mut head)?;
+    let head = &head[..n];
+    if head.len() >= 41 && &head[32..41] == b"SIF_MAGIC" {
+        Ok(ImageKind::Sif)
+    } else if head.starts_with(b"hsqs") {
+        Ok(ImageKind::Squashfs)
+    } else {
+        bail!("not a SIF file, a squashfs image or a sandbox directory")
+    }
+}
+
+fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// The basename shown as `APPTAINER_NAME`.
+pub fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Whether a sandbox has an executable `/bin/sh`, resolving symlinks inside the sandbox (an
+/// absolute link target means the sandbox root, not the host's).
+pub fn sandbox_has_shell(root: &Path) -> bool {
+    resolve_in_root(root, "/bin/sh", 0)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| m.is_file())
+}
+
+fn resolve_in_root(root: &Path, path: &str, depth: u32) -> Option<PathBuf> {
+    if depth > 16 {
+        return None;
+    }
+    let mut cur = PathBuf::from("/");
+    let comps: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    for (i, c) in comps.iter().enumerate() {
+        if *c == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(c);
+        let host = root.join(next.strip_prefix("/").ok()?);
+        let meta = std::fs::symlink_metadata(&host).ok()?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&host).ok()?;
+            let target = target.to_string_lossy();
+            let rest = comps[i + 1..].join("/");
+            let joined = if target.starts_with('/') {
+                format!("{target}/{rest}")
+            } else {
+                format!("{}/{target}/{rest}", cur.display())
+            };
+            return resolve_in_root(root, &joined, depth + 1);
+        }
+        cur = next;
+    }
+    Some(root.join(cur.strip_prefix("/").ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_come_from_magic_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sif = dir.path().join("a.img");
+        let mut bytes = b"#!/usr/bin/env run-singularity\n\0".to_vec();
+        bytes.extend_from_slice(b"SIF_MAGIC\0rest");
+        std::fs::write(&sif, bytes).unwrap();
+        assert_eq!(local(sif.to_str().unwrap()).unwrap().kind, ImageKind::Sif);
+        let sq = dir.path().join("b.sif");
+        std::fs::write(&sq, b"hsqs....").unwrap();
+        assert_eq!(
+            local(sq.to_str().unwrap()).unwrap().kind,
+            ImageKind::Squashfs
+        );
+        let other = dir.path().join("c");
+        std::fs::write(&other, b"hello").unwrap();
+        let err = local(other.to_str().unwrap()).unwrap_err();
+        assert!(format!("{err:#}").contains("not a SIF file"), "{err:#}");
+        assert_eq!(
+            local(dir.path().to_str().unwrap()).unwrap().kind,
+            ImageKind::Sandbox
+        );
+        assert!(local("/no/such/image.sif").is_err());
+    }
+
+    #[test]
+    fn instances_and_unknown_schemes_are_refused() {
+        assert!(resolve("instance://x", false).is_err());
+        let err = resolve("ftp://x/y", false).unwrap_err().to_string();
+        assert!(err.contains("unsupported image URI scheme"), "{err}");
+    }
+
+    #[test]
+    fn shell_lookup_follows_links_inside_the_sandbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        assert!(!sandbox_has_shell(root));
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::write(root.join("usr/bin/dash"), b"").unwrap();
+        std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin/dash", root.join("usr/bin/sh")).unwrap();
+        assert!(sandbox_has_shell(root));
+    }
+}

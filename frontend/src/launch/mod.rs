@@ -1,0 +1,273 @@
+//! Launching containers: from the action command's options, the image and apptainer.conf to
+//! a `Plan`, checked with the starter's own `validate`, then handed to the starter on fd 3.
+//! Everything up to `build_plan` is a pure computation over explicit inputs; the I/O (conf,
+//! host files, exec) sits in `launch` alone.
+
+pub mod action;
+pub mod bind;
+pub mod environment;
+pub mod identity;
+pub mod image;
+pub mod mounts;
+pub mod policy;
+pub mod starter_exec;
+
+pub use action::Action;
+
+use crate::cli::GlobalOpts;
+use anyhow::{bail, Context, Result};
+use bind::BindSpec;
+use identity::Identity;
+use image::ResolvedImage;
+use starter::plan::{ImageKind, Namespaces, Plan, PlanImage, PLAN_VERSION};
+use std::path::{Path, PathBuf};
+
+/// Everything the action flags ask for, independent of clap.
+#[derive(Clone, Debug, Default)]
+pub struct LaunchOptions {
+    pub binds: Vec<BindSpec>,
+    pub no_mount: Vec<String>,
+    pub home: Option<String>,
+    pub no_home: bool,
+    pub cwd: Option<String>,
+    pub workdir: Option<PathBuf>,
+    pub contain: bool,
+    pub cleanenv: bool,
+    pub env: Vec<(String, String)>,
+    pub env_files: Vec<PathBuf>,
+    pub no_env: Vec<String>,
+    pub no_eval: bool,
+    pub writable_tmpfs: bool,
+    pub writable: bool,
+    pub userns: bool,
+    pub fakeroot: bool,
+    pub pid: bool,
+    pub ipc: bool,
+    pub uts: bool,
+    pub hostname: Option<String>,
+    pub net: bool,
+    pub no_init: bool,
+    pub no_umask: bool,
+    pub app: Option<String>,
+    pub shell: Option<String>,
+    pub disable_cache: bool,
+}
+
+/// Starts `image` for `action`; on success the frontend is replaced by the starter.
+pub fn launch(
+    action: Action,
+    image: &str,
+    args: Vec<String>,
+    opts: LaunchOptions,
+    g: &GlobalOpts,
+) -> Result<()> {
+    check_combinations(&opts)?;
+    let conf = load_conf(g)?;
+    let img = image::resolve(image, opts.disable_cache)?;
+    let id = Identity::current()?;
+    let libexec_bin = Path::new(conf::paths::LIBEXECDIR).join("bin");
+    let want_userns = opts.userns || opts.fakeroot;
+    let starter = starter_exec::choose(&libexec_bin, id.uid, want_userns, conf.allow_setuid)?;
+    crate::debug!(
+        "using starter {:?} (setuid: {})",
+        starter.path.display(),
+        starter.setuid
+    );
+    let env_file = environment::read_env_files(&opts.env_files, image)?;
+    let host = HostInputs::read(&id, &img);
+    let inputs = PlanInputs {
+        action,
+        args: &args,
+        opts: &opts,
+        conf: &conf,
+        img: &img,
+        id: &id,
+        host: &host,
+        env_file,
+        setuid: starter.setuid,
+    };
+    let plan = build_plan(&inputs)?;
+    let policy = policy::from_conf(&conf);
+    starter::plan::validate(plan.clone(), &policy, &id.caller(starter.setuid))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let json = serde_json::to_vec(&plan).context("cannot encode the launch plan")?;
+    let name = image::display_name(&img.path);
+    starter_exec::exec(&starter, &json, &name)?;
+    Ok(())
+}
+
+/// Flag combinations the reference refuses, and warnings for what this build lacks.
+fn check_combinations(opts: &LaunchOptions) -> Result<()> {
+    if opts.writable && opts.writable_tmpfs {
+        bail!("--writable and --writable-tmpfs cannot be used together");
+    }
+    if opts.pid && !opts.no_init {
+        crate::warning!(
+            "this build has no init shim: with --pid the container process runs as PID 1"
+        );
+    }
+    Ok(())
+}
+
+fn load_conf(g: &GlobalOpts) -> Result<conf::Conf> {
+    let path = g
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(conf::paths::CONF_FILE));
+    conf::load(&path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// What the frontend reads from the host and the image for the Plan.
+pub struct HostInputs {
+    pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    pub env_home: Option<PathBuf>,
+    pub resolv_conf: Option<String>,
+    pub hostname: Option<String>,
+    pub files: mounts::ImageFiles,
+    /// Whether the image has `/bin/sh`; unknown (assumed yes) for SIF and squashfs.
+    pub has_shell: bool,
+}
+
+impl HostInputs {
+    fn read(_id: &Identity, img: &ResolvedImage) -> HostInputs {
+        let sandbox = img.kind == ImageKind::Sandbox;
+        let read_in_image = |p: &str| {
+            if sandbox {
+                std::fs::read_to_string(img.path.join(p)).ok()
+            } else {
+                None
+            }
+        };
+        HostInputs {
+            env: std::env::vars_os().collect(),
+            env_home: std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute()),
+            resolv_conf: std::fs::read_to_string("/etc/resolv.conf").ok(),
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string()),
+            files: mounts::ImageFiles {
+                passwd: read_in_image("etc/passwd"),
+                group: read_in_image("etc/group"),
+            },
+            has_shell: !sandbox || image::sandbox_has_shell(&img.path),
+        }
+    }
+}
+
+/// The inputs of `build_plan`.
+pub struct PlanInputs<'a> {
+    pub action: Action,
+    pub args: &'a [String],
+    pub opts: &'a LaunchOptions,
+    pub conf: &'a conf::Conf,
+    pub img: &'a ResolvedImage,
+    pub id: &'a Identity,
+    pub host: &'a HostInputs,
+    pub env_file: Vec<(String, String)>,
+    pub setuid: bool,
+}
+
+/// Computes the Plan: mounts, environment and the container process.
+pub fn build_plan(inp: &PlanInputs<'_>) -> Result<Plan> {
+    let opts = inp.opts;
+    let mreq = mounts::MountRequest {
+        binds: opts.binds.clone(),
+        no_mount: opts.no_mount.clone(),
+        home: opts.home.clone(),
+        no_home: opts.no_home,
+        contain: opts.contain,
+        workdir: opts.workdir.clone(),
+        cwd: opts.cwd.clone(),
+        fakeroot: opts.fakeroot,
+        hostname: opts.hostname.clone(),
+    };
+    let facts = mounts::HostFacts {
+        id: inp.id,
+        env_home: inp.host.env_home.clone(),
+        resolv_conf: inp.host.resolv_conf.clone(),
+        hostname: inp.host.hostname.clone(),
+    };
+    let mplan = mounts::compute(inp.conf, &mreq, &facts, &inp.host.files)?;
+    let env_req = environment::EnvRequest {
+        cleanenv: opts.cleanenv,
+        no_eval: opts.no_eval,
+        env: opts.env.clone(),
+        env_file: inp.env_file.clone(),
+        no_env: opts.no_env.clone(),
+    };
+    let rt = environment::RuntimeVars {
+        container: inp.img.path.to_string_lossy().into_owned(),
+        name: image::display_name(&inp.img.path),
+        command: inp.action.name().into(),
+        app: opts.app.clone(),
+        shell: opts.shell.clone(),
+        home: mplan.home.clone(),
+    };
+    let env = environment::compute(&inp.host.env, &env_req, &rt)?;
+    let process = container_process(inp, &env)?;
+    Ok(Plan {
+        version: PLAN_VERSION,
+        image: PlanImage {
+            path: inp.img.path.clone(),
+            kind: inp.img.kind,
+            writable: opts.writable,
+        },
+        namespaces: Namespaces {
+            user: !inp.setuid,
+            pid: opts.pid,
+            ipc: opts.ipc,
+            uts: opts.uts,
+            net: opts.net,
+        },
+        hostname: opts.hostname.clone(),
+        mounts: mplan.mounts,
+        writable_tmpfs: opts.writable_tmpfs,
+        fakeroot: opts.fakeroot,
+        process: starter::plan::Process {
+            argv: process.argv,
+            env: process
+                .env
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            cwd: mplan.cwd,
+        },
+    })
+}
+
+fn container_process(
+    inp: &PlanInputs<'_>,
+    env: &environment::ContainerEnv,
+) -> Result<action::Process> {
+    let script_opts = action::ScriptOptions {
+        no_umask: inp.opts.no_umask,
+        quiet: !crate::log::enabled(crate::log::Level::Info),
+    };
+    if inp.host.has_shell {
+        return Ok(action::through_shell(
+            inp.action,
+            inp.args,
+            env,
+            &script_opts,
+        ));
+    }
+    if inp.action != Action::Exec {
+        bail!(
+            "image {:?} has no /bin/sh: only 'exec' of an absolute path can run in it",
+            inp.img.path.display()
+        );
+    }
+    let Some(p) = action::direct(inp.args, env) else {
+        bail!(
+            "image {:?} has no /bin/sh: give the command as an absolute path",
+            inp.img.path.display()
+        );
+    };
+    crate::verbose!(
+        "image has no /bin/sh: executing {:?} directly, without the image's environment scripts",
+        p.path
+    );
+    Ok(p)
+}
