@@ -2,11 +2,12 @@
 //! conversion and caching, and hands a launch Plan to the starter.
 
 mod cli;
+mod convert;
 mod deffile;
 mod env;
-mod launch;
 mod oci;
 mod log;
+mod metadata;
 mod cache;
 mod registry;
 mod sources;

@@ -1,0 +1,261 @@
+//! Converting a fetched OCI image (verified layer blobs + config) to a SIF file or a
+//! sandbox directory.
+//!
+//! Two passes over the layers, never extracting to disk for a SIF:
+//! 1. headers only, bottom layer first, into an in-memory [`tree::Tree`] that applies
+//!    whiteouts, opaque directories, hardlinks and symlinked parents exactly once and
+//!    keeps every path inside the root;
+//! 2. the surviving entries, plus the generated `/.singularity.d`, streamed as one tar
+//!    into `tar2sqfs` (or into a directory for a sandbox), reading each layer once more.
+//!
+//! Memory is the path index (about 150 bytes a name), never a layer or a file.
+
+mod emit;
+mod image_meta;
+mod layer;
+mod sandbox;
+mod scan;
+mod squashfs;
+mod tarsink;
+mod tree;
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::oci::FetchedImage;
+use image_meta::{Generated, ImageConfig};
+use scan::OpenLayer;
+use tree::Tree;
+
+/// How to convert.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// Where temporary files go (the squashfs before it is put in the SIF; the
+    /// extracted tree when `tar2sqfs` is missing).
+    pub tmpdir: PathBuf,
+    /// Give the owner rwX on every file and directory (`--fix-perms`).
+    pub fix_perms: bool,
+    /// Compressor threads; 0 = all cores (`mksquashfs procs` in apptainer.conf).
+    pub procs: usize,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            tmpdir: std::env::temp_dir(),
+            fix_perms: false,
+            procs: 0,
+        }
+    }
+}
+
+/// What both outputs share: the merged tree with `/.singularity.d` added.
+struct Prepared {
+    tree: Tree,
+    config: ImageConfig,
+    generated: Generated,
+}
+
+fn layer_opener(image: &FetchedImage) -> impl Fn(usize) -> Result<Box<dyn Read + Send>> + '_ {
+    move |i| {
+        let l = &image.layers[i];
+        layer::open(&l.path, &l.media_type).with_context(|| format!("layer {}", l.digest))
+    }
+}
+
+fn prepare(image: &FetchedImage, open: &OpenLayer<'_>) -> Result<Prepared> {
+    let config = ImageConfig::parse(&image.config)?;
+    let mut tree = scan::build_tree(image.layers.len(), open)?;
+    let (warnings, more) = tree.warnings();
+    for w in warnings {
+        crate::warning!("{w}");
+    }
+    if more > 0 {
+        crate::warning!("{more} more layer entries were skipped");
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let generated = image_meta::generate(image, &config, now);
+    let top = u16::try_from(image.layers.len()).unwrap_or(u16::MAX);
+    image_meta::inject(&mut tree, &generated, now.unix_timestamp(), top);
+    Ok(Prepared {
+        tree,
+        config,
+        generated,
+    })
+}
+
+/// Converts `image` to a SIF at `out`. The file appears complete or not at all
+/// (written beside `out` under a temporary name, then renamed).
+pub fn to_sif(image: &FetchedImage, out: &Path, opts: &ConvertOptions) -> Result<()> {
+    let open = layer_opener(image);
+    let prepared = prepare(image, &open)?;
+    let squashfs = tempfile::Builder::new()
+        .prefix("squashfs-")
+        .suffix(".img")
+        .tempfile_in(&opts.tmpdir)
+        .with_context(|| format!("creating a temporary file in {}", opts.tmpdir.display()))?;
+    write_squashfs(
+        &prepared.tree,
+        &open,
+        image.layers.len(),
+        squashfs.path(),
+        opts,
+    )?;
+    assemble_sif(image, &prepared, squashfs.path(), out)
+}
+
+fn write_squashfs(
+    tree: &Tree,
+    open: &OpenLayer<'_>,
+    layers: usize,
+    out: &Path,
+    opts: &ConvertOptions,
+) -> Result<()> {
+    if let Some(tar2sqfs) = squashfs::find_program("tar2sqfs") {
+        return squashfs::write_with_tar2sqfs(&tar2sqfs, tree, open, layers, out, opts.procs);
+    }
+    let Some(mksquashfs) = squashfs::find_program("mksquashfs") else {
+        bail!("neither tar2sqfs (squashfs-tools-ng) nor mksquashfs (squashfs-tools) is installed");
+    };
+    crate::verbose!("tar2sqfs not found: extracting to a temporary directory for mksquashfs");
+    let dir = tempfile::Builder::new()
+        .prefix("rootfs-")
+        .tempdir_in(&opts.tmpdir)
+        .with_context(|| {
+            format!(
+                "creating a temporary directory in {}",
+                opts.tmpdir.display()
+            )
+        })?;
+    let root = dir.path().join("root");
+    extract(tree, open, layers, &root, opts)?;
+    let result = squashfs::write_with_mksquashfs(&mksquashfs, &root, out, opts.procs);
+    remove_tree(&root);
+    result
+}
+
+fn assemble_sif(
+    image: &FetchedImage,
+    prepared: &Prepared,
+    squashfs: &Path,
+    out: &Path,
+) -> Result<()> {
+    use sif::write::{
+        create_container, CreateOptions, DataSource, DescriptorInput, RUN_SINGULARITY,
+    };
+    use sif::{Arch, DataType, FsType, PartType};
+
+    let (arch, _) = image_meta::arch_variant(&image.platform);
+    let arch = Arch::from_go_name(&arch)
+        .or_else(Arch::host)
+        .unwrap_or(Arch::Amd64);
+    let oci_config = serde_json::to_vec(&prepared.config.raw_config)?;
+    let part =
+        fs::File::open(squashfs).with_context(|| format!("opening {}", squashfs.display()))?;
+    // Same objects, in the same order, as the reference's conversion: definition, JSON
+    // objects sorted by name, then the primary system partition.
+    let inputs = vec![
+        DescriptorInput::new(
+            DataType::Deffile,
+            DataSource::Bytes(prepared.generated.deffile.clone().into_bytes()),
+        ),
+        DescriptorInput::new(
+            DataType::GenericJson,
+            DataSource::Bytes(image_meta::inspect_metadata(&prepared.generated)),
+        )
+        .name("inspect-metadata.json"),
+        DescriptorInput::new(DataType::GenericJson, DataSource::Bytes(oci_config))
+            .name("oci-config.json"),
+        DescriptorInput::new(DataType::Partition, DataSource::File(part)).partition(
+            FsType::Squash,
+            PartType::PrimSys,
+            arch,
+        ),
+    ];
+    let opts = CreateOptions {
+        launch_script: RUN_SINGULARITY.to_string(),
+        ..CreateOptions::default()
+    };
+    create_container(out, opts, inputs).with_context(|| format!("writing {}", out.display()))
+}
+
+/// Converts `image` to a sandbox directory at `dir`, which must not exist yet (or be an
+/// empty directory). It is built under a temporary name beside `dir` and renamed, so a
+/// failure leaves nothing behind.
+pub fn to_sandbox(image: &FetchedImage, dir: &Path, opts: &ConvertOptions) -> Result<()> {
+    if dir.exists() {
+        let empty = fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_none();
+        if !empty {
+            bail!("{} exists and is not empty", dir.display());
+        }
+    }
+    let open = layer_opener(image);
+    let prepared = prepare(image, &open)?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = extract(&prepared.tree, &open, image.layers.len(), &tmp, opts).and_then(|()| {
+        if dir.exists() {
+            fs::remove_dir(dir).with_context(|| format!("replacing empty {}", dir.display()))?;
+        }
+        fs::rename(&tmp, dir).with_context(|| format!("renaming into {}", dir.display()))
+    });
+    if result.is_err() {
+        remove_tree(&tmp);
+    }
+    result
+}
+
+/// Extracts the tree into a new directory `root`.
+fn extract(
+    tree: &Tree,
+    open: &OpenLayer<'_>,
+    layers: usize,
+    root: &Path,
+    opts: &ConvertOptions,
+) -> Result<()> {
+    fs::create_dir(root).with_context(|| format!("creating {}", root.display()))?;
+    let fd: OwnedFd = fs::File::open(root)
+        .with_context(|| format!("opening {}", root.display()))?
+        .into();
+    let as_root = nix::unistd::geteuid().is_root();
+    let mut sink = sandbox::DirSink::new(fd, as_root, opts.fix_perms);
+    emit::emit(tree, open, layers, &mut sink)?;
+    let (devices, restrictive) = sink.counts();
+    if devices > 0 {
+        crate::verbose!("skipped {devices} device nodes (only root can create them)");
+    }
+    if restrictive > 0 {
+        crate::warning!(
+            "{restrictive} directories lack owner rwx permissions; use --fix-perms to be able to modify or delete the sandbox"
+        );
+    }
+    Ok(())
+}
+
+/// Removes a partly extracted tree, making its directories writable first.
+fn remove_tree(root: &Path) {
+    for entry in walkdir::WalkDir::new(root).into_iter().flatten() {
+        if entry.file_type().is_dir() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
+        }
+    }
+    let _ = fs::remove_dir_all(root);
+}
+
+#[cfg(test)]
+mod tests;

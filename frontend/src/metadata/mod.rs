@@ -1,0 +1,14 @@
+//! The `/.singularity.d` metadata every image carries: action scripts, environment
+//! scripts, runscript, labels and the compatibility symlinks at `/`.
+//!
+//! The files are generated as bytes so a conversion can add them to its output stream
+//! (never writing them into the user's filesystem first). Their behaviour follows the
+//! reference's: the action scripts source `env/*.sh` in glob order and then exec the
+//! right program; the runscript of an OCI image reproduces Docker's ENTRYPOINT/CMD rules
+//! with the reference's evaluation semantics (see [`oci_runscript`]).
+
+mod oci;
+mod scripts;
+
+pub use oci::{docker_env_script, oci_runscript};
+pub use scripts::{base_files, BASE_DIRS, ROOT_SYMLINKS};
