@@ -1,16 +1,17 @@
 //! `apptainer`: the unprivileged frontend. It parses the command line, does all networking,
 //! conversion and caching, and hands a launch Plan to the starter.
 
+mod cache;
 mod cli;
 mod convert;
 mod deffile;
 mod env;
+mod launch;
 mod oci;
-mod log;
-mod metadata;
-mod cache;
 mod registry;
 mod sources;
+mod log;
+mod metadata;
 
 use clap::Parser;
 
