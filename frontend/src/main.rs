@@ -12,6 +12,7 @@ mod registry;
 mod sources;
 mod log;
 mod metadata;
+mod pull;
 
 use clap::Parser;
 

@@ -75,15 +75,6 @@ impl Cache {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// True when this cache is thrown away at exit (`--disable-cache`).
-    pub fn is_temporary(&self) -> bool {
-        self._temp.is_some()
-    }
-
     /// Leaves a temporary cache on disk after this process (an action execs the container
     /// from a SIF in it, so nothing would be left to remove it any earlier).
     pub fn keep(self) {

@@ -1,10 +1,107 @@
-//! `apptainer build`.
+//! `apptainer build [options] <IMAGE PATH> <BUILD SPEC>`. This module handles the image
+//! sources (docker://, docker-archive:, docker-daemon:, oci:, oci-archive:); a build spec
+//! that is a local path (a definition file, SIF or sandbox) goes to `build_from_path`.
 
-use super::{GlobalOpts, Unimplemented};
+use super::GlobalOpts;
+use crate::pull::{self, PullOptions};
+use crate::registry::NoCredentials;
+use crate::sources::Source;
+use crate::{info, log};
 use anyhow::Result;
+use clap::ArgAction;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-pub type Args = Unimplemented;
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// build image as sandbox format (chroot directory structure)
+    #[arg(long, env = "APPTAINER_SANDBOX", value_parser = super::boolish(), action = ArgAction::SetTrue)]
+    pub sandbox: bool,
+    /// overwrite an image file if it exists
+    #[arg(short = 'F', long, env = "APPTAINER_FORCE", value_parser = super::boolish(), action = ArgAction::SetTrue)]
+    pub force: bool,
+    /// architecture for remote build
+    #[arg(long, env = "APPTAINER_BUILD_ARCH")]
+    pub arch: Option<String>,
+    /// architecture variant
+    #[arg(long = "arch-variant", env = "APPTAINER_BUILD_ARCH_VARIANT")]
+    pub arch_variant: Option<String>,
+    /// do not use cache or create cache
+    #[arg(long = "disable-cache", env = "APPTAINER_DISABLE_CACHE", value_parser = super::boolish(), action = ArgAction::SetTrue)]
+    pub disable_cache: bool,
+    /// use http instead of https for docker:// oras:// and library://<hostname>/... URIs
+    #[arg(long = "no-https", alias = "nohttps", env = "APPTAINER_NOHTTPS", value_parser = super::boolish(), action = ArgAction::SetTrue)]
+    pub no_https: bool,
+    /// specify a custom Docker daemon host for docker-daemon: URIs
+    #[arg(long = "docker-host", env = "APPTAINER_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// path of the image (SIF file or sandbox directory) to build
+    pub image: PathBuf,
+    /// what to build from: an image URI or a definition file
+    pub spec: String,
+}
 
-pub fn run(_args: Args, _g: &GlobalOpts) -> Result<()> {
-    super::unimplemented("build")
+pub fn run(args: Args, g: &GlobalOpts) -> Result<()> {
+    let sandbox = args.sandbox || sandbox_short_flag_given(g);
+    match Source::parse(&args.spec)? {
+        Some(source) => build_from_source(&args, &source, sandbox),
+        None => build_from_path(&args, Path::new(&args.spec), sandbox),
+    }
+}
+
+/// `-s` means `--sandbox` after `build` (as in Apptainer), but clap reads it as the global
+/// `--silent`; tell them apart by where it appears, and undo the silencing.
+fn sandbox_short_flag_given(g: &GlobalOpts) -> bool {
+    if !g.silent {
+        return false;
+    }
+    let after_build = std::env::args()
+        .skip_while(|a| a != "build")
+        .skip(1)
+        .take_while(|a| a != "--");
+    let given = after_build
+        .filter(|a| a.starts_with('-') && !a.starts_with("--"))
+        .any(|a| a[1..].contains('s'));
+    if given && std::env::var_os("APPTAINER_SILENT").is_none() {
+        let earlier = std::env::args()
+            .take_while(|a| a != "build")
+            .any(|a| a == "-s" || a == "--silent");
+        if !earlier {
+            log::set_level(
+                GlobalOpts {
+                    silent: false,
+                    ..g.clone()
+                }
+                .message_level(),
+            );
+        }
+    }
+    given
+}
+
+fn build_from_source(args: &Args, source: &Source, sandbox: bool) -> Result<()> {
+    let opts = PullOptions {
+        arch: args.arch.clone(),
+        arch_variant: args.arch_variant.clone(),
+        disable_cache: args.disable_cache,
+        no_https: args.no_https || pull::no_https_from_env(),
+        docker_host: args.docker_host.clone().or_else(pull::docker_host_from_env),
+        credentials: Arc::new(NoCredentials),
+    };
+    if sandbox {
+        pull::pull_to_sandbox(source, &args.image, args.force, &opts)?;
+    } else {
+        pull::pull_to_file(source, &args.image, args.force, &opts)?;
+    }
+    info!("Build complete: {}", args.image.display());
+    Ok(())
+}
+
+/// Branch point for builds from a local path: a definition file (or an existing SIF or
+/// sandbox). The definition-file builder plugs in here.
+fn build_from_path(_args: &Args, spec: &Path, _sandbox: bool) -> Result<()> {
+    if !spec.exists() {
+        anyhow::bail!("{:?}: no such file, and not an image URI", spec);
+    }
+    super::unimplemented("build from a definition file or local image")
 }

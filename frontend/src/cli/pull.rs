@@ -1,10 +1,88 @@
-//! `apptainer pull`.
+//! `apptainer pull [options] [output file] <URI>`: an OCI image (docker://, docker-archive:,
+//! docker-daemon:, oci:, oci-archive:) to a SIF file (default `<name>_<tag>.sif`) or,
+//! with `--sandbox`, a directory.
 
-use super::{GlobalOpts, Unimplemented};
-use anyhow::Result;
+use super::GlobalOpts;
+use crate::pull::{self, PullOptions};
+use crate::registry::NoCredentials;
+use crate::sources::Source;
+use anyhow::{bail, Result};
+use clap::ArgAction;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-pub type Args = Unimplemented;
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// architecture to pull from library or OCI registry
+    #[arg(long, env = "APPTAINER_PULL_ARCH")]
+    pub arch: Option<String>,
+    /// architecture variant to pull from library or OCI registry
+    #[arg(long = "arch-variant", env = "APPTAINER_PULL_ARCH_VARIANT")]
+    pub arch_variant: Option<String>,
+    /// download images to the specific directory
+    #[arg(long, env = "APPTAINER_PULLDIR")]
+    pub dir: Option<PathBuf>,
+    /// do not use or create cached images/blobs
+    #[arg(long = "disable-cache", env = "APPTAINER_DISABLE_CACHE", value_parser = super::boolish(), action = ArgAction::SetTrue)]
+    pub disable_cache: bool,
+    /// overwrite an image file if it exists
+    #[arg(short = 'F', long, env = "APPTAINER_FORCE", value_parser = super::boolish(), action = ArgAction::SetTrue)]
+    pub force: bool,
+    /// use http instead of https for docker:// oras:// and library://<hostname>/... URIs
+    #[arg(long = "no-https", alias = "nohttps", env = "APPTAINER_NOHTTPS", value_parser = super::boolish(), action = ArgAction::SetTrue)]
+    pub no_https: bool,
+    /// pull an image and convert it to a sandbox directory
+    #[arg(long, env = "APPTAINER_SANDBOX", value_parser = super::boolish(), action = ArgAction::SetTrue)]
+    pub sandbox: bool,
+    /// specify a custom Docker daemon host for docker-daemon: URIs
+    #[arg(long = "docker-host", env = "APPTAINER_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// [output file] <URI>
+    #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
 
-pub fn run(_args: Args, _g: &GlobalOpts) -> Result<()> {
-    super::unimplemented("pull")
+impl Args {
+    /// The options for the pull pipeline these flags select.
+    pub fn pull_options(&self) -> PullOptions {
+        PullOptions {
+            arch: self.arch.clone(),
+            arch_variant: self.arch_variant.clone(),
+            disable_cache: self.disable_cache,
+            no_https: self.no_https || pull::no_https_from_env(),
+            docker_host: self.docker_host.clone().or_else(pull::docker_host_from_env),
+            credentials: Arc::new(NoCredentials),
+        }
+    }
+}
+
+pub fn run(args: Args, _g: &GlobalOpts) -> Result<()> {
+    let (name, uri) = match args.args.as_slice() {
+        [uri] => (None, uri.clone()),
+        [name, uri] => (Some(PathBuf::from(name)), uri.clone()),
+        _ => bail!("pull takes an optional output file and a URI"),
+    };
+    let source = match Source::parse(&uri)? {
+        Some(s) => s,
+        // Apptainer reads a bare name as library://, which this build does not serve.
+        None => bail!("{uri:?}: library:// images are not supported by this build yet; use docker://{uri} for Docker Hub"),
+    };
+    let name = name.unwrap_or_else(|| {
+        let n = source.default_sif_name();
+        PathBuf::from(if args.sandbox {
+            n.trim_end_matches(".sif").to_string()
+        } else {
+            n
+        })
+    });
+    let dest = match &args.dir {
+        Some(dir) => dir.join(name),
+        None => name,
+    };
+    let opts = args.pull_options();
+    if args.sandbox {
+        pull::pull_to_sandbox(&source, &dest, args.force, &opts)
+    } else {
+        pull::pull_to_file(&source, &dest, args.force, &opts)
+    }
 }

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// Credentials for one registry.
+// Basic and Bearer are built by the credential stores of the registry-login work.
+#[allow(dead_code)]
 #[derive(Clone, Default)]
 pub enum Credentials {
     #[default]

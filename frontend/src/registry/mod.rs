@@ -10,8 +10,8 @@ pub mod platform;
 pub mod progress;
 pub mod reference;
 
-pub use auth::{CredentialStore, Credentials, NoCredentials};
-pub use client::{ClientOptions, RegistryError};
+pub use auth::{CredentialStore, NoCredentials};
+pub use client::ClientOptions;
 pub use platform::Platform;
 pub use reference::Reference;
 

@@ -94,7 +94,7 @@ impl Ingested {
         Ok(())
     }
 
-    fn resolve<'a>(&'a self, path: &str) -> String {
+    fn resolve(&self, path: &str) -> String {
         let mut p = normalise(path);
         for _ in 0..8 {
             match self.links.get(&p) {

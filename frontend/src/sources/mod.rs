@@ -10,7 +10,7 @@ pub mod oci_layout;
 use crate::cache::{Cache, Digest};
 use crate::oci::FetchedImage;
 use crate::registry::{ClientOptions, Platform, Reference, Remote};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::PathBuf;
 
 /// An image source the user named.
@@ -175,23 +175,6 @@ pub fn resolve_remote_digest(source: &Source, opts: &FetchOptions) -> Result<Opt
         Source::Docker(r) => Ok(Some(Remote::new(r, &opts.client).resolve_digest()?)),
         _ => Ok(None),
     }
-}
-
-/// The source as the user would write it.
-pub fn describe(source: &Source) -> String {
-    match source {
-        Source::Docker(r) => format!("docker://{r}"),
-        Source::DockerArchive(p) => format!("docker-archive:{}", p.display()),
-        Source::DockerDaemon(n) => format!("docker-daemon:{n}"),
-        Source::Oci { dir, tag } => format!("oci:{}{}", dir.display(), tag_suffix(tag)),
-        Source::OciArchive { file, tag } => {
-            format!("oci-archive:{}{}", file.display(), tag_suffix(tag))
-        }
-    }
-}
-
-fn tag_suffix(tag: &Option<String>) -> String {
-    tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,0 +1,307 @@
+//! Getting an OCI image as a SIF or sandbox: resolve the source, reuse the converted SIF
+//! from the cache when the image is unchanged, otherwise fetch the blobs and convert once
+//! (under the entry's lock, so concurrent pulls of one image convert it once), and copy
+//! results out atomically.
+//!
+//! `sif_for_uri` is what `run|exec|shell|inspect docker://...` call.
+
+use crate::cache::{Cache, Digest};
+use crate::oci::FetchedImage;
+use crate::registry::{ClientOptions, CredentialStore, NoCredentials, Platform};
+use crate::sources::{self, FetchOptions, Source};
+use crate::{env, info};
+use anyhow::{bail, Context, Result};
+use sha2::{Digest as _, Sha256};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How to get an image; the CLI fills this from flags, `from_env` from the environment.
+#[derive(Clone)]
+pub struct PullOptions {
+    /// `--arch` (e.g. `arm64`, `arm32v7`); `None` means the host.
+    pub arch: Option<String>,
+    /// `--arch-variant` (e.g. `v7`).
+    pub arch_variant: Option<String>,
+    /// `--disable-cache`: work in a temporary cache.
+    pub disable_cache: bool,
+    /// `--no-https`: plain HTTP to registries.
+    pub no_https: bool,
+    /// `--docker-host` / `DOCKER_HOST` for `docker-daemon:` (a `unix://` socket).
+    pub docker_host: Option<String>,
+    /// Registry credentials by host; anonymous unless the auth code supplies a store.
+    pub credentials: Arc<dyn CredentialStore>,
+}
+
+impl PullOptions {
+    /// Options from `APPTAINER_NOHTTPS`/`APPTAINER_NO_HTTPS`, `APPTAINER_DISABLE_CACHE`,
+    /// `APPTAINER_DOCKER_HOST`/`DOCKER_HOST`, with host platform and no credentials.
+    #[allow(dead_code)] // for the action commands (run/exec/shell/inspect docker://)
+    pub fn from_env() -> PullOptions {
+        PullOptions {
+            arch: None,
+            arch_variant: None,
+            disable_cache: env::flag("APPTAINER_DISABLE_CACHE"),
+            no_https: no_https_from_env(),
+            docker_host: docker_host_from_env(),
+            credentials: Arc::new(NoCredentials),
+        }
+    }
+
+    fn fetch_options(&self) -> Result<FetchOptions> {
+        Ok(FetchOptions {
+            platform: Platform::select(self.arch.as_deref(), self.arch_variant.as_deref())?,
+            client: ClientOptions {
+                no_https: self.no_https,
+                credentials: self.credentials.clone(),
+            },
+            docker_host: self.docker_host.clone(),
+        })
+    }
+}
+
+/// True if `APPTAINER_NOHTTPS` or `APPTAINER_NO_HTTPS` asks for plain HTTP.
+pub fn no_https_from_env() -> bool {
+    env::flag("APPTAINER_NOHTTPS") || env::flag("APPTAINER_NO_HTTPS")
+}
+
+/// `APPTAINER_DOCKER_HOST`, else `DOCKER_HOST`.
+pub fn docker_host_from_env() -> Option<String> {
+    ["APPTAINER_DOCKER_HOST", "DOCKER_HOST"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+/// Parses an image URI, refusing anything that is not an OCI image source.
+#[allow(dead_code)] // for the action commands
+pub fn parse_image_uri(uri: &str) -> Result<Source> {
+    match Source::parse(uri)? {
+        Some(s) => Ok(s),
+        None => bail!("{uri:?} is not an image URI (expected docker://, docker-archive:, docker-daemon:, oci: or oci-archive:)"),
+    }
+}
+
+/// The SIF for an OCI image URI, converted into the cache on first use and reused after
+/// (`INFO:    Using cached SIF image`). With `disable_cache` the SIF is built in a
+/// temporary directory that is left for the caller (the process execs the container).
+#[allow(dead_code)] // for the action commands
+pub fn sif_for_uri(uri: &str, opts: &PullOptions) -> Result<PathBuf> {
+    let source = parse_image_uri(uri)?;
+    let cache = Cache::open(opts.disable_cache)?;
+    let sif = cached_sif(&source, opts, &cache)?;
+    cache.keep();
+    Ok(sif)
+}
+
+/// Converts (or reuses) the image's SIF in `cache`; returns its path there.
+fn cached_sif(source: &Source, opts: &PullOptions, cache: &Cache) -> Result<PathBuf> {
+    let fetch_opts = opts.fetch_options()?;
+    let platform = fetch_opts.platform.clone();
+    // Registry images are keyed by what the reference resolves to now: one manifest
+    // request, as Apptainer makes, so a moved tag is noticed.
+    if let Some(digest) = sources::resolve_remote_digest(source, &fetch_opts)? {
+        let entry = cache.sif_entry(&sif_key(&digest, &platform))?;
+        if entry.is_file() {
+            info!("Using cached SIF image");
+            return Ok(entry);
+        }
+        info!("Converting OCI blobs to SIF format");
+        let _lock = cache.lock("oci-tmp", &sif_key(&digest, &platform))?;
+        if entry.is_file() {
+            info!("Using cached SIF image");
+            return Ok(entry);
+        }
+        let image = fetch_image(source, &fetch_opts, cache)?;
+        convert_to_sif(&image, &entry)?;
+        return Ok(entry);
+    }
+    // Archives and layouts: the manifest digest is known once they are read.
+    let image = fetch_image(source, &fetch_opts, cache)?;
+    let key = sif_key(&Digest::parse(&image.manifest_digest)?, &platform);
+    let entry = cache.sif_entry(&key)?;
+    let _lock = cache.lock("oci-tmp", &key)?;
+    if entry.is_file() {
+        info!("Using cached SIF image");
+        return Ok(entry);
+    }
+    info!("Converting OCI blobs to SIF format");
+    convert_to_sif(&image, &entry)?;
+    Ok(entry)
+}
+
+/// Apptainer's key: sha256 of the manifest digest's hex, the architecture and variant.
+fn sif_key(digest: &Digest, platform: &Platform) -> String {
+    let mut h = Sha256::new();
+    h.update(digest.hex().as_bytes());
+    h.update(platform.architecture.as_bytes());
+    h.update(platform.variant_str().as_bytes());
+    hex::encode(h.finalize())
+}
+
+fn fetch_image(source: &Source, opts: &FetchOptions, cache: &Cache) -> Result<FetchedImage> {
+    info!("Starting build...");
+    info!("Fetching OCI image...");
+    sources::fetch(source, opts, cache)
+}
+
+fn convert_options() -> crate::convert::ConvertOptions {
+    crate::convert::ConvertOptions {
+        tmpdir: crate::cache::temp_base(),
+        ..Default::default()
+    }
+}
+
+fn convert_to_sif(image: &FetchedImage, out: &Path) -> Result<()> {
+    info!("Creating SIF file...");
+    crate::convert::to_sif(image, out, &convert_options())
+        .with_context(|| format!("while converting {} to SIF", image.reference))
+}
+
+/// `apptainer pull`/`build` to a SIF file: refuses an existing `dest` unless `force`,
+/// checks the directory is writable before any download, and copies atomically.
+pub fn pull_to_file(source: &Source, dest: &Path, force: bool, opts: &PullOptions) -> Result<()> {
+    check_output(dest, force)?;
+    let cache = Cache::open(opts.disable_cache)?;
+    let sif = cached_sif(source, opts, &cache)?;
+    copy_atomic(&sif, dest, force)
+}
+
+/// `--sandbox`: converts into a directory, built beside `dest` and renamed into place.
+pub fn pull_to_sandbox(
+    source: &Source,
+    dest: &Path,
+    force: bool,
+    opts: &PullOptions,
+) -> Result<()> {
+    check_output(dest, force)?;
+    let cache = Cache::open(opts.disable_cache)?;
+    let fetch_opts = opts.fetch_options()?;
+    let image = fetch_image(source, &fetch_opts, &cache)?;
+    let parent = parent_dir(dest);
+    let work = tempfile::Builder::new()
+        .prefix(".tmp-sandbox-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
+    let root = work.path().join("rootfs");
+    crate::convert::to_sandbox(&image, &root, &convert_options())
+        .with_context(|| format!("while converting {} to a sandbox", image.reference))?;
+    if dest.exists() {
+        // Only reached with --force (check_output refused otherwise).
+        remove_path(dest)?;
+    }
+    fs::rename(&root, dest).with_context(|| format!("moving the sandbox to {}", dest.display()))?;
+    Ok(())
+}
+
+/// Refuses to overwrite without `force` and fails early on an unwritable directory.
+pub fn check_output(dest: &Path, force: bool) -> Result<()> {
+    if !force && fs::symlink_metadata(dest).is_ok() {
+        bail!("image file already exists: {:?} - will not overwrite", dest);
+    }
+    let parent = parent_dir(dest);
+    let meta = fs::metadata(&parent).with_context(|| format!("output directory {:?}", parent))?;
+    if !meta.is_dir() {
+        bail!("output directory {:?} is not a directory", parent);
+    }
+    nix::unistd::access(
+        &parent,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write to output directory {:?}: {}",
+            parent,
+            e.desc()
+        )
+    })?;
+    if force && dest.is_dir() && !dest.is_symlink() && fs::read_dir(dest).is_err() {
+        bail!("cannot replace {:?}", dest);
+    }
+    Ok(())
+}
+
+fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn remove_path(p: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(p)?;
+    if meta.is_dir() {
+        fs::remove_dir_all(p)
+    } else {
+        fs::remove_file(p)
+    }
+    .with_context(|| format!("removing {}", p.display()))
+}
+
+/// Copies `src` to `dest` through a temp file in `dest`'s directory and a rename, so
+/// `dest` is either absent, the old file, or the complete new one.
+pub fn copy_atomic(src: &Path, dest: &Path, force: bool) -> Result<()> {
+    let parent = parent_dir(dest);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-pull-")
+        .tempfile_in(&parent)
+        .with_context(|| format!("cannot write to output directory {:?}", parent))?;
+    let mut input = fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    io::copy(&mut input, tmp.as_file_mut())
+        .with_context(|| format!("writing {}", dest.display()))?;
+    tmp.as_file_mut().flush()?;
+    tmp.as_file().sync_all().ok();
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o755))
+        .ok();
+    if force {
+        if dest.is_dir() && !dest.is_symlink() {
+            remove_path(dest)?;
+        }
+        tmp.persist(dest).map_err(|e| e.error)
+    } else {
+        tmp.persist_noclobber(dest).map_err(|e| e.error)
+    }
+    .with_context(|| format!("writing {}", dest.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sif_key_depends_on_digest_and_platform() {
+        let d = Digest::of_bytes(b"m");
+        let amd = Platform::select(Some("amd64"), None).unwrap();
+        let arm = Platform::select(Some("arm"), Some("v6")).unwrap();
+        assert_ne!(sif_key(&d, &amd), sif_key(&d, &arm));
+        assert_eq!(sif_key(&d, &amd), sif_key(&d, &amd));
+        let mut h = Sha256::new();
+        h.update(format!("{}amd64", d.hex()));
+        assert_eq!(sif_key(&d, &amd), hex::encode(h.finalize()));
+    }
+
+    #[test]
+    fn existing_output_is_refused_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("x.sif");
+        fs::write(&dest, b"old").unwrap();
+        let err = check_output(&dest, false).unwrap_err().to_string();
+        assert!(err.contains("already exists"), "{err}");
+        assert!(check_output(&dest, true).is_ok());
+        let src = dir.path().join("src");
+        fs::write(&src, b"new").unwrap();
+        assert!(copy_atomic(&src, &dest, false).is_err());
+        assert_eq!(fs::read(&dest).unwrap(), b"old");
+        copy_atomic(&src, &dest, true).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+    }
+}

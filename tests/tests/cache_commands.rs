@@ -1,0 +1,143 @@
+//! `apptainer cache list` and `apptainer cache clean` on a cache filled by real pulls, as
+//! the test user: counts, the verbose table, type filters, the confirmation prompt.
+
+use apptainer_tests::{
+    docker_ref, installed, registry_up, require, test_user_exists, user_tempdir, UserCmd,
+};
+use std::path::Path;
+
+fn apptainer_in(dir: &Path, args: &[&str]) -> apptainer_tests::Out {
+    UserCmd::new(args)
+        .cwd(dir)
+        .env("APPTAINER_CACHEDIR", dir.join("cachedir"))
+        .run()
+}
+
+fn ready() -> bool {
+    installed() && test_user_exists() && registry_up()
+}
+
+#[test]
+fn list_counts_converted_sifs_and_blobs() {
+    require!(
+        ready(),
+        "installed apptainer, test user and local registry (scripts/test-setup.sh)"
+    );
+    let tmp = user_tempdir();
+    let empty = apptainer_in(tmp.path(), &["cache", "list"]);
+    empty.assert_success();
+    assert!(
+        empty.stdout.contains("There are 0 container file(s) using 0.00 KiB and 0 oci blob file(s) using 0.00 KiB of space"),
+        "{empty:?}"
+    );
+    apptainer_in(
+        tmp.path(),
+        &["pull", "--no-https", &docker_ref("busybox:latest")],
+    )
+    .assert_success();
+    let list = apptainer_in(tmp.path(), &["cache", "list"]);
+    list.assert_success();
+    assert!(
+        list.stdout.contains("There are 1 container file(s)"),
+        "{list:?}"
+    );
+    assert!(list.stdout.contains("and 2 oci blob file(s)"), "{list:?}");
+    assert!(list.stdout.contains("Total space used: "), "{list:?}");
+
+    let verbose = apptainer_in(tmp.path(), &["cache", "list", "-v"]);
+    verbose.assert_success();
+    let lines: Vec<&str> = verbose.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME")
+            && lines[0].contains("DATE CREATED")
+            && lines[0].ends_with("TYPE"),
+        "{verbose:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.ends_with(" blob")).count(),
+        2,
+        "{verbose:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.ends_with(" oci")).count(),
+        1,
+        "{verbose:?}"
+    );
+
+    let only_oci = apptainer_in(tmp.path(), &["cache", "list", "-T", "oci"]);
+    assert!(
+        only_oci.stdout.contains("There are 1 container file(s)")
+            && only_oci.stdout.contains("and 0 oci blob"),
+        "{only_oci:?}"
+    );
+    let bad = apptainer_in(tmp.path(), &["cache", "list", "-T", "bogus"]);
+    bad.assert_failure();
+    assert!(bad.stderr.contains("invalid cache type"), "{bad:?}");
+}
+
+#[test]
+fn clean_asks_first_and_removes_by_type() {
+    require!(
+        ready(),
+        "installed apptainer, test user and local registry (scripts/test-setup.sh)"
+    );
+    let tmp = user_tempdir();
+    apptainer_in(
+        tmp.path(),
+        &["pull", "--no-https", &docker_ref("busybox:latest")],
+    )
+    .assert_success();
+    let blobs = tmp.path().join("cachedir/cache/blob/blobs/sha256");
+    let oci_tmp = tmp.path().join("cachedir/cache/oci-tmp");
+    let count = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+
+    let declined = UserCmd::new(&["cache", "clean"])
+        .cwd(tmp.path())
+        .env("APPTAINER_CACHEDIR", tmp.path().join("cachedir"))
+        .stdin("n\n")
+        .run();
+    declined.assert_success();
+    assert!(
+        declined.stdout.contains("Do you want to continue? [y/N]"),
+        "{declined:?}"
+    );
+    assert_eq!(
+        (count(&blobs), count(&oci_tmp)),
+        (2, 1),
+        "nothing removed after 'n'"
+    );
+
+    let dry = apptainer_in(tmp.path(), &["cache", "clean", "--dry-run"]);
+    dry.assert_success();
+    assert_eq!(
+        (count(&blobs), count(&oci_tmp)),
+        (2, 1),
+        "nothing removed by --dry-run"
+    );
+
+    let recent = apptainer_in(tmp.path(), &["cache", "clean", "-f", "--days", "1"]);
+    recent.assert_success();
+    assert_eq!(
+        (count(&blobs), count(&oci_tmp)),
+        (2, 1),
+        "entries newer than a day kept"
+    );
+
+    let blobs_only = apptainer_in(tmp.path(), &["cache", "clean", "-f", "-T", "blob"]);
+    blobs_only.assert_success();
+    assert!(
+        blobs_only
+            .stderr
+            .contains("INFO:    Removing blob cache entry: "),
+        "{blobs_only:?}"
+    );
+    assert_eq!((count(&blobs), count(&oci_tmp)), (0, 1));
+
+    apptainer_in(tmp.path(), &["cache", "clean", "--force"]).assert_success();
+    assert_eq!(count(&oci_tmp), 0);
+    let list = apptainer_in(tmp.path(), &["cache", "list"]);
+    assert!(
+        list.stdout.contains("There are 0 container file(s)"),
+        "{list:?}"
+    );
+}

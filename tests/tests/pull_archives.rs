@@ -1,0 +1,222 @@
+//! `pull` and `build` from docker-archive (plain and gzip), oci (layout dir + tag) and
+//! oci-archive sources, as the test user through the installed binary, with contents
+//! checked by listing the SIF's squashfs partition independently.
+
+use apptainer_tests::{
+    fixture_docker_archive, fixture_layout, fixture_oci_archive, fixtures, fixtures_built,
+    installed, require, test_user_exists, user_tempdir, UserCmd,
+};
+use std::path::Path;
+use std::process::Command;
+
+fn ready() -> bool {
+    installed() && test_user_exists() && fixtures_built()
+}
+
+fn apptainer_in(dir: &Path, args: &[&str]) -> apptainer_tests::Out {
+    UserCmd::new(args)
+        .cwd(dir)
+        .env("APPTAINER_CACHEDIR", dir.join("cachedir"))
+        .run()
+}
+
+fn sif_listing(sif: &Path) -> Vec<String> {
+    let mut f = std::fs::File::open(sif).unwrap_or_else(|e| panic!("open {}: {e}", sif.display()));
+    let offset = sif::primary_partition(&mut f)
+        .expect("a SIF with a primary partition")
+        .offset;
+    let out = Command::new("unsquashfs")
+        .args(["-l", "-o", &offset.to_string(), "-d", ""])
+        .arg(sif)
+        .output()
+        .expect("run unsquashfs");
+    assert!(
+        out.status.success(),
+        "unsquashfs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix('/').map(String::from))
+        .collect()
+}
+
+#[track_caller]
+fn assert_has(listing: &[String], paths: &[&str]) {
+    for p in paths {
+        assert!(
+            listing.iter().any(|l| l == p),
+            "{p} missing from {listing:?}"
+        );
+    }
+}
+
+#[test]
+fn docker_archive_plain_and_gzip_convert() {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    let tmp = user_tempdir();
+    let plain = format!(
+        "docker-archive:{}",
+        fixture_docker_archive("busybox", "latest").display()
+    );
+    let gz = format!(
+        "docker-archive:{}",
+        fixtures()
+            .join("archives/busybox_latest.docker.tar.gz")
+            .display()
+    );
+    apptainer_in(tmp.path(), &["pull", "plain.sif", &plain]).assert_success();
+    apptainer_in(tmp.path(), &["pull", "gz.sif", &gz]).assert_success();
+    assert_has(
+        &sif_listing(&tmp.path().join("plain.sif")),
+        &["bin/busybox", ".singularity.d/runscript"],
+    );
+    assert_has(
+        &sif_listing(&tmp.path().join("gz.sif")),
+        &["bin/busybox", ".singularity.d/runscript"],
+    );
+}
+
+#[test]
+fn multilayer_docker_archive_applies_whiteouts() {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    let tmp = user_tempdir();
+    let src = format!(
+        "docker-archive:{}",
+        fixture_docker_archive("multilayer", "latest").display()
+    );
+    apptainer_in(tmp.path(), &["build", "ml.sif", &src]).assert_success();
+    let listing = sif_listing(&tmp.path().join("ml.sif"));
+    assert_has(
+        &listing,
+        &[
+            "data/keep.txt",
+            "data/opaque/new1",
+            "data/dir-to-delete/revived.txt",
+        ],
+    );
+    for gone in [
+        "data/delete-me.txt",
+        "data/opaque/old1",
+        "data/link-dangling",
+    ] {
+        assert!(
+            !listing.iter().any(|l| l == gone),
+            "{gone} should be whited out"
+        );
+    }
+}
+
+#[test]
+fn oci_layout_selects_the_tag() {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    let tmp = user_tempdir();
+    let src = format!(
+        "oci:{}:entrypoint-only",
+        fixture_layout("entrypoint").display()
+    );
+    let out = apptainer_in(tmp.path(), &["pull", &src]);
+    out.assert_success();
+    let sif = tmp.path().join("entrypoint_entrypoint-only.sif");
+    assert_has(&sif_listing(&sif), &["usr/bin/showargs"]);
+
+    let untagged = apptainer_in(
+        tmp.path(),
+        &[
+            "pull",
+            "x.sif",
+            &format!("oci:{}", fixture_layout("entrypoint").display()),
+        ],
+    );
+    untagged.assert_failure();
+    assert!(
+        untagged.stderr.contains("choose one with :<tag>"),
+        "{untagged:?}"
+    );
+    let missing = apptainer_in(
+        tmp.path(),
+        &[
+            "pull",
+            "y.sif",
+            &format!("oci:{}:nope", fixture_layout("entrypoint").display()),
+        ],
+    );
+    missing.assert_failure();
+    assert!(
+        missing.stderr.contains("no image tagged \"nope\""),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn oci_archive_converts_and_build_reports_completion() {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    let tmp = user_tempdir();
+    let src = format!(
+        "oci-archive:{}",
+        fixture_oci_archive("zstd", "latest").display()
+    );
+    let out = apptainer_in(tmp.path(), &["build", "z.sif", &src]);
+    out.assert_success();
+    assert!(
+        out.stderr.contains("INFO:    Build complete: z.sif"),
+        "{out:?}"
+    );
+    assert_has(&sif_listing(&tmp.path().join("z.sif")), &["bin/busybox"]);
+}
+
+#[test]
+fn build_sandbox_from_an_archive_and_refuse_overwrite_without_force() {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    let tmp = user_tempdir();
+    let src = format!(
+        "oci-archive:{}",
+        fixture_oci_archive("busybox", "latest").display()
+    );
+    apptainer_in(tmp.path(), &["build", "--sandbox", "sb", &src]).assert_success();
+    assert!(tmp.path().join("sb/bin/busybox").is_file());
+    let again = apptainer_in(tmp.path(), &["build", "--sandbox", "sb", &src]);
+    again.assert_failure();
+    assert!(again.stderr.contains("already exists"), "{again:?}");
+    apptainer_in(tmp.path(), &["build", "--force", "-s", "sb", &src]).assert_success();
+    assert!(tmp.path().join("sb/bin/busybox").is_file());
+}
+
+#[test]
+fn the_same_archive_twice_reuses_the_cached_sif() {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    let tmp = user_tempdir();
+    let src = format!(
+        "docker-archive:{}",
+        fixture_docker_archive("entrypoint", "both").display()
+    );
+    apptainer_in(tmp.path(), &["pull", "a.sif", &src]).assert_success();
+    let second = apptainer_in(tmp.path(), &["pull", "b.sif", &src]);
+    second.assert_success();
+    assert!(
+        second.stderr.contains("INFO:    Using cached SIF image"),
+        "{second:?}"
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("a.sif")).unwrap(),
+        std::fs::read(tmp.path().join("b.sif")).unwrap()
+    );
+}
