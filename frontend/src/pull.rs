@@ -108,11 +108,13 @@ fn cached_sif(source: &Source, opts: &PullOptions, cache: &Cache) -> Result<Path
             return Ok(entry);
         }
         info!("Converting OCI blobs to SIF format");
-        let _lock = cache.lock("oci-tmp", &sif_key(&digest, &platform))?;
+        let key = sif_key(&digest, &platform);
+        let _lock = cache.lock("oci-tmp", &key)?;
         if entry.is_file() {
             info!("Using cached SIF image");
             return Ok(entry);
         }
+        cache.remove_stale_sif_temps(&key)?;
         let image = fetch_image(source, &fetch_opts, cache)?;
         convert_to_sif(&image, &entry)?;
         return Ok(entry);
@@ -126,6 +128,7 @@ fn cached_sif(source: &Source, opts: &PullOptions, cache: &Cache) -> Result<Path
         info!("Using cached SIF image");
         return Ok(entry);
     }
+    cache.remove_stale_sif_temps(&key)?;
     info!("Converting OCI blobs to SIF format");
     convert_to_sif(&image, &entry)?;
     Ok(entry)

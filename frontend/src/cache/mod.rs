@@ -179,6 +179,13 @@ impl Cache {
     pub fn sif_entry(&self, key: &str) -> Result<PathBuf> {
         Ok(self.kind_dir("oci-tmp")?.join(key))
     }
+
+    /// Removes what a killed conversion into this entry left (the SIF writer's
+    /// `.<key>.tmp-<pid>`). Call only while holding the entry's lock.
+    pub fn remove_stale_sif_temps(&self, key: &str) -> Result<()> {
+        remove_stale_temps(&self.kind_dir("oci-tmp")?, &format!(".{key}.tmp-"));
+        Ok(())
+    }
 }
 
 /// Holds an entry's lock until dropped (the kernel releases it if the process dies).

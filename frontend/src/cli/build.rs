@@ -3,10 +3,10 @@
 //! that is a local path (a definition file, SIF or sandbox) goes to `build_from_path`.
 
 use super::GlobalOpts;
+use crate::info;
 use crate::pull::{self, PullOptions};
 use crate::registry::NoCredentials;
 use crate::sources::Source;
-use crate::{info, log};
 use anyhow::Result;
 use clap::ArgAction;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// build image as sandbox format (chroot directory structure)
-    #[arg(long, env = "APPTAINER_SANDBOX", value_parser = super::boolish(), action = ArgAction::SetTrue)]
+    #[arg(short = 's', long, env = "APPTAINER_SANDBOX", value_parser = super::boolish(), action = ArgAction::SetTrue)]
     pub sandbox: bool,
     /// overwrite an image file if it exists
     #[arg(short = 'F', long, env = "APPTAINER_FORCE", value_parser = super::boolish(), action = ArgAction::SetTrue)]
@@ -41,42 +41,12 @@ pub struct Args {
     pub spec: String,
 }
 
-pub fn run(args: Args, g: &GlobalOpts) -> Result<()> {
-    let sandbox = args.sandbox || sandbox_short_flag_given(g);
+pub fn run(args: Args, _g: &GlobalOpts) -> Result<()> {
+    let sandbox = args.sandbox;
     match Source::parse(&args.spec)? {
         Some(source) => build_from_source(&args, &source, sandbox),
         None => build_from_path(&args, Path::new(&args.spec), sandbox),
     }
-}
-
-/// `-s` means `--sandbox` after `build` (as in Apptainer), but clap reads it as the global
-/// `--silent`; tell them apart by where it appears, and undo the silencing.
-fn sandbox_short_flag_given(g: &GlobalOpts) -> bool {
-    if !g.silent {
-        return false;
-    }
-    let after_build = std::env::args()
-        .skip_while(|a| a != "build")
-        .skip(1)
-        .take_while(|a| a != "--");
-    let given = after_build
-        .filter(|a| a.starts_with('-') && !a.starts_with("--"))
-        .any(|a| a[1..].contains('s'));
-    if given && std::env::var_os("APPTAINER_SILENT").is_none() {
-        let earlier = std::env::args()
-            .take_while(|a| a != "build")
-            .any(|a| a == "-s" || a == "--silent");
-        if !earlier {
-            log::set_level(
-                GlobalOpts {
-                    silent: false,
-                    ..g.clone()
-                }
-                .message_level(),
-            );
-        }
-    }
-    given
 }
 
 fn build_from_source(args: &Args, source: &Source, sandbox: bool) -> Result<()> {
