@@ -2,4 +2,5 @@
 //! `ValidatedPlan`. The frontend links this to give early, friendly errors; the starter
 //! binary calls `validate` again and trusts only its own verdict.
 
+pub mod host;
 pub mod plan;

@@ -1,4 +1,173 @@
-//! The privileged starter. See docs/starter-sequence.md.
+//! The starter: the only privileged program. It reads one bounded Plan on fd 3, validates
+//! it against the admin's apptainer.conf, builds the container's mount tree, drops every
+//! privilege and execs the container process. `run` below is the whole sequence, in order;
+//! docs/starter-sequence.md explains each step.
+
+mod confine;
+mod creds;
+mod error;
+mod image;
+mod loopdev;
+mod ops;
+mod rootfs;
+mod sys;
+mod userns;
+
+use creds::{Mode, Root};
+use error::{sys as syserr, Result, StarterError};
+use starter::plan::{self, ImageKind, Policy, ValidatedPlan};
+use std::convert::Infallible;
+use std::os::fd::{AsFd, OwnedFd};
+use sys::{Fork, LinuxSys};
+
+const PLAN_FD: i32 = 3;
+
 fn main() {
-    std::process::exit(1);
+    let code = match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("FATAL:   {e}");
+            255
+        }
+    };
+    std::process::exit(code)
+}
+
+fn run() -> Result<i32> {
+    let mode = creds::sanitize()?;
+    let caller = creds::caller(mode)?;
+    // The setuid starter trusts only a root-owned, non-writable conf at the built-in path.
+    let policy = match mode {
+        Mode::Setuid => Policy::from_conf(&*conf::load_trusted(conf::paths::CONF_FILE)?),
+        Mode::Userns => Policy::from_conf(&conf::load(conf::paths::CONF_FILE)?),
+    };
+    let bytes = sys::read_fd(PLAN_FD, plan::MAX_PLAN_BYTES + 1).map_err(StarterError::PlanRead)?;
+    sys::close_range_from(PLAN_FD as u32).map_err(syserr("close_range"))?;
+    let plan = plan::validate(plan::decode(&bytes)?, &policy, &caller)?;
+    let root = Root::new(caller, mode, plan.fakeroot());
+    root.as_caller()?;
+    let image = image::open(&LinuxSys, plan.image(), &policy)?;
+    match mode {
+        Mode::Setuid => run_setuid(root, &plan, &policy, image),
+        Mode::Userns => run_userns(root, &plan, &policy, image),
+    }
+}
+
+/// Kernel loop + squashfs in the initial user namespace; no helper process unless a PID
+/// namespace needs a parent to reap it.
+fn run_setuid(
+    root: Root,
+    plan: &ValidatedPlan,
+    policy: &Policy,
+    image: image::Image,
+) -> Result<i32> {
+    let sys = &LinuxSys;
+    sys::unshare(libc::CLONE_NEWNS | ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
+    let ops = ops::plan_ops(plan);
+    let trees = ops::clone_sources(sys, &ops)?;
+    root.as_root()?;
+    let tree = match image.kind {
+        ImageKind::Sandbox => image::mount_sandbox(sys, &image, false)?,
+        _ => image::mount_kernel(sys, &image, policy)?,
+    };
+    drop(image);
+    rootfs::build(sys, &root, plan, policy, tree, &ops, trees)?;
+    let user = creds::drop_all(root)?;
+    if plan.namespaces().pid {
+        if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
+            sys::close_range_from(3).map_err(syserr("close_range"))?;
+            return userns::supervise(child);
+        }
+    }
+    finish(user, plan).map(|n| match n {})
+}
+
+/// Everything inside a user namespace. The parent keeps its own mount namespace (the image
+/// mount and the FUSE daemon live there), forwards signals and reaps; the container gets a
+/// second mount namespace for its pivot_root.
+fn run_userns(
+    root: Root,
+    plan: &ValidatedPlan,
+    policy: &Policy,
+    image: image::Image,
+) -> Result<i32> {
+    let sys = &LinuxSys;
+    userns::enter(root.caller(), plan.fakeroot())?;
+    sys::unshare(libc::CLONE_NEWNS).map_err(syserr("cannot create a mount namespace"))?;
+    let (uid, gid) = root.target();
+    let (tree, daemon) = match image.kind {
+        ImageKind::Sandbox => (
+            image::mount_sandbox(sys, &image, plan.image().writable)?,
+            None,
+        ),
+        _ => {
+            let fuse = userns::open_fuse().ok_or(StarterError::Refused(
+                "FUSE is unavailable (/dev/fuse cannot be opened)",
+            ))?;
+            // Mounted before the daemon starts: reading an unmounted /dev/fuse fails.
+            let tree = image::mount_fuse(sys, fuse.as_fd(), uid, gid)?;
+            (tree, Some(userns::spawn_squashfuse(&image, &fuse)?))
+        }
+    };
+    drop(image);
+    sys::unshare(ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
+    let child = match sys::fork().map_err(syserr("fork"))? {
+        Fork::Parent(pid) => pid,
+        Fork::Child => {
+            let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            let err = container_userns(root, plan, policy, tree)
+                .err()
+                .expect("finish returns only on error");
+            eprintln!("FATAL:   {err}");
+            std::process::exit(255)
+        }
+    };
+    drop(tree);
+    let code = userns::supervise(child);
+    if let Some(d) = daemon {
+        userns::stop_daemon(d);
+    }
+    code
+}
+
+fn container_userns(
+    root: Root,
+    plan: &ValidatedPlan,
+    policy: &Policy,
+    tree: OwnedFd,
+) -> Result<Infallible> {
+    let sys = &LinuxSys;
+    // pivot_root changes the root of every process in the mount namespace; the supervisor
+    // and the FUSE daemon must keep theirs.
+    sys::unshare(libc::CLONE_NEWNS).map_err(syserr("cannot create a mount namespace"))?;
+    let ops = ops::plan_ops(plan);
+    let trees = ops::clone_sources(sys, &ops)?;
+    rootfs::build(sys, &root, plan, policy, tree, &ops, trees)?;
+    let user = creds::drop_all(root)?;
+    finish(user, plan)
+}
+
+/// The last steps, as the unprivileged container user: no fds but 0-2, seccomp, cwd, exec.
+fn finish(user: creds::User, plan: &ValidatedPlan) -> Result<Infallible> {
+    sys::close_range_from(3).map_err(syserr("close_range"))?;
+    confine::apply(&user)?;
+    sys::chdir(plan.cwd().as_str()).map_err(error::path(
+        "cannot change directory to",
+        plan.cwd().as_str(),
+    ))?;
+    let err = sys::execve(plan.argv(), plan.env());
+    Err(error::path("cannot execute", &plan.argv()[0])(err))
+}
+
+fn ns_flags(plan: &ValidatedPlan) -> i32 {
+    let ns = plan.namespaces();
+    [
+        (ns.pid, libc::CLONE_NEWPID),
+        (ns.ipc, libc::CLONE_NEWIPC),
+        (ns.uts, libc::CLONE_NEWUTS),
+        (ns.net, libc::CLONE_NEWNET),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .fold(0, |acc, (_, f)| acc | f)
 }

@@ -1,0 +1,138 @@
+//! Process state and identity: the sanitising first steps, who the caller is (from the
+//! kernel and root-owned files only), and the privilege drop. Privilege is a type: what
+//! needs it takes `&Root`, and `drop_all` consumes the `Root`, so no privileged step can
+//! follow the drop. Nothing here asks `geteuid()` whether we are privileged (CVE-2020-5291).
+
+use crate::error::{sys as syserr, Result, StarterError};
+use crate::sys;
+use starter::plan::Caller;
+
+/// How this starter was installed, decided once from AT_SECURE.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// setuid root: kernel mounts in the initial user namespace.
+    Setuid,
+    /// Unprivileged: everything inside a new user namespace.
+    Userns,
+}
+
+/// Held while the process may still do privileged work. Not Clone; only `drop_all` ends it.
+pub struct Root {
+    caller: Caller,
+    mode: Mode,
+    /// Ids the container process gets, in its own user namespace's terms.
+    target: (u32, u32),
+}
+
+/// What is left after the drop.
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// First steps, before anything else is read: fixed signal dispositions, no environment,
+/// no inherited fds except the plan on fd 3, not dumpable (setuid), no new privileges.
+pub fn sanitize() -> Result<Mode> {
+    let secure = sys::getauxval_secure();
+    let (ruid, euid, _) = sys::getresuid();
+    if secure && euid != 0 {
+        return Err(StarterError::Refused(
+            "the starter is set-id but not setuid root",
+        ));
+    }
+    sys::reset_signal(libc::SIGPIPE);
+    sys::reset_signal(libc::SIGCHLD);
+    sys::clearenv();
+    sys::close_range_from(4).map_err(syserr("close_range"))?;
+    sys::umask(0o022);
+    if secure {
+        // A dumpable privileged process can be ptraced by the caller (CVE-2016-8659).
+        sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(syserr("PR_SET_DUMPABLE"))?;
+        let rgid = sys::getresgid().0;
+        if !sys::setfsids(ruid, rgid) {
+            return Err(StarterError::DropFailed("setfsuid to the caller"));
+        }
+    }
+    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(syserr("PR_SET_NO_NEW_PRIVS"))?;
+    if sys::prctl(libc::PR_GET_NO_NEW_PRIVS, 0) != Ok(1) {
+        return Err(StarterError::DropFailed("no_new_privs"));
+    }
+    Ok(if secure { Mode::Setuid } else { Mode::Userns })
+}
+
+/// The caller from the kernel's real ids and the host's /etc/passwd.
+pub fn caller(mode: Mode) -> Result<Caller> {
+    let (uid, gid) = (sys::getresuid().0, sys::getresgid().0);
+    let groups = sys::getgroups().map_err(syserr("getgroups"))?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let home = starter::host::home_of(uid).unwrap_or_else(|| "/".into());
+    Ok(Caller {
+        uid,
+        gid,
+        groups,
+        home,
+        cwd,
+        setuid: mode == Mode::Setuid,
+    })
+}
+
+impl Root {
+    pub fn new(caller: Caller, mode: Mode, fakeroot: bool) -> Root {
+        let target = if fakeroot {
+            (0, 0)
+        } else {
+            (caller.uid, caller.gid)
+        };
+        Root {
+            caller,
+            mode,
+            target,
+        }
+    }
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+    pub fn target(&self) -> (u32, u32) {
+        self.target
+    }
+    /// Opens user-named paths with the caller's rights (setuid mode), or nothing to do.
+    pub fn as_caller(&self) -> Result<()> {
+        self.set_fs(self.caller.uid, self.caller.gid)
+    }
+    /// Back to root's filesystem rights for the starter's own objects (loop devices,
+    /// mount points inside the private root).
+    pub fn as_root(&self) -> Result<()> {
+        self.set_fs(0, 0)
+    }
+    fn set_fs(&self, uid: u32, gid: u32) -> Result<()> {
+        if self.mode == Mode::Setuid && !sys::setfsids(uid, gid) {
+            return Err(StarterError::DropFailed("setfsuid"));
+        }
+        Ok(())
+    }
+}
+
+/// Drops every privilege for good: bounding and ambient sets, groups, gid, uid, then the
+/// remaining capability sets, each verified.
+pub fn drop_all(root: Root) -> Result<User> {
+    let (uid, gid) = root.target;
+    sys::drop_bounding_and_ambient().map_err(syserr("clearing the capability bounding set"))?;
+    // In a user namespace setgroups is denied (we wrote "deny"); the kernel keeps the
+    // caller's groups, shown as the overflow gid.
+    if root.mode == Mode::Setuid {
+        sys::setgroups(&root.caller.groups).map_err(syserr("setgroups"))?;
+    }
+    sys::setresgid(gid).map_err(syserr("setresgid"))?;
+    sys::setresuid(uid).map_err(syserr("setresuid"))?;
+    sys::capset_zero().map_err(syserr("capset"))?;
+    if sys::getresuid() != (uid, uid, uid) || sys::getresgid() != (gid, gid, gid) {
+        return Err(StarterError::DropFailed("ids"));
+    }
+    if uid != 0 && sys::setresuid(0).is_ok() {
+        return Err(StarterError::DropFailed("setuid(0) still works"));
+    }
+    Ok(User { uid, gid })
+}

@@ -1,0 +1,95 @@
+//! The host's root-owned account files, read directly (no NSS: nothing loads code while
+//! privileged), and the translation of apptainer.conf into the `Policy` that `validate` checks.
+
+use crate::plan::{DevPolicy, Namespaces, Policy, SetuidMount};
+use std::path::PathBuf;
+
+/// Bounded read of /etc/passwd or /etc/group; a missing file reads as empty.
+fn read_db(path: &str) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(16 << 20).read_to_string(&mut s);
+    }
+    s
+}
+
+/// `(name, id, home)` of each well-formed entry (`name:x:id:gid:gecos:home:shell`).
+fn entries(db: &str) -> impl Iterator<Item = (&str, u32, &str)> {
+    db.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        Some((
+            *f.first()?,
+            f.get(2)?.parse().ok()?,
+            f.get(5).copied().unwrap_or(""),
+        ))
+    })
+}
+
+/// Home directory of `uid` in the host /etc/passwd.
+pub fn home_of(uid: u32) -> Option<PathBuf> {
+    entries(&read_db("/etc/passwd"))
+        .find(|e| e.1 == uid)
+        .map(|e| PathBuf::from(e.2))
+}
+
+fn ids_of(names: &[String], db: &str) -> Vec<u32> {
+    let db = read_db(db);
+    // An unknown name maps to no id, so it allows nothing rather than being ignored.
+    let ids: Vec<u32> = names
+        .iter()
+        .filter_map(|n| entries(&db).find(|e| e.0 == n.as_str()).map(|e| e.1))
+        .collect();
+    if ids.is_empty() && !names.is_empty() {
+        vec![u32::MAX]
+    } else {
+        ids
+    }
+}
+
+impl Policy {
+    /// The rules of `conf` that the starter enforces, with owner/group names resolved.
+    pub fn from_conf(c: &conf::Conf) -> Policy {
+        Policy {
+            allow_setuid: c.allow_setuid,
+            allow_ns: Namespaces {
+                user: c.allow_user_ns,
+                pid: c.allow_pid_ns,
+                ipc: c.allow_ipc_ns,
+                uts: c.allow_uts_ns,
+                net: true,
+            },
+            user_bind_control: c.user_bind_control,
+            mount_proc: c.mount_proc,
+            mount_sys: c.mount_sys,
+            mount_dev: match c.mount_dev {
+                conf::MountDev::Yes => DevPolicy::Yes,
+                conf::MountDev::Minimal => DevPolicy::Minimal,
+                conf::MountDev::No => DevPolicy::No,
+            },
+            mount_devpts: c.mount_devpts,
+            mount_home: c.mount_home,
+            mount_tmp: c.mount_tmp,
+            bind_path: c
+                .bind_path
+                .iter()
+                .map(|b| (b.source.clone(), b.destination.clone()))
+                .collect(),
+            allow_sif: c.allow_container_sif,
+            allow_squashfs: c.allow_container_squashfs,
+            allow_dir: c.allow_container_dir,
+            limit_owners: ids_of(&c.limit_container_owners, "/etc/passwd"),
+            limit_groups: ids_of(&c.limit_container_groups, "/etc/group"),
+            limit_paths: c.limit_container_paths.clone(),
+            setuid_mount_squashfs: match c.allow_setuid_mount_squashfs {
+                conf::SetuidMountSquashfs::Yes => SetuidMount::Yes,
+                conf::SetuidMountSquashfs::IfLimited => SetuidMount::IfLimited,
+                conf::SetuidMountSquashfs::No => SetuidMount::No,
+            },
+            max_loop_devices: c.max_loop_devices.min(u32::MAX as u64) as u32,
+            shared_loop_devices: c.shared_loop_devices,
+            sessiondir_max_size_mib: c.sessiondir_max_size.min(u32::MAX as u64) as u32,
+            enable_overlay: c.enable_overlay.allows_kernel_overlay(),
+        }
+    }
+}

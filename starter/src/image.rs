@@ -1,0 +1,160 @@
+//! The container image: opened once, as the caller, with openat2; every decision (type,
+//! owner, `limit container *`, SIF partition bounds, squashfs magic) is taken from that fd,
+//! never from the path again. Then it becomes a detached, read-only, nosuid/nodev mount.
+
+use crate::error::{path, sys as syserr, Result, StarterError};
+use crate::loopdev;
+use crate::sys::{self, Sys, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use starter::plan::{ImageKind, PlanImage, Policy};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+
+const SQUASHFS_MAGIC: &[u8; 4] = b"hsqs";
+
+pub struct Image {
+    pub fd: OwnedFd,
+    pub kind: ImageKind,
+    /// Region of the squashfs filesystem inside the file (whole file for a bare squashfs).
+    pub offset: u64,
+    pub size: u64,
+    pub shown: String,
+}
+
+/// Opens the image as the current fsuid (the caller) and checks it against the policy.
+pub fn open(sys: &dyn Sys, img: &PlanImage, policy: &Policy) -> Result<Image> {
+    let shown = img.path.to_string_lossy().into_owned();
+    let refuse = |why| StarterError::Image {
+        path: shown.clone(),
+        why,
+    };
+    let flags = if img.kind == ImageKind::Sandbox {
+        libc::O_PATH | libc::O_DIRECTORY
+    } else {
+        libc::O_RDONLY
+    };
+    let fd = sys
+        .openat2(sys::AT_FDCWD, &shown, flags, 0, sys::RESOLVE_NO_MAGICLINKS)
+        .map_err(path("cannot open image", &shown))?;
+    let st = sys::fstat(fd.as_fd()).map_err(path("cannot stat image", &shown))?;
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    if is_dir != (img.kind == ImageKind::Sandbox)
+        || (!is_dir && st.st_mode & libc::S_IFMT != libc::S_IFREG)
+    {
+        return Err(refuse("is not the kind of image the plan names"));
+    }
+    // The kernel's name for the opened file, so symlinks and `..` cannot dodge the limits.
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| refuse("cannot resolve"))?;
+    policy.check_opened_image(&real, st.st_uid, st.st_gid)?;
+    let (offset, size) = match img.kind {
+        ImageKind::Sandbox => (0, 0),
+        ImageKind::Squashfs => (0, st.st_size as u64),
+        ImageKind::Sif => sif_region(&fd, &shown)?,
+    };
+    if img.kind != ImageKind::Sandbox {
+        let mut magic = [0u8; 4];
+        let f = File::from(fd.try_clone().map_err(|_| refuse("cannot read"))?);
+        f.read_exact_at(&mut magic, offset)
+            .map_err(|_| refuse("cannot read the filesystem header"))?;
+        if &magic != SQUASHFS_MAGIC {
+            return Err(refuse("root filesystem is not squashfs"));
+        }
+    }
+    Ok(Image {
+        fd,
+        kind: img.kind,
+        offset,
+        size,
+        shown,
+    })
+}
+
+fn sif_region(fd: &OwnedFd, shown: &str) -> Result<(u64, u64)> {
+    let dup = fd.try_clone().map_err(|e| {
+        syserr("cannot duplicate image fd")(crate::sys::Errno(
+            e.raw_os_error().unwrap_or(libc::EIO),
+        ))
+    })?;
+    let mut f = File::from(dup);
+    let part = sif::primary_partition(&mut f).map_err(|source| StarterError::Sif {
+        path: shown.to_owned(),
+        source,
+    })?;
+    if part.fs_type != sif::types::FsType::Squash {
+        return Err(StarterError::Image {
+            path: shown.to_owned(),
+            why: "primary partition is not squashfs",
+        });
+    }
+    Ok((part.offset, part.size))
+}
+
+/// Setuid mode: a read-only loop device and the kernel's squashfs driver.
+pub fn mount_kernel(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<OwnedFd> {
+    if !policy.kernel_squashfs_allowed() {
+        return Err(StarterError::Refused("kernel squashfs mounts are disabled by 'allow setuid-mount squashfs'; use user-namespace mode"));
+    }
+    let dev = loopdev::attach(
+        sys,
+        image.fd.as_fd(),
+        image.offset,
+        image.size,
+        policy.max_loop_devices,
+        policy.shared_loop_devices,
+    )?;
+    let ctx = sys
+        .fsopen("squashfs")
+        .map_err(syserr("cannot create squashfs context"))?;
+    sys.fsconfig(ctx.as_fd(), "source", &dev.node)
+        .map_err(path("cannot use", &dev.node))?;
+    sys.fsconfig(ctx.as_fd(), "", "")
+        .map_err(path("cannot mount squashfs of", &image.shown))?;
+    sys.fsmount(
+        ctx.as_fd(),
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    )
+    .map_err(path("cannot mount", &image.shown))
+}
+
+/// User-namespace mode: a FUSE mount served by squashfuse_ll on `fuse`.
+pub fn mount_fuse(sys: &dyn Sys, fuse: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<OwnedFd> {
+    let ctx = sys
+        .fsopen("fuse")
+        .map_err(syserr("cannot create fuse context"))?;
+    let opts = [
+        ("source", "squashfuse".to_owned()),
+        ("fd", fuse.as_raw_fd().to_string()),
+        ("rootmode", "40000".to_owned()),
+        ("user_id", uid.to_string()),
+        ("group_id", gid.to_string()),
+    ];
+    for (k, v) in &opts {
+        sys.fsconfig(ctx.as_fd(), k, v)
+            .map_err(syserr("cannot configure fuse mount"))?;
+    }
+    sys.fsconfig(ctx.as_fd(), "", "")
+        .map_err(syserr("cannot create fuse mount"))?;
+    sys.fsmount(
+        ctx.as_fd(),
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    )
+    .map_err(syserr("cannot mount fuse"))
+}
+
+/// A sandbox directory: a recursive clone of the opened directory.
+pub fn mount_sandbox(sys: &dyn Sys, image: &Image, writable: bool) -> Result<OwnedFd> {
+    let tree = sys
+        .open_tree(image.fd.as_raw_fd(), "", true)
+        .map_err(path("cannot bind image", &image.shown))?;
+    let ro = if writable { 0 } else { MOUNT_ATTR_RDONLY };
+    sys.mount_setattr(
+        tree.as_fd(),
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | ro,
+        0,
+        0,
+        true,
+    )
+    .map_err(path("cannot bind image", &image.shown))?;
+    Ok(tree)
+}

@@ -1,0 +1,85 @@
+//! Kernel loop devices for the setuid starter: read-only, autoclear, offset and size taken
+//! from the image header the starter read itself. With `shared loop devices = yes` an
+//! existing device already backing the same file region read-only is reused, so parallel
+//! containers of one image share the kernel's page cache and decompressed pages.
+
+use crate::error::{path, sys as syserr, Result, StarterError};
+use crate::sys::{self, Errno, Sys, LO_FLAGS_AUTOCLEAR, LO_FLAGS_READ_ONLY, RESOLVE_NO_SYMLINKS};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// An attached loop device: the open fd (keeps it from being autocleared until mounted)
+/// and its node path for the `source` option of the filesystem context.
+pub struct LoopDevice {
+    pub fd: OwnedFd,
+    pub node: String,
+}
+
+const ATTEMPTS: u32 = 16;
+
+/// Attaches `image` (or reuses a shared device) for `offset..offset+size`.
+pub fn attach(
+    sys: &dyn Sys,
+    image: BorrowedFd<'_>,
+    offset: u64,
+    size: u64,
+    max: u32,
+    shared: bool,
+) -> Result<LoopDevice> {
+    let st = sys::fstat(image).map_err(syserr("cannot stat image"))?;
+    if shared {
+        if let Some(dev) = find_shared(sys, &st, offset, size, max) {
+            return Ok(dev);
+        }
+    }
+    let ctl = sys
+        .openat2(
+            sys::AT_FDCWD,
+            "/dev/loop-control",
+            libc::O_RDWR,
+            0,
+            RESOLVE_NO_SYMLINKS,
+        )
+        .map_err(path("cannot open", "/dev/loop-control"))?;
+    for _ in 0..ATTEMPTS {
+        let n = sys::loop_get_free(ctl.as_fd()).map_err(syserr("cannot get a free loop device"))?;
+        if n >= max {
+            return Err(StarterError::Refused(
+                "no loop device below 'max loop devices' is free",
+            ));
+        }
+        let node = format!("/dev/loop{n}");
+        let fd = sys
+            .openat2(sys::AT_FDCWD, &node, libc::O_RDONLY, 0, RESOLVE_NO_SYMLINKS)
+            .map_err(path("cannot open", &node))?;
+        // Another process may configure the same free device first: EBUSY, try the next.
+        match sys::loop_configure(fd.as_fd(), image, offset, size) {
+            Ok(()) => return Ok(LoopDevice { fd, node }),
+            Err(Errno(libc::EBUSY)) => continue,
+            Err(e) => return Err(path("cannot configure", &node)(e)),
+        }
+    }
+    Err(StarterError::Refused("loop devices stayed busy; try again"))
+}
+
+fn find_shared(
+    sys: &dyn Sys,
+    st: &libc::stat,
+    offset: u64,
+    size: u64,
+    max: u32,
+) -> Option<LoopDevice> {
+    let want = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+    (0..max).find_map(|n| {
+        let node = format!("/dev/loop{n}");
+        let fd = sys
+            .openat2(sys::AT_FDCWD, &node, libc::O_RDONLY, 0, RESOLVE_NO_SYMLINKS)
+            .ok()?;
+        // Holding `fd` keeps the device from being autocleared while we mount it.
+        let info = sys::loop_status(fd.as_fd()).ok()?;
+        let same = info.device == st.st_dev
+            && info.inode == st.st_ino
+            && info.offset == offset
+            && info.sizelimit == size;
+        (same && info.flags & want == want).then_some(LoopDevice { fd, node })
+    })
+}

@@ -1,0 +1,575 @@
+//! Every raw syscall of the starter, behind the `Sys` trait (one method per syscall) so the
+//! mount sequence can be unit-tested with a recording implementation. This is the only module
+//! allowed `unsafe`; each block says why it is sound. Wrappers pass C strings built here from
+//! checked Rust strings and return owned fds, so no fd outlives its owner by accident.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// An errno from a failed syscall.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
+    }
+}
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+pub type SysResult<T> = Result<T, Errno>;
+
+fn last() -> Errno {
+    Errno(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
+}
+fn check(rc: libc::c_long) -> SysResult<libc::c_long> {
+    if rc < 0 {
+        Err(last())
+    } else {
+        Ok(rc)
+    }
+}
+fn owned(rc: libc::c_long) -> SysResult<OwnedFd> {
+    // SAFETY: `rc` is a non-negative fd the kernel just returned to us and nobody else owns.
+    check(rc).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+fn cstr(s: &str) -> SysResult<CString> {
+    CString::new(s).map_err(|_| Errno(libc::EINVAL))
+}
+
+pub const AT_FDCWD: RawFd = libc::AT_FDCWD;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const OPEN_TREE_CLONE: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+const FSCONFIG_SET_FLAG: u32 = 0;
+const FSCONFIG_SET_STRING: u32 = 1;
+const FSCONFIG_CMD_CREATE: u32 = 6;
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+pub const LO_FLAGS_READ_ONLY: u32 = 1;
+pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+#[repr(C)]
+struct MountAttr {
+    set: u64,
+    clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+/// `struct loop_info64` (linux/loop.h).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LoopInfo {
+    pub device: u64,
+    pub inode: u64,
+    pub rdevice: u64,
+    pub offset: u64,
+    pub sizelimit: u64,
+    pub number: u32,
+    pub encrypt_type: u32,
+    pub encrypt_key_size: u32,
+    pub flags: u32,
+    pub file_name: [u8; 64],
+    pub crypt_name: [u8; 64],
+    pub encrypt_key: [u8; 32],
+    pub init: [u64; 2],
+}
+impl LoopInfo {
+    pub fn zeroed() -> Self {
+        // SAFETY: loop_info64 is plain old data; all-zero is a valid value.
+        unsafe { std::mem::zeroed() }
+    }
+}
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo,
+    reserved: [u64; 8],
+}
+
+/// Result of `fork`.
+pub enum Fork {
+    Child,
+    Parent(libc::pid_t),
+}
+
+/// One method per syscall the starter makes.
+pub trait Sys {
+    fn openat2(
+        &self,
+        dir: RawFd,
+        path: &str,
+        flags: i32,
+        mode: u32,
+        resolve: u64,
+    ) -> SysResult<OwnedFd>;
+    fn mkdirat(&self, dir: BorrowedFd<'_>, name: &str, mode: u32) -> SysResult<()>;
+    fn open_tree(&self, dir: RawFd, path: &str, recursive: bool) -> SysResult<OwnedFd>;
+    fn mount_setattr(
+        &self,
+        fd: BorrowedFd<'_>,
+        set: u64,
+        clr: u64,
+        propagation: u64,
+        recursive: bool,
+    ) -> SysResult<()>;
+    fn move_mount(&self, tree: BorrowedFd<'_>, onto: BorrowedFd<'_>) -> SysResult<()>;
+    fn fsopen(&self, fstype: &str) -> SysResult<OwnedFd>;
+    fn fsconfig(&self, fs: BorrowedFd<'_>, key: &str, value: &str) -> SysResult<()>;
+    fn fsmount(&self, fs: BorrowedFd<'_>, attrs: u64) -> SysResult<OwnedFd>;
+    fn write(&self, fd: BorrowedFd<'_>, data: &[u8]) -> SysResult<()>;
+    fn symlinkat(&self, target: &str, dir: BorrowedFd<'_>, name: &str) -> SysResult<()>;
+}
+
+/// The real kernel.
+pub struct LinuxSys;
+
+impl Sys for LinuxSys {
+    fn openat2(
+        &self,
+        dir: RawFd,
+        path: &str,
+        flags: i32,
+        mode: u32,
+        resolve: u64,
+    ) -> SysResult<OwnedFd> {
+        let p = cstr(path)?;
+        let how = OpenHow {
+            flags: (flags | libc::O_CLOEXEC) as u64,
+            mode: mode as u64,
+            resolve,
+        };
+        // SAFETY: `p` is NUL-terminated and `how` a valid open_how whose size we pass; both
+        // outlive the call. `dir` is AT_FDCWD or an fd the caller keeps open.
+        owned(unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                p.as_ptr(),
+                &how,
+                size_of::<OpenHow>(),
+            )
+        })
+    }
+    fn mkdirat(&self, dir: BorrowedFd<'_>, name: &str, mode: u32) -> SysResult<()> {
+        let n = cstr(name)?;
+        // SAFETY: `n` is NUL-terminated; `dir` is borrowed for the call.
+        check(unsafe { libc::mkdirat(dir.as_raw_fd(), n.as_ptr(), mode) } as libc::c_long).map(drop)
+    }
+    fn open_tree(&self, dir: RawFd, path: &str, recursive: bool) -> SysResult<OwnedFd> {
+        let p = cstr(path)?;
+        let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
+        if recursive {
+            flags |= libc::AT_RECURSIVE as u32;
+        }
+        if path.is_empty() {
+            flags |= libc::AT_EMPTY_PATH as u32;
+        }
+        // SAFETY: `p` is NUL-terminated and outlives the call; `dir` is AT_FDCWD or open.
+        owned(unsafe { libc::syscall(libc::SYS_open_tree, dir, p.as_ptr(), flags) })
+    }
+    fn mount_setattr(
+        &self,
+        fd: BorrowedFd<'_>,
+        set: u64,
+        clr: u64,
+        propagation: u64,
+        recursive: bool,
+    ) -> SysResult<()> {
+        let attr = MountAttr {
+            set,
+            clr,
+            propagation,
+            userns_fd: 0,
+        };
+        let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+        // SAFETY: empty NUL-terminated path with AT_EMPTY_PATH; `attr` is a valid mount_attr
+        // of the size passed; `fd` is borrowed for the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                flags,
+                &attr,
+                size_of::<MountAttr>(),
+            )
+        };
+        check(rc).map(drop)
+    }
+    fn move_mount(&self, tree: BorrowedFd<'_>, onto: BorrowedFd<'_>) -> SysResult<()> {
+        let flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
+        // SAFETY: both fds are borrowed for the call; both paths are the static empty string
+        // that *_EMPTY_PATH requires.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                onto.as_raw_fd(),
+                c"".as_ptr(),
+                flags,
+            )
+        };
+        check(rc).map(drop)
+    }
+    fn fsopen(&self, fstype: &str) -> SysResult<OwnedFd> {
+        let t = cstr(fstype)?;
+        // SAFETY: `t` is NUL-terminated and outlives the call.
+        owned(unsafe {
+            libc::syscall(libc::SYS_fsopen, t.as_ptr(), 1u32 /* FSOPEN_CLOEXEC */)
+        })
+    }
+    /// `key = value`; an empty value sets a flag option; an empty key creates the superblock.
+    fn fsconfig(&self, fs: BorrowedFd<'_>, key: &str, value: &str) -> SysResult<()> {
+        let (k, v) = (cstr(key)?, cstr(value)?);
+        let null = std::ptr::null::<libc::c_char>();
+        let (cmd, kp, vp) = match (key.is_empty(), value.is_empty()) {
+            (true, _) => (FSCONFIG_CMD_CREATE, null, null),
+            (false, true) => (FSCONFIG_SET_FLAG, k.as_ptr(), null),
+            (false, false) => (FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr()),
+        };
+        // SAFETY: key and value are NUL-terminated (or NULL where the command takes none)
+        // and outlive the call; `fs` is borrowed.
+        check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, kp, vp, 0) })
+            .map(drop)
+    }
+    fn fsmount(&self, fs: BorrowedFd<'_>, attrs: u64) -> SysResult<OwnedFd> {
+        // SAFETY: `fs` is a configured filesystem context borrowed for the call.
+        owned(unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                fs.as_raw_fd(),
+                1u32, /* FSMOUNT_CLOEXEC */
+                attrs as u32,
+            )
+        })
+    }
+    fn write(&self, fd: BorrowedFd<'_>, data: &[u8]) -> SysResult<()> {
+        // SAFETY: the pointer and length describe `data`, which outlives the call.
+        let n = check(
+            unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) }
+                as libc::c_long,
+        )?;
+        if n as usize == data.len() {
+            Ok(())
+        } else {
+            Err(Errno(libc::EIO))
+        }
+    }
+    fn symlinkat(&self, target: &str, dir: BorrowedFd<'_>, name: &str) -> SysResult<()> {
+        let (t, n) = (cstr(target)?, cstr(name)?);
+        // SAFETY: both strings are NUL-terminated; `dir` is borrowed for the call.
+        check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) } as libc::c_long)
+            .map(drop)
+    }
+}
+
+// Process-wide calls used only by the straight-line sequence in main.rs. They are not on
+// the trait because the unit-tested mount planning never makes them.
+
+pub fn getauxval_secure() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+pub fn getresuid() -> (u32, u32, u32) {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: three valid out-pointers.
+    unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
+    (r, e, s)
+}
+pub fn getresgid() -> (u32, u32, u32) {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: three valid out-pointers.
+    unsafe { libc::getresgid(&mut r, &mut e, &mut s) };
+    (r, e, s)
+}
+pub fn getgroups() -> SysResult<Vec<u32>> {
+    let mut buf = vec![0u32; 65536];
+    // SAFETY: `buf` has room for the count we pass.
+    let n = check(unsafe { libc::getgroups(buf.len() as i32, buf.as_mut_ptr()) } as libc::c_long)?;
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+pub fn setgroups(groups: &[u32]) -> SysResult<()> {
+    // SAFETY: pointer and length describe `groups`.
+    check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } as libc::c_long).map(drop)
+}
+pub fn setresgid(g: u32) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::setresgid(g, g, g) } as libc::c_long).map(drop)
+}
+pub fn setresuid(u: u32) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::setresuid(u, u, u) } as libc::c_long).map(drop)
+}
+/// Sets the filesystem uid and gid and returns whether the kernel took both.
+pub fn setfsids(uid: u32, gid: u32) -> bool {
+    // SAFETY: plain integer arguments; calling with -1 only queries the current value.
+    unsafe {
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
+        libc::setfsgid(u32::MAX) as u32 == gid && libc::setfsuid(u32::MAX) as u32 == uid
+    }
+}
+pub fn prctl(op: i32, arg: libc::c_ulong) -> SysResult<i32> {
+    // SAFETY: the options used here take integer arguments only.
+    check(unsafe {
+        libc::prctl(
+            op,
+            arg,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    } as libc::c_long)
+    .map(|r| r as i32)
+}
+/// Clears the effective, permitted and inheritable capability sets.
+pub fn capset_zero() -> SysResult<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut hdr = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: version 3 header with two data structs, as capset(2) requires.
+    check(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) }).map(drop)
+}
+pub fn unshare(flags: i32) -> SysResult<()> {
+    // SAFETY: integer flags only.
+    check(unsafe { libc::unshare(flags) } as libc::c_long).map(drop)
+}
+pub fn sethostname(name: &str) -> SysResult<()> {
+    // SAFETY: pointer and length describe `name`.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } as libc::c_long).map(drop)
+}
+pub fn fchdir(fd: BorrowedFd<'_>) -> SysResult<()> {
+    // SAFETY: `fd` is borrowed for the call.
+    check(unsafe { libc::fchdir(fd.as_raw_fd()) } as libc::c_long).map(drop)
+}
+pub fn chdir(path: &str) -> SysResult<()> {
+    let p = cstr(path)?;
+    // SAFETY: NUL-terminated path.
+    check(unsafe { libc::chdir(p.as_ptr()) } as libc::c_long).map(drop)
+}
+/// `pivot_root(".", ".")` then detaching the old root stacked on top: no path of the host
+/// is named, and the old root leaves this mount namespace entirely.
+pub fn pivot_to_cwd() -> SysResult<()> {
+    // SAFETY: static NUL-terminated paths.
+    check(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) })?;
+    // SAFETY: static NUL-terminated path.
+    check(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) } as libc::c_long)?;
+    chdir("/")
+}
+pub fn close_range_from(first: u32) -> SysResult<()> {
+    // SAFETY: closes fds this process owns above `first`; no Rust object owns them any more
+    // (callers drop their OwnedFds first).
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) }).map(drop)
+}
+pub fn fork() -> SysResult<Fork> {
+    // SAFETY: the starter is single-threaded, so the child may run arbitrary code.
+    match check(unsafe { libc::fork() } as libc::c_long)? {
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent(pid as libc::pid_t)),
+    }
+}
+/// Waits once for `pid`; returns the raw wait status (EINTR is the caller's to handle).
+pub fn waitpid(pid: libc::pid_t) -> SysResult<i32> {
+    let mut status = 0;
+    // SAFETY: valid out-pointer.
+    check(unsafe { libc::waitpid(pid, &mut status, 0) } as libc::c_long).map(|_| status)
+}
+pub fn kill(pid: libc::pid_t, sig: i32) {
+    // SAFETY: integer arguments; failure (process gone) is harmless.
+    unsafe { libc::kill(pid, sig) };
+}
+/// Lets `fd` survive execve (for the FUSE daemon only).
+pub fn clear_cloexec(fd: RawFd) -> SysResult<()> {
+    // SAFETY: integer arguments; F_SETFD only changes the fd's flags.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } as libc::c_long).map(drop)
+}
+/// Restores default dispositions (Rust sets SIGPIPE to ignore; a caller may ignore SIGCHLD).
+pub fn reset_signal(sig: i32) {
+    // SAFETY: SIG_DFL is always a valid disposition.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+/// Makes `sig` interrupt blocking calls and set a flag instead of killing the supervisor.
+pub fn catch_signal(sig: i32, handler: extern "C" fn(i32)) {
+    // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as usize;
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+/// Installs one BPF program (bytes as struct sock_filter, native order) with SECCOMP_MODE_FILTER.
+pub fn seccomp_install(prog: &[u8]) -> SysResult<()> {
+    let filters: Vec<libc::sock_filter> = prog
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: filters.len() as u16,
+        filter: filters.as_ptr() as *mut _,
+    };
+    // SAFETY: `fprog` points at `filters`, alive for the call; the kernel copies the program.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const _ as libc::c_ulong,
+            0,
+            0,
+        )
+    } as libc::c_long)
+    .map(drop)
+}
+pub fn execve(argv: &[String], env: &[String]) -> Errno {
+    let to_c = |v: &[String]| {
+        v.iter()
+            .map(|s| CString::new(s.as_str()).ok())
+            .collect::<Option<Vec<_>>>()
+    };
+    let (Some(a), Some(e)) = (to_c(argv), to_c(env)) else {
+        return Errno(libc::EINVAL);
+    };
+    let mut ap: Vec<*const libc::c_char> = a.iter().map(|s| s.as_ptr()).collect();
+    let mut ep: Vec<*const libc::c_char> = e.iter().map(|s| s.as_ptr()).collect();
+    ap.push(std::ptr::null());
+    ep.push(std::ptr::null());
+    // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated strings that
+    // outlive the call (on success it does not return).
+    unsafe { libc::execve(ap[0], ap.as_ptr(), ep.as_ptr()) };
+    last()
+}
+pub fn loop_get_free(ctl: BorrowedFd<'_>) -> SysResult<u32> {
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument.
+    check(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) } as libc::c_long)
+        .map(|n| n as u32)
+}
+pub fn loop_status(dev: BorrowedFd<'_>) -> SysResult<LoopInfo> {
+    let mut info = LoopInfo::zeroed();
+    // SAFETY: `info` is a writable loop_info64.
+    check(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, &mut info) } as libc::c_long)?;
+    Ok(info)
+}
+pub fn loop_configure(
+    dev: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    offset: u64,
+    size: u64,
+) -> SysResult<()> {
+    let mut info = LoopInfo::zeroed();
+    info.offset = offset;
+    info.sizelimit = size;
+    info.flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+    let cfg = LoopConfig {
+        fd: file.as_raw_fd() as u32,
+        block_size: 0,
+        info,
+        reserved: [0; 8],
+    };
+    // SAFETY: `cfg` is a valid loop_config that outlives the call; both fds are borrowed.
+    check(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &cfg) } as libc::c_long).map(drop)
+}
+pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<libc::stat> {
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is writable; `fd` is borrowed.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } as libc::c_long)?;
+    Ok(st)
+}
+/// Clears the whole capability bounding set and the ambient set.
+pub fn drop_bounding_and_ambient() -> SysResult<()> {
+    let last_cap = 63;
+    for cap in 0..=last_cap {
+        match prctl(libc::PR_CAPBSET_DROP, cap) {
+            Ok(_) | Err(Errno(libc::EINVAL)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // SAFETY: integer arguments.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    } as libc::c_long)
+    .map(drop)
+}
+/// Reads at most `max` bytes from `fd` until end of file.
+pub fn read_fd(fd: RawFd, max: usize) -> SysResult<Vec<u8>> {
+    let mut buf = vec![0u8; max];
+    let mut len = 0;
+    while len < max {
+        // SAFETY: the destination is the unused tail of `buf`, of the length passed.
+        match check(
+            unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), max - len) } as libc::c_long,
+        ) {
+            Ok(0) => break,
+            Ok(n) => len += n as usize,
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+/// Empties the environment; nothing of the caller's environment reaches any code after this.
+pub fn clearenv() {
+    // SAFETY: the starter is single-threaded, so no other thread reads environ concurrently.
+    unsafe { libc::clearenv() };
+}
+pub fn umask(mask: u32) {
+    // SAFETY: integer argument.
+    unsafe { libc::umask(mask) };
+}

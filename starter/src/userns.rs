@@ -1,0 +1,124 @@
+//! User-namespace mode: our own id maps, the squashfuse_ll daemon, and the supervising
+//! parent. The daemon and the supervisor stay outside the container's mount namespace, so
+//! pivot_root in the container cannot affect them, and the container cannot see them.
+
+use crate::error::{path, sys as syserr, Result, StarterError};
+use crate::image::Image;
+use crate::sys::{self, Fork};
+use starter::plan::Caller;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Where the FUSE daemon may come from (root-owned system directories only).
+const SQUASHFUSE: [&str; 3] = [
+    "/usr/bin/squashfuse_ll",
+    "/usr/local/bin/squashfuse_ll",
+    "/usr/bin/squashfuse",
+];
+/// Signals the supervisor passes on to the container.
+const FORWARDED: [i32; 7] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
+
+/// Enters a new user namespace mapping the caller to itself, or to root with `fakeroot`.
+pub fn enter(caller: &Caller, fakeroot: bool) -> Result<()> {
+    sys::unshare(libc::CLONE_NEWUSER).map_err(syserr("cannot create a user namespace"))?;
+    let (u, g) = if fakeroot {
+        (0, 0)
+    } else {
+        (caller.uid, caller.gid)
+    };
+    // "deny" must reach setgroups before gid_map is written, or the process could drop a
+    // group whose purpose is to deny it access (CVE-2014-8989).
+    write_proc("/proc/self/setgroups", "deny")?;
+    write_proc("/proc/self/uid_map", &format!("{u} {} 1\n", caller.uid))?;
+    write_proc("/proc/self/gid_map", &format!("{g} {} 1\n", caller.gid))
+}
+
+fn write_proc(p: &'static str, text: &str) -> Result<()> {
+    std::fs::write(p, text)
+        .map_err(|e| path("cannot write", p)(sys::Errno(e.raw_os_error().unwrap_or(libc::EIO))))
+}
+
+/// Opens /dev/fuse (inside the user namespace, as the mount must be) or None when FUSE is
+/// unavailable.
+pub fn open_fuse() -> Option<OwnedFd> {
+    use crate::sys::Sys;
+    sys::LinuxSys
+        .openat2(
+            sys::AT_FDCWD,
+            "/dev/fuse",
+            libc::O_RDWR,
+            0,
+            sys::RESOLVE_NO_SYMLINKS,
+        )
+        .ok()
+}
+
+/// Starts squashfuse_ll serving `fuse` from the image region; it runs as the caller.
+pub fn spawn_squashfuse(image: &Image, fuse: &OwnedFd) -> Result<libc::pid_t> {
+    let bin = SQUASHFUSE
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or(StarterError::Refused("squashfuse_ll is not installed"))?;
+    let argv = [
+        bin.to_string(),
+        "-f".into(),
+        "-o".into(),
+        format!("offset={}", image.offset),
+        format!("/dev/fd/{}", image.fd.as_raw_fd()),
+        format!("/dev/fd/{}", fuse.as_raw_fd()),
+    ];
+    match sys::fork().map_err(syserr("fork"))? {
+        Fork::Parent(pid) => Ok(pid),
+        Fork::Child => {
+            let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
+            // Every other fd of ours is close-on-exec, so only 0-2 and these two reach it.
+            let ok =
+                sys::clear_cloexec(image.fd.as_raw_fd()).and(sys::clear_cloexec(fuse.as_raw_fd()));
+            let err = ok
+                .err()
+                .unwrap_or_else(|| sys::execve(&argv, &["PATH=/usr/bin:/bin".to_owned()]));
+            eprintln!("FATAL:   cannot start {bin}: {err}");
+            std::process::exit(255)
+        }
+    }
+}
+
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn note_signal(sig: i32) {
+    PENDING.store(sig, Ordering::SeqCst);
+}
+
+/// Waits for the container, forwarding signals; returns its exit code (128+n if killed by n).
+pub fn supervise(child: libc::pid_t) -> Result<i32> {
+    for s in FORWARDED {
+        sys::catch_signal(s, note_signal);
+    }
+    loop {
+        match sys::waitpid(child) {
+            Ok(status) if libc::WIFEXITED(status) => return Ok(libc::WEXITSTATUS(status)),
+            Ok(status) if libc::WIFSIGNALED(status) => return Ok(128 + libc::WTERMSIG(status)),
+            Ok(_) => {}
+            Err(sys::Errno(libc::EINTR)) => {}
+            Err(e) => return Err(syserr("waitpid")(e)),
+        }
+        let sig = PENDING.swap(0, Ordering::SeqCst);
+        if sig != 0 {
+            sys::kill(child, sig);
+        }
+    }
+}
+
+/// Stops the FUSE daemon after the container is gone.
+pub fn stop_daemon(pid: libc::pid_t) {
+    sys::kill(pid, libc::SIGTERM);
+    while sys::waitpid(pid) == Err(sys::Errno(libc::EINTR)) {}
+}
