@@ -1,0 +1,102 @@
+#!/bin/sh
+# Builds the cargo-fuzz targets in fuzz/ and runs each for a fixed time, one after the
+# other; exits non-zero if any target crashes, hangs (an input over 10 s) or runs out of
+# memory. The corpus of each target (fuzz/corpus/TARGET, not committed) is seeded first
+# from the test fixtures: the SIF test images, the shipped apptainer.conf, and the text
+# samples in fuzz/seeds/. A crashing input is kept in fuzz/artifacts/TARGET/; the log of
+# each run is fuzz/logs/TARGET.log.
+#
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default 600 seconds, every target)
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+# Reproduce a crash: cd fuzz && cargo +nightly fuzz run TARGET artifacts/TARGET/crash-...
+set -eu
+
+SECONDS_PER_TARGET=${1:-600}
+[ $# -gt 0 ] && shift
+case $SECONDS_PER_TARGET in
+    '' | *[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]" >&2; exit 2 ;;
+esac
+
+ROOT=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
+FUZZ=$ROOT/fuzz
+TESTDATA=${APPTAINER_TESTDATA:-$ROOT/../shared/testdata}
+# The conf crate bakes the prefix in; keep the value every other build here uses.
+export APPTAINER_PREFIX="${APPTAINER_PREFIX:-/opt/apptainer-test}"
+
+cargo +nightly fuzz --help >/dev/null 2>&1 || {
+    echo "ERROR: cargo-fuzz or the nightly toolchain is missing (cargo install cargo-fuzz)" >&2
+    exit 2
+}
+
+cd "$FUZZ"
+if [ $# -gt 0 ]; then
+    TARGETS=$*
+else
+    TARGETS=$(cargo +nightly fuzz list | tr '\n' ' ')
+fi
+
+mkdir -p logs
+echo "building fuzz targets: $TARGETS"
+for t in $TARGETS; do
+    cargo +nightly fuzz build --release "$t" >logs/build.log 2>&1 || {
+        cat logs/build.log >&2
+        exit 1
+    }
+done
+
+# seed TARGET FILE...: copies the existing files into the target's corpus.
+seed() {
+    dir=corpus/$1
+    shift
+    mkdir -p "$dir"
+    for f in "$@"; do
+        [ -f "$f" ] && cp "$f" "$dir/seed-$(basename "$f")"
+    done
+    return 0
+}
+
+# Longest input the fuzzer makes: a SIF needs room for its 48-slot descriptor table.
+max_len() {
+    case $1 in
+        sif_reader) echo 65536 ;;
+        conf_parser) echo 16384 ;;
+        layer_unpack) echo 65536 ;;
+        *) echo 8192 ;;
+    esac
+}
+
+seed_all() {
+    seed sif_reader "$TESTDATA"/sif/*.sif
+    seed conf_parser "$ROOT/etc/apptainer.conf" seeds/conf_parser/*
+    seed plan_validate seeds/plan_validate/*
+    seed deffile_parser seeds/deffile_parser/*
+    seed layer_unpack seeds/layer_unpack/*
+}
+
+seed_all
+[ -n "$(ls corpus/sif_reader 2>/dev/null)" ] ||
+    echo "WARNING: no SIF fixtures found under $TESTDATA/sif (set APPTAINER_TESTDATA)" >&2
+
+failed=""
+for t in $TARGETS; do
+    mkdir -p "corpus/$t" "artifacts/$t"
+    set -- -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
+        -max_len="$(max_len "$t")" -print_final_stats=1
+    [ -f "dicts/$t.dict" ] && set -- "$@" -dict="dicts/$t.dict"
+    echo "fuzzing $t for ${SECONDS_PER_TARGET}s"
+    if cargo +nightly fuzz run --release "$t" "corpus/$t" -- "$@" >"logs/$t.log" 2>&1; then
+        grep -a -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "logs/$t.log" |
+            sed "s/^/  $t: /"
+    else
+        echo "FAILED: $t (log: fuzz/logs/$t.log)" >&2
+        grep -a -E 'panicked at|ERROR: (libFuzzer|AddressSanitizer)|SUMMARY|Test unit written' \
+            "logs/$t.log" | head -n 8 | sed 's/^/  /' >&2
+        failed="$failed $t"
+    fi
+done
+
+if [ -n "$failed" ]; then
+    echo "fuzzing found crashes in:$failed (inputs in fuzz/artifacts/)" >&2
+    exit 1
+fi
+echo "no crash in: $TARGETS"
