@@ -101,6 +101,19 @@ impl Client {
         &self.reference
     }
 
+    /// A client for another thread, sharing the connection pool and carrying over the
+    /// scheme and token this one settled on.
+    pub fn fork(&self) -> Client {
+        Client {
+            agent: self.agent.clone(),
+            reference: self.reference.clone(),
+            scheme: self.scheme,
+            may_downgrade: self.may_downgrade,
+            credentials: self.credentials.clone(),
+            authorization: self.authorization.clone(),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!(
             "{}://{}/v2/{}/{}",

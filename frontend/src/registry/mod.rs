@@ -22,6 +22,8 @@ use anyhow::{bail, Context, Result};
 use client::{read_document, Client};
 use manifest::{Descriptor, ImageManifest, Parsed};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// A connection to one image's repository.
 pub struct Remote {
@@ -69,7 +71,7 @@ impl Remote {
     pub fn fetch(&mut self, platform: &Platform, cache: &Cache) -> Result<FetchedImage> {
         let what = format!("docker://{}", self.reference());
         let (manifest_digest, image) = self.resolve_image(platform, &what)?;
-        let config_blob = self.fetch_blob(&image.config, cache, false)?;
+        let config_blob = fetch_blob(&mut self.client, &image.config, cache, None)?;
         let config = read_config(&config_blob)?;
         let image_platform = config_platform(&config).unwrap_or_else(|| platform.to_string());
         if !image_platform.starts_with(&format!("{}/{}", platform.os, platform.architecture)) {
@@ -77,16 +79,18 @@ impl Remote {
                 "the image's platform {image_platform} does not match the requested {platform}"
             );
         }
-        let mut layers = Vec::with_capacity(image.layers.len());
-        for desc in &image.layers {
-            let blob = self.fetch_blob(desc, cache, true)?;
-            layers.push(Layer {
+        let blobs = self.fetch_layers(&image.layers, cache)?;
+        let layers = image
+            .layers
+            .iter()
+            .zip(blobs)
+            .map(|(desc, blob)| Layer {
                 digest: blob.digest.to_string(),
                 size: blob.size,
                 media_type: desc.media_type.clone(),
                 path: blob.path,
-            });
-        }
+            })
+            .collect();
         Ok(FetchedImage {
             reference: what,
             manifest_digest: manifest_digest.to_string(),
@@ -139,38 +143,91 @@ impl Remote {
         Ok((body, content_type))
     }
 
-    /// Brings one blob into the cache (unless it is there), verifying digest and size.
-    /// Interrupted transfers are retried; a mismatch is not.
-    fn fetch_blob(&mut self, desc: &Descriptor, cache: &Cache, show: bool) -> Result<BlobRef> {
-        let digest = Digest::parse(&desc.digest)
-            .with_context(|| format!("{}: bad blob digest", self.reference()))?;
-        let mut writer = match cache.begin_blob(&digest, Some(desc.size))? {
-            BlobSlot::Present(b) => {
-                crate::verbose!("using cached blob {digest}");
-                return Ok(b);
+    /// Downloads the layers, a few at a time: registries (and CDNs behind them) serve one
+    /// connection well below the link's speed. Each blob still streams straight to disk.
+    fn fetch_layers(&mut self, layers: &[Descriptor], cache: &Cache) -> Result<Vec<BlobRef>> {
+        let multi = progress::multi();
+        if layers.len() <= 1 {
+            return layers
+                .iter()
+                .map(|d| fetch_blob(&mut self.client, d, cache, Some(&multi)))
+                .collect();
+        }
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let results: Mutex<Vec<Option<Result<BlobRef>>>> =
+            Mutex::new((0..layers.len()).map(|_| None).collect());
+        let workers = layers.len().min(PARALLEL_DOWNLOADS);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let mut client = self.client.fork();
+                let (next, failed, results, multi) = (&next, &failed, &results, &multi);
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= layers.len() || failed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let r = fetch_blob(&mut client, &layers[i], cache, Some(multi));
+                    if r.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                });
             }
-            BlobSlot::Missing(w) => w,
-        };
-        let what = format!("blob {digest}");
-        let bar = progress::bytes_bar(show.then_some(desc.size), &short(&digest));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let resp = self
-                .client
-                .request("GET", &format!("blobs/{digest}"), "", &what)?;
-            let mut reader = resp.into_reader();
-            match writer.fill(&mut reader as &mut dyn Read, &|n| bar.set_position(n)) {
-                Ok(()) => break,
-                Err(e) if is_transport(&e) && attempt < 3 => {
-                    crate::warning!("{what}: transfer interrupted ({e:#}), retrying");
-                }
-                Err(e) => return Err(e.context(format!("downloading {what}"))),
+        });
+        let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut blobs = Vec::with_capacity(layers.len());
+        for r in results {
+            match r {
+                Some(r) => blobs.push(r?),
+                // Not started because another download failed; that error is reported.
+                None => continue,
             }
         }
-        bar.finish_and_clear();
-        writer.commit()
+        if blobs.len() != layers.len() {
+            bail!("{}: a layer download failed", self.reference());
+        }
+        Ok(blobs)
     }
+}
+
+/// How many layers download at once.
+const PARALLEL_DOWNLOADS: usize = 3;
+
+/// Brings one blob into the cache (unless it is there), verifying digest and size.
+/// Interrupted transfers are retried; a mismatch is not.
+fn fetch_blob(
+    client: &mut Client,
+    desc: &Descriptor,
+    cache: &Cache,
+    bars: Option<&indicatif::MultiProgress>,
+) -> Result<BlobRef> {
+    let digest = Digest::parse(&desc.digest)
+        .with_context(|| format!("{}: bad blob digest", client.reference()))?;
+    let mut writer = match cache.begin_blob(&digest, Some(desc.size))? {
+        BlobSlot::Present(b) => {
+            crate::verbose!("using cached blob {digest}");
+            return Ok(b);
+        }
+        BlobSlot::Missing(w) => w,
+    };
+    let what = format!("blob {digest}");
+    let bar = progress::bytes_bar(bars, desc.size, &short(&digest));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let resp = client.request("GET", &format!("blobs/{digest}"), "", &what)?;
+        let mut reader = resp.into_reader();
+        match writer.fill(&mut reader as &mut dyn Read, &|n| bar.set_position(n)) {
+            Ok(()) => break,
+            Err(e) if is_transport(&e) && attempt < 3 => {
+                crate::warning!("{what}: transfer interrupted ({e:#}), retrying");
+            }
+            Err(e) => return Err(e.context(format!("downloading {what}"))),
+        }
+    }
+    bar.finish_and_clear();
+    writer.commit()
 }
 
 fn is_transport(e: &anyhow::Error) -> bool {

@@ -12,7 +12,7 @@ use std::path::Path;
 /// Members up to this size are kept in memory.
 const SMALL_MEMBER: u64 = 1 << 20;
 /// At most this much is kept in memory in total; beyond it members go to the cache.
-const SMALL_BUDGET: u64 = 64 << 20;
+const SMALL_BUDGET: u64 = 16 << 20;
 
 /// The members of an archive, by normalised path.
 #[derive(Default)]
