@@ -92,9 +92,6 @@ fn sif_region(fd: &OwnedFd, shown: &str) -> Result<(u64, u64)> {
 
 /// Setuid mode: a read-only loop device and the kernel's squashfs driver.
 pub fn mount_kernel(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<OwnedFd> {
-    if !policy.kernel_squashfs_allowed() {
-        return Err(StarterError::Refused("kernel squashfs mounts are disabled by 'allow setuid-mount squashfs'; use user-namespace mode"));
-    }
     let dev = loopdev::attach(
         sys,
         image.fd.as_fd(),
@@ -108,6 +105,9 @@ pub fn mount_kernel(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<Own
         .map_err(syserr("cannot create squashfs context"))?;
     sys.fsconfig(ctx.as_fd(), "source", &dev.node)
         .map_err(path("cannot use", &dev.node))?;
+    // A read-only superblock: the loop device is read-only, and a writable open fails.
+    sys.fsconfig(ctx.as_fd(), "ro", "")
+        .map_err(path("cannot use", &dev.node))?;
     sys.fsconfig(ctx.as_fd(), "", "")
         .map_err(path("cannot mount squashfs of", &image.shown))?;
     sys.fsmount(
@@ -118,7 +118,15 @@ pub fn mount_kernel(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<Own
 }
 
 /// User-namespace mode: a FUSE mount served by squashfuse_ll on `fuse`.
-pub fn mount_fuse(sys: &dyn Sys, fuse: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<OwnedFd> {
+/// `shared` (setuid mode) lets the starter, building the root with root's fsuid, read it;
+/// the mount lives in a private mount namespace, so nobody else can reach it.
+pub fn mount_fuse(
+    sys: &dyn Sys,
+    fuse: BorrowedFd<'_>,
+    uid: u32,
+    gid: u32,
+    shared: bool,
+) -> Result<OwnedFd> {
     let ctx = sys
         .fsopen("fuse")
         .map_err(syserr("cannot create fuse context"))?;
@@ -128,8 +136,10 @@ pub fn mount_fuse(sys: &dyn Sys, fuse: BorrowedFd<'_>, uid: u32, gid: u32) -> Re
         ("rootmode", "40000".to_owned()),
         ("user_id", uid.to_string()),
         ("group_id", gid.to_string()),
+        ("default_permissions", String::new()),
     ];
-    for (k, v) in &opts {
+    let extra = shared.then_some(("allow_other", String::new()));
+    for (k, v) in opts.iter().chain(&extra) {
         sys.fsconfig(ctx.as_fd(), k, v)
             .map_err(syserr("cannot configure fuse mount"))?;
     }

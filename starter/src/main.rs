@@ -62,15 +62,27 @@ fn run_setuid(
     image: image::Image,
 ) -> Result<i32> {
     let sys = &LinuxSys;
-    sys::unshare(libc::CLONE_NEWNS | ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
     let ops = ops::plan_ops(plan);
     let trees = ops::clone_sources(sys, &ops)?;
     root.as_root()?;
+    // The image is mounted (detached) before the mount namespace exists, so a FUSE daemon
+    // stays in the host's namespace and exits when the container's goes away.
     let tree = match image.kind {
         ImageKind::Sandbox => image::mount_sandbox(sys, &image, false)?,
-        _ => image::mount_kernel(sys, &image, policy)?,
+        _ if policy.kernel_squashfs_allowed() => image::mount_kernel(sys, &image, policy)?,
+        // The kernel may not parse this image: FUSE, as in user-namespace mode.
+        _ => {
+            let fuse = userns::open_fuse().ok_or(StarterError::Refused(
+                "FUSE is unavailable (/dev/fuse cannot be opened)",
+            ))?;
+            let c = root.caller();
+            let tree = image::mount_fuse(sys, fuse.as_fd(), c.uid, c.gid, true)?;
+            userns::spawn_squashfuse(&image, &fuse, Some(c))?;
+            tree
+        }
     };
     drop(image);
+    sys::unshare(libc::CLONE_NEWNS | ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
     rootfs::build(sys, &root, plan, policy, tree, &ops, trees)?;
     let user = creds::drop_all(root)?;
     if plan.namespaces().pid {
@@ -105,8 +117,8 @@ fn run_userns(
                 "FUSE is unavailable (/dev/fuse cannot be opened)",
             ))?;
             // Mounted before the daemon starts: reading an unmounted /dev/fuse fails.
-            let tree = image::mount_fuse(sys, fuse.as_fd(), uid, gid)?;
-            (tree, Some(userns::spawn_squashfuse(&image, &fuse)?))
+            let tree = image::mount_fuse(sys, fuse.as_fd(), uid, gid, false)?;
+            (tree, Some(userns::spawn_squashfuse(&image, &fuse, None)?))
         }
     };
     drop(image);

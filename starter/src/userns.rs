@@ -62,7 +62,14 @@ pub fn open_fuse() -> Option<OwnedFd> {
 }
 
 /// Starts squashfuse_ll serving `fuse` from the image region; it runs as the caller.
-pub fn spawn_squashfuse(image: &Image, fuse: &OwnedFd) -> Result<libc::pid_t> {
+/// With `drop_to` (setuid mode) the daemon is detached: it runs as the caller with no
+/// privilege, is reparented to init, and exits when the mount goes away, so the container
+/// process never sees an unexpected child.
+pub fn spawn_squashfuse(
+    image: &Image,
+    fuse: &OwnedFd,
+    drop_to: Option<&Caller>,
+) -> Result<libc::pid_t> {
     let bin = SQUASHFUSE
         .iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -76,9 +83,32 @@ pub fn spawn_squashfuse(image: &Image, fuse: &OwnedFd) -> Result<libc::pid_t> {
         format!("/dev/fd/{}", fuse.as_raw_fd()),
     ];
     match sys::fork().map_err(syserr("fork"))? {
-        Fork::Parent(pid) => Ok(pid),
+        Fork::Parent(pid) => {
+            if drop_to.is_some() {
+                while sys::waitpid(pid) == Err(sys::Errno(libc::EINTR)) {}
+            }
+            Ok(pid)
+        }
         Fork::Child => {
-            let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
+            match drop_to {
+                Some(c) => {
+                    if !matches!(sys::fork(), Ok(Fork::Child)) {
+                        std::process::exit(0)
+                    }
+                    let dropped = sys::drop_bounding_and_ambient()
+                        .and(sys::setgroups(&c.groups))
+                        .and(sys::setresgid(c.gid))
+                        .and(sys::setresuid(c.uid))
+                        .and(sys::capset_zero());
+                    if dropped.is_err() || sys::getresuid() != (c.uid, c.uid, c.uid) {
+                        std::process::exit(255)
+                    }
+                }
+                None => drop(sys::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGTERM as libc::c_ulong,
+                )),
+            }
             // Every other fd of ours is close-on-exec, so only 0-2 and these two reach it.
             let ok =
                 sys::clear_cloexec(image.fd.as_raw_fd()).and(sys::clear_cloexec(fuse.as_raw_fd()));
