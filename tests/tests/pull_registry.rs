@@ -348,4 +348,46 @@ fn disable_cache_leaves_the_cache_untouched() {
         "blob cache was written"
     );
     assert!(oci_tmp_entries(tmp.path()).is_empty());
+
+    let by_env = UserCmd::new(&[
+        "pull",
+        "--no-https",
+        "env.sif",
+        &docker_ref("busybox:latest"),
+    ])
+    .cwd(tmp.path())
+    .env("APPTAINER_CACHEDIR", tmp.path().join("cachedir"))
+    .env("APPTAINER_DISABLE_CACHE", "true")
+    .run();
+    by_env.assert_success();
+    assert!(tmp.path().join("env.sif").is_file());
+    assert!(
+        !tmp.path().join("cachedir/cache/blob").exists(),
+        "blob cache was written"
+    );
+}
+
+#[test]
+fn cache_directories_are_private_to_the_user() {
+    require!(
+        ready(),
+        "installed apptainer, test user and local registry (scripts/test-setup.sh)"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = user_tempdir();
+    apptainer_in(
+        tmp.path(),
+        &["pull", "--no-https", &docker_ref("busybox:latest")],
+    )
+    .assert_success();
+    let cache = tmp.path().join("cachedir/cache");
+    for d in [
+        cache.clone(),
+        cache.join("blob"),
+        cache.join("blob/blobs/sha256"),
+        cache.join("oci-tmp"),
+    ] {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} has mode {mode:o}", d.display());
+    }
 }

@@ -264,3 +264,38 @@ fn persistent_rate_limiting_gives_a_clear_error() {
     );
     assert!(!tmp.path().join("out.sif").exists());
 }
+
+#[test]
+fn a_sif_artifact_is_refused_with_a_hint_to_use_oras() {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    let hex = "0".repeat(64);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.sylabs.sif.config.v1+json","digest":"sha256:{hex}","size":2}},"layers":[{{"mediaType":"application/vnd.sylabs.sif.layer.v1.sif","digest":"sha256:{hex}","size":1024}}]}}"#
+    );
+    let handler: Handler = Arc::new(move |req, _| {
+        if req.path.ends_with("/manifests/latest") {
+            return ok(
+                "application/vnd.oci.image.manifest.v1+json",
+                manifest.clone().into_bytes(),
+            );
+        }
+        status(if req.path == "/v2/" { 200 } else { 404 }, vec![])
+    });
+    let addr = start(handler);
+    let (out, tmp) = pull(&addr, "sif/artifact");
+    out.assert_failure();
+    let fatal: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("FATAL:"))
+        .collect();
+    assert_eq!(fatal.len(), 1, "{out:?}");
+    assert!(
+        fatal[0].contains("try changing the protocol to oras://"),
+        "{out:?}"
+    );
+    assert!(!tmp.path().join("out.sif").exists());
+}
