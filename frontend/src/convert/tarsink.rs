@@ -30,6 +30,7 @@ impl<W: Write> TarSink<W> {
     }
 
     /// The writer, after `finish`.
+    #[cfg(test)]
     pub fn into_inner(self) -> W {
         self.out
     }

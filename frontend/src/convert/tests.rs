@@ -332,7 +332,7 @@ fn a_sif_holds_the_merged_layers_and_the_reference_objects() {
         })
         .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("cat-"))
         .collect();
-    assert_eq!(left, [out.clone()]);
+    assert_eq!(left, std::slice::from_ref(&out));
 }
 
 #[test]
