@@ -50,9 +50,9 @@ impl PullOptions {
         }
     }
 
-    fn fetch_options(&self) -> Result<FetchOptions> {
+    fn fetch_options(&self, source: &Source) -> Result<FetchOptions> {
         Ok(FetchOptions {
-            platform: Platform::select(self.arch.as_deref(), self.arch_variant.as_deref())?,
+            platform: self.platform_for(source)?,
             client: ClientOptions {
                 no_https: self.no_https,
                 credentials: self.credentials.clone(),
@@ -60,6 +60,39 @@ impl PullOptions {
             docker_host: self.docker_host.clone(),
         })
     }
+}
+
+impl PullOptions {
+    /// `--arch`/`--arch-variant`, except that Docker Hub's per-architecture namespaces
+    /// (`docker://arm64v8/alpine`) name the architecture themselves, and win (as in Apptainer).
+    fn platform_for(&self, source: &Source) -> Result<Platform> {
+        let requested = Platform::select(self.arch.as_deref(), self.arch_variant.as_deref())?;
+        let Some(named) = hub_arch_namespace(source) else {
+            return Ok(requested);
+        };
+        let platform = Platform::select(Some(named), None)?;
+        if self.arch.is_some() && platform != requested {
+            crate::warning!(
+                "using architecture {platform} named by the image's namespace {named:?}, not {requested}"
+            );
+        }
+        Ok(platform)
+    }
+}
+
+/// The architecture a Docker Hub namespace such as `arm64v8/` or `ppc64le/` stands for.
+fn hub_arch_namespace(source: &Source) -> Option<&'static str> {
+    const NAMESPACES: &[&str] = &[
+        "amd64", "arm32v5", "arm32v6", "arm32v7", "arm64v8", "i386", "ppc64le", "s390x", "riscv64",
+    ];
+    let Source::Docker(r) = source else {
+        return None;
+    };
+    if r.registry != crate::registry::reference::DOCKER_HUB {
+        return None;
+    }
+    let first = r.repository.split('/').next()?;
+    NAMESPACES.iter().find(|n| **n == first).copied()
 }
 
 /// True if `APPTAINER_NOHTTPS` or `APPTAINER_NO_HTTPS` asks for plain HTTP.
@@ -97,7 +130,7 @@ pub fn sif_for_uri(uri: &str, opts: &PullOptions) -> Result<PathBuf> {
 
 /// Converts (or reuses) the image's SIF in `cache`; returns its path there.
 fn cached_sif(source: &Source, opts: &PullOptions, cache: &Cache) -> Result<PathBuf> {
-    let fetch_opts = opts.fetch_options()?;
+    let fetch_opts = opts.fetch_options(source)?;
     let platform = fetch_opts.platform.clone();
     // Registry images are keyed by what the reference resolves to now: one manifest
     // request, as Apptainer makes, so a moved tag is noticed.
@@ -180,7 +213,7 @@ pub fn pull_to_sandbox(
 ) -> Result<()> {
     check_output(dest, force)?;
     let cache = Cache::open(opts.disable_cache)?;
-    let fetch_opts = opts.fetch_options()?;
+    let fetch_opts = opts.fetch_options(source)?;
     let image = fetch_image(source, &fetch_opts, &cache)?;
     let parent = parent_dir(dest);
     let work = tempfile::Builder::new()
@@ -284,6 +317,23 @@ mod tests {
         let mut h = Sha256::new();
         h.update(format!("{}amd64", d.hex()));
         assert_eq!(sif_key(&d, &amd), hex::encode(h.finalize()));
+    }
+
+    #[test]
+    fn docker_hub_arch_namespaces_choose_the_platform() {
+        let opts = PullOptions::from_env();
+        let src = |u: &str| parse_image_uri(u).unwrap();
+        let p = opts.platform_for(&src("docker://arm64v8/alpine")).unwrap();
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        let p = opts.platform_for(&src("docker://arm32v6/alpine")).unwrap();
+        assert_eq!(p.to_string(), "linux/arm/v6");
+        let host = Platform::host();
+        assert_eq!(opts.platform_for(&src("docker://alpine")).unwrap(), host);
+        assert_eq!(
+            opts.platform_for(&src("docker://quay.io/arm64v8/x"))
+                .unwrap(),
+            host
+        );
     }
 
     #[test]
