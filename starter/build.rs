@@ -6,8 +6,7 @@
 //! (CVE-2021-41133) and libc falls back to the filterable clone.
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 
@@ -17,21 +16,13 @@ const TIOCLINUX: u64 = 0x541C;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("target arch");
-    let target: TargetArch = arch
-        .as_str()
-        .try_into()
-        .expect("seccompiler supports x86_64 and aarch64 only");
-    assert_eq!(
-        arch,
-        std::env::consts::ARCH,
-        "syscall numbers come from the host's libc"
-    );
+    let target: TargetArch = arch.as_str().try_into().expect("seccompiler supports x86_64 and aarch64 only");
+    assert_eq!(arch, std::env::consts::ARCH, "syscall numbers come from the host's libc");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
 
     let ioctl_rules = [TIOCSTI, TIOCLINUX]
         .map(|cmd| {
-            let cond =
-                SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, cmd).unwrap();
+            let cond = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, cmd).unwrap();
             SeccompRule::new(vec![cond]).unwrap()
         })
         .to_vec();
@@ -52,31 +43,11 @@ fn main() {
     write(&out.join("mountapi.bpf"), rules, libc::ENOSYS, target);
 }
 
-fn write(
-    path: &std::path::Path,
-    rules: BTreeMap<i64, Vec<SeccompRule>>,
-    errno: i32,
-    arch: TargetArch,
-) {
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(errno as u32),
-        arch,
-    )
-    .unwrap();
+fn write(path: &std::path::Path, rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32, arch: TargetArch) {
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno as u32), arch).unwrap();
     let prog: BpfProgram = filter.try_into().unwrap();
     // struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; } in native byte order.
-    let bytes: Vec<u8> = prog
-        .iter()
-        .flat_map(|f| {
-            [
-                &f.code.to_ne_bytes()[..],
-                &[f.jt, f.jf],
-                &f.k.to_ne_bytes()[..],
-            ]
-            .concat()
-        })
-        .collect();
+    let bytes: Vec<u8> =
+        prog.iter().flat_map(|f| [&f.code.to_ne_bytes()[..], &[f.jt, f.jf], &f.k.to_ne_bytes()[..]].concat()).collect();
     std::fs::write(path, bytes).unwrap();
 }

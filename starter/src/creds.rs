@@ -36,9 +36,7 @@ pub fn sanitize() -> Result<Mode> {
     let secure = sys::getauxval_secure();
     let (ruid, euid, _) = sys::getresuid();
     if secure && euid != 0 {
-        return Err(StarterError::Refused(
-            "the starter is set-id but not setuid root",
-        ));
+        return Err(StarterError::Refused("the starter is set-id but not setuid root"));
     }
     sys::reset_signal(libc::SIGPIPE);
     sys::reset_signal(libc::SIGCHLD);
@@ -66,28 +64,13 @@ pub fn caller(mode: Mode) -> Result<Caller> {
     let groups = sys::getgroups().map_err(syserr("getgroups"))?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let home = starter::host::home_of(uid).unwrap_or_else(|| "/".into());
-    Ok(Caller {
-        uid,
-        gid,
-        groups,
-        home,
-        cwd,
-        setuid: mode == Mode::Setuid,
-    })
+    Ok(Caller { uid, gid, groups, home, cwd, setuid: mode == Mode::Setuid })
 }
 
 impl Root {
     pub fn new(caller: Caller, mode: Mode, fakeroot: bool) -> Root {
-        let target = if fakeroot {
-            (0, 0)
-        } else {
-            (caller.uid, caller.gid)
-        };
-        Root {
-            caller,
-            mode,
-            target,
-        }
+        let target = if fakeroot { (0, 0) } else { (caller.uid, caller.gid) };
+        Root { caller, mode, target }
     }
     pub fn caller(&self) -> &Caller {
         &self.caller

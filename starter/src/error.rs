@@ -13,11 +13,7 @@ pub enum StarterError {
     #[error("{what}: {errno}")]
     Sys { what: &'static str, errno: Errno },
     #[error("{what} {path:?}: {errno}")]
-    Path {
-        what: &'static str,
-        path: String,
-        errno: Errno,
-    },
+    Path { what: &'static str, path: String, errno: Errno },
     #[error("image {path:?}: {source}")]
     Sif { path: String, source: sif::SifError },
     #[error("image {path:?}: {why}")]
@@ -39,9 +35,5 @@ pub fn sys(what: &'static str) -> impl Fn(Errno) -> StarterError {
 
 /// Adds the operation and the path to an errno.
 pub fn path<'a>(what: &'static str, p: &'a str) -> impl Fn(Errno) -> StarterError + 'a {
-    move |errno| StarterError::Path {
-        what,
-        path: p.to_owned(),
-        errno,
-    }
+    move |errno| StarterError::Path { what, path: p.to_owned(), errno }
 }

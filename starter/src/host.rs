@@ -18,28 +18,19 @@ fn read_db(path: &str) -> String {
 fn entries(db: &str) -> impl Iterator<Item = (&str, u32, &str)> {
     db.lines().filter_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        Some((
-            *f.first()?,
-            f.get(2)?.parse().ok()?,
-            f.get(5).copied().unwrap_or(""),
-        ))
+        Some((*f.first()?, f.get(2)?.parse().ok()?, f.get(5).copied().unwrap_or("")))
     })
 }
 
 /// Home directory of `uid` in the host /etc/passwd.
 pub fn home_of(uid: u32) -> Option<PathBuf> {
-    entries(&read_db("/etc/passwd"))
-        .find(|e| e.1 == uid)
-        .map(|e| PathBuf::from(e.2))
+    entries(&read_db("/etc/passwd")).find(|e| e.1 == uid).map(|e| PathBuf::from(e.2))
 }
 
 fn ids_of(names: &[String], db: &str) -> Vec<u32> {
     let db = read_db(db);
     // An unknown name maps to no id, so it allows nothing rather than being ignored.
-    let ids: Vec<u32> = names
-        .iter()
-        .filter_map(|n| entries(&db).find(|e| e.0 == n.as_str()).map(|e| e.1))
-        .collect();
+    let ids: Vec<u32> = names.iter().filter_map(|n| entries(&db).find(|e| e.0 == n.as_str()).map(|e| e.1)).collect();
     if ids.is_empty() && !names.is_empty() {
         vec![u32::MAX]
     } else {
@@ -70,11 +61,7 @@ impl Policy {
             mount_devpts: c.mount_devpts,
             mount_home: c.mount_home,
             mount_tmp: c.mount_tmp,
-            bind_path: c
-                .bind_path
-                .iter()
-                .map(|b| (b.source.clone(), b.destination.clone()))
-                .collect(),
+            bind_path: c.bind_path.iter().map(|b| (b.source.clone(), b.destination.clone())).collect(),
             allow_sif: c.allow_container_sif,
             allow_squashfs: c.allow_container_squashfs,
             allow_dir: c.allow_container_dir,

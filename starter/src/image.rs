@@ -24,28 +24,18 @@ pub struct Image {
 /// Opens the image as the current fsuid (the caller) and checks it against the policy.
 pub fn open(sys: &dyn Sys, img: &PlanImage, policy: &Policy) -> Result<Image> {
     let shown = img.path.to_string_lossy().into_owned();
-    let refuse = |why| StarterError::Image {
-        path: shown.clone(),
-        why,
-    };
-    let flags = if img.kind == ImageKind::Sandbox {
-        libc::O_PATH | libc::O_DIRECTORY
-    } else {
-        libc::O_RDONLY
-    };
+    let refuse = |why| StarterError::Image { path: shown.clone(), why };
+    let flags = if img.kind == ImageKind::Sandbox { libc::O_PATH | libc::O_DIRECTORY } else { libc::O_RDONLY };
     let fd = sys
         .openat2(sys::AT_FDCWD, &shown, flags, 0, sys::RESOLVE_NO_MAGICLINKS)
         .map_err(path("cannot open image", &shown))?;
     let st = sys::fstat(fd.as_fd()).map_err(path("cannot stat image", &shown))?;
     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-    if is_dir != (img.kind == ImageKind::Sandbox)
-        || (!is_dir && st.st_mode & libc::S_IFMT != libc::S_IFREG)
-    {
+    if is_dir != (img.kind == ImageKind::Sandbox) || (!is_dir && st.st_mode & libc::S_IFMT != libc::S_IFREG) {
         return Err(refuse("is not the kind of image the plan names"));
     }
     // The kernel's name for the opened file, so symlinks and `..` cannot dodge the limits.
-    let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .map_err(|_| refuse("cannot resolve"))?;
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| refuse("cannot resolve"))?;
     policy.check_opened_image(&real, st.st_uid, st.st_gid)?;
     let (offset, size) = match img.kind {
         ImageKind::Sandbox => (0, 0),
@@ -55,37 +45,22 @@ pub fn open(sys: &dyn Sys, img: &PlanImage, policy: &Policy) -> Result<Image> {
     if img.kind != ImageKind::Sandbox {
         let mut magic = [0u8; 4];
         let f = File::from(fd.try_clone().map_err(|_| refuse("cannot read"))?);
-        f.read_exact_at(&mut magic, offset)
-            .map_err(|_| refuse("cannot read the filesystem header"))?;
+        f.read_exact_at(&mut magic, offset).map_err(|_| refuse("cannot read the filesystem header"))?;
         if &magic != SQUASHFS_MAGIC {
             return Err(refuse("root filesystem is not squashfs"));
         }
     }
-    Ok(Image {
-        fd,
-        kind: img.kind,
-        offset,
-        size,
-        shown,
-    })
+    Ok(Image { fd, kind: img.kind, offset, size, shown })
 }
 
 fn sif_region(fd: &OwnedFd, shown: &str) -> Result<(u64, u64)> {
-    let dup = fd.try_clone().map_err(|e| {
-        syserr("cannot duplicate image fd")(crate::sys::Errno(
-            e.raw_os_error().unwrap_or(libc::EIO),
-        ))
-    })?;
+    let dup = fd
+        .try_clone()
+        .map_err(|e| syserr("cannot duplicate image fd")(crate::sys::Errno(e.raw_os_error().unwrap_or(libc::EIO))))?;
     let mut f = File::from(dup);
-    let part = sif::primary_partition(&mut f).map_err(|source| StarterError::Sif {
-        path: shown.to_owned(),
-        source,
-    })?;
+    let part = sif::primary_partition(&mut f).map_err(|source| StarterError::Sif { path: shown.to_owned(), source })?;
     if part.fs_type != sif::types::FsType::Squash {
-        return Err(StarterError::Image {
-            path: shown.to_owned(),
-            why: "primary partition is not squashfs",
-        });
+        return Err(StarterError::Image { path: shown.to_owned(), why: "primary partition is not squashfs" });
     }
     Ok((part.offset, part.size))
 }
@@ -100,36 +75,20 @@ pub fn mount_kernel(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<Own
         policy.max_loop_devices,
         policy.shared_loop_devices,
     )?;
-    let ctx = sys
-        .fsopen("squashfs")
-        .map_err(syserr("cannot create squashfs context"))?;
-    sys.fsconfig(ctx.as_fd(), "source", &dev.node)
-        .map_err(path("cannot use", &dev.node))?;
+    let ctx = sys.fsopen("squashfs").map_err(syserr("cannot create squashfs context"))?;
+    sys.fsconfig(ctx.as_fd(), "source", &dev.node).map_err(path("cannot use", &dev.node))?;
     // A read-only superblock: the loop device is read-only, and a writable open fails.
-    sys.fsconfig(ctx.as_fd(), "ro", "")
-        .map_err(path("cannot use", &dev.node))?;
-    sys.fsconfig(ctx.as_fd(), "", "")
-        .map_err(path("cannot mount squashfs of", &image.shown))?;
-    sys.fsmount(
-        ctx.as_fd(),
-        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-    )
-    .map_err(path("cannot mount", &image.shown))
+    sys.fsconfig(ctx.as_fd(), "ro", "").map_err(path("cannot use", &dev.node))?;
+    sys.fsconfig(ctx.as_fd(), "", "").map_err(path("cannot mount squashfs of", &image.shown))?;
+    sys.fsmount(ctx.as_fd(), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+        .map_err(path("cannot mount", &image.shown))
 }
 
 /// User-namespace mode: a FUSE mount served by squashfuse_ll on `fuse`.
 /// `shared` (setuid mode) lets the starter, building the root with root's fsuid, read it;
 /// the mount lives in a private mount namespace, so nobody else can reach it.
-pub fn mount_fuse(
-    sys: &dyn Sys,
-    fuse: BorrowedFd<'_>,
-    uid: u32,
-    gid: u32,
-    shared: bool,
-) -> Result<OwnedFd> {
-    let ctx = sys
-        .fsopen("fuse")
-        .map_err(syserr("cannot create fuse context"))?;
+pub fn mount_fuse(sys: &dyn Sys, fuse: BorrowedFd<'_>, uid: u32, gid: u32, shared: bool) -> Result<OwnedFd> {
+    let ctx = sys.fsopen("fuse").map_err(syserr("cannot create fuse context"))?;
     let opts = [
         ("source", "squashfuse".to_owned()),
         ("fd", fuse.as_raw_fd().to_string()),
@@ -140,31 +99,18 @@ pub fn mount_fuse(
     ];
     let extra = shared.then_some(("allow_other", String::new()));
     for (k, v) in opts.iter().chain(&extra) {
-        sys.fsconfig(ctx.as_fd(), k, v)
-            .map_err(syserr("cannot configure fuse mount"))?;
+        sys.fsconfig(ctx.as_fd(), k, v).map_err(syserr("cannot configure fuse mount"))?;
     }
-    sys.fsconfig(ctx.as_fd(), "", "")
-        .map_err(syserr("cannot create fuse mount"))?;
-    sys.fsmount(
-        ctx.as_fd(),
-        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-    )
-    .map_err(syserr("cannot mount fuse"))
+    sys.fsconfig(ctx.as_fd(), "", "").map_err(syserr("cannot create fuse mount"))?;
+    sys.fsmount(ctx.as_fd(), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+        .map_err(syserr("cannot mount fuse"))
 }
 
 /// A sandbox directory: a recursive clone of the opened directory.
 pub fn mount_sandbox(sys: &dyn Sys, image: &Image, writable: bool) -> Result<OwnedFd> {
-    let tree = sys
-        .open_tree(image.fd.as_raw_fd(), "", true)
-        .map_err(path("cannot bind image", &image.shown))?;
+    let tree = sys.open_tree(image.fd.as_raw_fd(), "", true).map_err(path("cannot bind image", &image.shown))?;
     let ro = if writable { 0 } else { MOUNT_ATTR_RDONLY };
-    sys.mount_setattr(
-        tree.as_fd(),
-        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | ro,
-        0,
-        0,
-        true,
-    )
-    .map_err(path("cannot bind image", &image.shown))?;
+    sys.mount_setattr(tree.as_fd(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | ro, 0, 0, true)
+        .map_err(path("cannot bind image", &image.shown))?;
     Ok(tree)
 }

@@ -32,20 +32,12 @@ pub fn attach(
         }
     }
     let ctl = sys
-        .openat2(
-            sys::AT_FDCWD,
-            "/dev/loop-control",
-            libc::O_RDWR,
-            0,
-            RESOLVE_NO_SYMLINKS,
-        )
+        .openat2(sys::AT_FDCWD, "/dev/loop-control", libc::O_RDWR, 0, RESOLVE_NO_SYMLINKS)
         .map_err(path("cannot open", "/dev/loop-control"))?;
     for _ in 0..ATTEMPTS {
         let n = sys::loop_get_free(ctl.as_fd()).map_err(syserr("cannot get a free loop device"))?;
         if n >= max {
-            return Err(StarterError::Refused(
-                "no loop device below 'max loop devices' is free",
-            ));
+            return Err(StarterError::Refused("no loop device below 'max loop devices' is free"));
         }
         let node = format!("/dev/loop{n}");
         let fd = sys
@@ -61,25 +53,15 @@ pub fn attach(
     Err(StarterError::Refused("loop devices stayed busy; try again"))
 }
 
-fn find_shared(
-    sys: &dyn Sys,
-    st: &libc::stat,
-    offset: u64,
-    size: u64,
-    max: u32,
-) -> Option<LoopDevice> {
+fn find_shared(sys: &dyn Sys, st: &libc::stat, offset: u64, size: u64, max: u32) -> Option<LoopDevice> {
     let want = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
     (0..max).find_map(|n| {
         let node = format!("/dev/loop{n}");
-        let fd = sys
-            .openat2(sys::AT_FDCWD, &node, libc::O_RDONLY, 0, RESOLVE_NO_SYMLINKS)
-            .ok()?;
+        let fd = sys.openat2(sys::AT_FDCWD, &node, libc::O_RDONLY, 0, RESOLVE_NO_SYMLINKS).ok()?;
         // Holding `fd` keeps the device from being autocleared while we mount it.
         let info = sys::loop_status(fd.as_fd()).ok()?;
-        let same = info.device == st.st_dev
-            && info.inode == st.st_ino
-            && info.offset == offset
-            && info.sizelimit == size;
+        let same =
+            info.device == st.st_dev && info.inode == st.st_ino && info.offset == offset && info.sizelimit == size;
         (same && info.flags & want == want).then_some(LoopDevice { fd, node })
     })
 }

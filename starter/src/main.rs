@@ -55,12 +55,7 @@ fn run() -> Result<i32> {
 
 /// Kernel loop + squashfs in the initial user namespace; no helper process unless a PID
 /// namespace needs a parent to reap it.
-fn run_setuid(
-    root: Root,
-    plan: &ValidatedPlan,
-    policy: &Policy,
-    image: image::Image,
-) -> Result<i32> {
+fn run_setuid(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::Image) -> Result<i32> {
     let sys = &LinuxSys;
     let ops = ops::plan_ops(plan);
     let trees = ops::clone_sources(sys, &ops)?;
@@ -72,9 +67,8 @@ fn run_setuid(
         _ if policy.kernel_squashfs_allowed() => image::mount_kernel(sys, &image, policy)?,
         // The kernel may not parse this image: FUSE, as in user-namespace mode.
         _ => {
-            let fuse = userns::open_fuse().ok_or(StarterError::Refused(
-                "FUSE is unavailable (/dev/fuse cannot be opened)",
-            ))?;
+            let fuse =
+                userns::open_fuse().ok_or(StarterError::Refused("FUSE is unavailable (/dev/fuse cannot be opened)"))?;
             let c = root.caller();
             let tree = image::mount_fuse(sys, fuse.as_fd(), c.uid, c.gid, true)?;
             userns::spawn_squashfuse(&image, &fuse, Some(c))?;
@@ -97,25 +91,16 @@ fn run_setuid(
 /// Everything inside a user namespace. The parent keeps its own mount namespace (the image
 /// mount and the FUSE daemon live there), forwards signals and reaps; the container gets a
 /// second mount namespace for its pivot_root.
-fn run_userns(
-    root: Root,
-    plan: &ValidatedPlan,
-    policy: &Policy,
-    image: image::Image,
-) -> Result<i32> {
+fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::Image) -> Result<i32> {
     let sys = &LinuxSys;
     userns::enter(root.caller(), plan.fakeroot())?;
     sys::unshare(libc::CLONE_NEWNS).map_err(syserr("cannot create a mount namespace"))?;
     let (uid, gid) = root.target();
     let (tree, daemon) = match image.kind {
-        ImageKind::Sandbox => (
-            image::mount_sandbox(sys, &image, plan.image().writable)?,
-            None,
-        ),
+        ImageKind::Sandbox => (image::mount_sandbox(sys, &image, plan.image().writable)?, None),
         _ => {
-            let fuse = userns::open_fuse().ok_or(StarterError::Refused(
-                "FUSE is unavailable (/dev/fuse cannot be opened)",
-            ))?;
+            let fuse =
+                userns::open_fuse().ok_or(StarterError::Refused("FUSE is unavailable (/dev/fuse cannot be opened)"))?;
             // Mounted before the daemon starts: reading an unmounted /dev/fuse fails.
             let tree = image::mount_fuse(sys, fuse.as_fd(), uid, gid, false)?;
             (tree, Some(userns::spawn_squashfuse(&image, &fuse, None)?))
@@ -127,9 +112,7 @@ fn run_userns(
         Fork::Parent(pid) => pid,
         Fork::Child => {
             let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-            let err = container_userns(root, plan, policy, tree)
-                .err()
-                .expect("finish returns only on error");
+            let err = container_userns(root, plan, policy, tree).err().expect("finish returns only on error");
             eprintln!("FATAL:   {err}");
             std::process::exit(255)
         }
@@ -142,12 +125,7 @@ fn run_userns(
     code
 }
 
-fn container_userns(
-    root: Root,
-    plan: &ValidatedPlan,
-    policy: &Policy,
-    tree: OwnedFd,
-) -> Result<Infallible> {
+fn container_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, tree: OwnedFd) -> Result<Infallible> {
     let sys = &LinuxSys;
     // pivot_root changes the root of every process in the mount namespace; the supervisor
     // and the FUSE daemon must keep theirs.
@@ -163,10 +141,7 @@ fn container_userns(
 fn finish(user: creds::User, plan: &ValidatedPlan) -> Result<Infallible> {
     sys::close_range_from(3).map_err(syserr("close_range"))?;
     confine::apply(&user)?;
-    sys::chdir(plan.cwd().as_str()).map_err(error::path(
-        "cannot change directory to",
-        plan.cwd().as_str(),
-    ))?;
+    sys::chdir(plan.cwd().as_str()).map_err(error::path("cannot change directory to", plan.cwd().as_str()))?;
     let err = sys::execve(plan.argv(), plan.env());
     Err(error::path("cannot execute", &plan.argv()[0])(err))
 }

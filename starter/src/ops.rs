@@ -6,8 +6,7 @@
 
 use crate::error::{path, Result};
 use crate::sys::{
-    self, Errno, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
-    MOUNT_ATTR_RDONLY,
+    self, Errno, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
 };
 use starter::plan::{ContainerPath, Mount, ValidatedPlan};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -30,22 +29,11 @@ pub enum Op {
     NewFs { fs: NewFs, dst: ContainerPath },
     /// Recursive bind of a host path, cloned as the caller. `devices` is set only by the
     /// planner for /dev, never from the Plan.
-    BindHost {
-        src: PathBuf,
-        dst: ContainerPath,
-        read_only: bool,
-        devices: bool,
-    },
+    BindHost { src: PathBuf, dst: ContainerPath, read_only: bool, devices: bool },
     /// A generated file, written to the session tmpfs and bound read-only.
-    File {
-        dst: ContainerPath,
-        contents: String,
-    },
+    File { dst: ContainerPath, contents: String },
     /// A symlink created in a directory the starter just mounted (e.g. /dev/ptmx).
-    Symlink {
-        target: &'static str,
-        dst: ContainerPath,
-    },
+    Symlink { target: &'static str, dst: ContainerPath },
 }
 
 fn cp(s: &str) -> ContainerPath {
@@ -55,83 +43,40 @@ fn cp(s: &str) -> ContainerPath {
 /// Turns the validated mounts into operations. Pure: no syscalls, unit-tested.
 pub fn plan_ops(plan: &ValidatedPlan) -> Vec<Op> {
     let mut ops = Vec::new();
-    let minimal_dev = plan
-        .mounts()
-        .iter()
-        .any(|m| *m == Mount::Dev { minimal: true });
+    let minimal_dev = plan.mounts().iter().any(|m| *m == Mount::Dev { minimal: true });
     for m in plan.mounts() {
         match m {
             // A new procfs needs a PID namespace we own; otherwise bind the host's, recursively
             // so masked submounts stay masked.
-            Mount::Proc if plan.namespaces().pid => ops.push(Op::NewFs {
-                fs: NewFs::Proc,
-                dst: cp("/proc"),
-            }),
+            Mount::Proc if plan.namespaces().pid => ops.push(Op::NewFs { fs: NewFs::Proc, dst: cp("/proc") }),
             Mount::Proc => ops.push(host_bind("/proc", false, false)),
             Mount::Sys => ops.push(host_bind("/sys", true, false)),
             Mount::Dev { minimal: false } => ops.push(host_bind("/dev", false, true)),
             Mount::Dev { minimal: true } => {
-                ops.push(Op::NewFs {
-                    fs: NewFs::Tmpfs {
-                        size_mib: 1,
-                        mode: 0o755,
-                    },
-                    dst: cp("/dev"),
-                });
+                ops.push(Op::NewFs { fs: NewFs::Tmpfs { size_mib: 1, mode: 0o755 }, dst: cp("/dev") });
                 ops.extend(MINIMAL_DEVICES.map(|d| host_bind(&format!("/dev/{d}"), false, true)));
-                ops.push(Op::NewFs {
-                    fs: NewFs::Tmpfs {
-                        size_mib: 64,
-                        mode: 0o1777,
-                    },
-                    dst: cp("/dev/shm"),
-                });
+                ops.push(Op::NewFs { fs: NewFs::Tmpfs { size_mib: 64, mode: 0o1777 }, dst: cp("/dev/shm") });
             }
             Mount::Devpts => {
-                ops.push(Op::NewFs {
-                    fs: NewFs::Devpts,
-                    dst: cp("/dev/pts"),
-                });
+                ops.push(Op::NewFs { fs: NewFs::Devpts, dst: cp("/dev/pts") });
                 if minimal_dev {
-                    ops.push(Op::Symlink {
-                        target: "pts/ptmx",
-                        dst: cp("/dev/ptmx"),
-                    });
+                    ops.push(Op::Symlink { target: "pts/ptmx", dst: cp("/dev/ptmx") });
                 }
             }
-            Mount::Tmpfs { dst, size_mib } => ops.push(Op::NewFs {
-                fs: NewFs::Tmpfs {
-                    size_mib: *size_mib,
-                    mode: 0o1777,
-                },
-                dst: dst.clone(),
-            }),
-            Mount::Bind {
-                src,
-                dst,
-                read_only,
-            } => ops.push(Op::BindHost {
-                src: src.clone(),
-                dst: dst.clone(),
-                read_only: *read_only,
-                devices: false,
-            }),
-            Mount::File { dst, contents } => ops.push(Op::File {
-                dst: dst.clone(),
-                contents: contents.clone(),
-            }),
+            Mount::Tmpfs { dst, size_mib } => {
+                ops.push(Op::NewFs { fs: NewFs::Tmpfs { size_mib: *size_mib, mode: 0o1777 }, dst: dst.clone() })
+            }
+            Mount::Bind { src, dst, read_only } => {
+                ops.push(Op::BindHost { src: src.clone(), dst: dst.clone(), read_only: *read_only, devices: false })
+            }
+            Mount::File { dst, contents } => ops.push(Op::File { dst: dst.clone(), contents: contents.clone() }),
         }
     }
     ops
 }
 
 fn host_bind(p: &str, read_only: bool, devices: bool) -> Op {
-    Op::BindHost {
-        src: p.into(),
-        dst: cp(p),
-        read_only,
-        devices,
-    }
+    Op::BindHost { src: p.into(), dst: cp(p), read_only, devices }
 }
 
 /// Clones every host bind source as the caller (fsuid or user namespace), before any
@@ -139,23 +84,11 @@ fn host_bind(p: &str, read_only: bool, devices: bool) -> Op {
 pub fn clone_sources(sys: &dyn Sys, ops: &[Op]) -> Result<Vec<Option<OwnedFd>>> {
     ops.iter()
         .map(|op| match op {
-            Op::BindHost {
-                src,
-                read_only,
-                devices,
-                ..
-            } => {
-                let s = src.to_str().ok_or(crate::error::StarterError::Refused(
-                    "bind source is not UTF-8",
-                ))?;
-                let tree = sys
-                    .open_tree(AT_FDCWD, s, true)
-                    .map_err(path("cannot bind", s))?;
-                let set = MOUNT_ATTR_NOSUID
-                    | attr(!devices, MOUNT_ATTR_NODEV)
-                    | attr(*read_only, MOUNT_ATTR_RDONLY);
-                sys.mount_setattr(tree.as_fd(), set, 0, 0, true)
-                    .map_err(path("cannot set flags on bind", s))?;
+            Op::BindHost { src, read_only, devices, .. } => {
+                let s = src.to_str().ok_or(crate::error::StarterError::Refused("bind source is not UTF-8"))?;
+                let tree = sys.open_tree(AT_FDCWD, s, true).map_err(path("cannot bind", s))?;
+                let set = MOUNT_ATTR_NOSUID | attr(!devices, MOUNT_ATTR_NODEV) | attr(*read_only, MOUNT_ATTR_RDONLY);
+                sys.mount_setattr(tree.as_fd(), set, 0, 0, true).map_err(path("cannot set flags on bind", s))?;
                 Ok(Some(tree))
             }
             _ => Ok(None),
@@ -185,23 +118,19 @@ pub fn apply(
             Op::NewFs { fs, dst } => {
                 let mnt = new_fs(sys, fs).map_err(path("cannot mount on", dst.as_str()))?;
                 let at = mountpoint(sys, root, dst, true, true)?;
-                sys.move_mount(mnt.as_fd(), at.as_fd())
-                    .map_err(path("cannot mount on", dst.as_str()))?;
+                sys.move_mount(mnt.as_fd(), at.as_fd()).map_err(path("cannot mount on", dst.as_str()))?;
             }
             Op::BindHost { dst, devices, .. } => {
                 let tree = tree.expect("clone_sources cloned every bind");
-                let is_dir = sys::fstat(tree.as_fd())
-                    .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+                let is_dir = sys::fstat(tree.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
                 let at = mountpoint(sys, root, dst, is_dir, *devices)?;
-                sys.move_mount(tree.as_fd(), at.as_fd())
-                    .map_err(path("cannot bind onto", dst.as_str()))?;
+                sys.move_mount(tree.as_fd(), at.as_fd()).map_err(path("cannot bind onto", dst.as_str()))?;
             }
             Op::File { dst, contents } => bind_file(sys, root, session, i, dst, contents)?,
             Op::Symlink { target, dst } => {
                 let parent = mountpoint(sys, root, &cp("/dev"), true, true)?;
                 let name = dst.as_str().rsplit('/').next().unwrap_or_default();
-                sys.symlinkat(target, parent.as_fd(), name)
-                    .map_err(path("cannot create", dst.as_str()))?;
+                sys.symlinkat(target, parent.as_fd(), name).map_err(path("cannot create", dst.as_str()))?;
             }
         }
     }
@@ -210,23 +139,14 @@ pub fn apply(
 
 fn new_fs(sys: &dyn Sys, fs: &NewFs) -> std::result::Result<OwnedFd, Errno> {
     let (name, opts, attrs): (&str, Vec<(&str, String)>, u64) = match fs {
-        NewFs::Tmpfs { size_mib, mode } => (
-            "tmpfs",
-            vec![
-                ("size", format!("{size_mib}m")),
-                ("mode", format!("{mode:o}")),
-            ],
-            MOUNT_ATTR_NODEV,
-        ),
+        NewFs::Tmpfs { size_mib, mode } => {
+            ("tmpfs", vec![("size", format!("{size_mib}m")), ("mode", format!("{mode:o}"))], MOUNT_ATTR_NODEV)
+        }
         NewFs::Proc => ("proc", vec![], MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC),
         // A new instance, so the container's ptys are its own; no gid=tty (unmapped in userns).
         NewFs::Devpts => (
             "devpts",
-            vec![
-                ("newinstance", String::new()),
-                ("ptmxmode", "0666".into()),
-                ("mode", "0620".into()),
-            ],
+            vec![("newinstance", String::new()), ("ptmxmode", "0666".into()), ("mode", "0620".into())],
             MOUNT_ATTR_NODEV,
         ),
     };
@@ -249,25 +169,14 @@ fn bind_file(
     let name = format!("file{i}");
     let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
     let f = sys
-        .openat2(
-            session_raw(session),
-            &name,
-            flags,
-            0o644,
-            sys::RESOLVE_NO_SYMLINKS,
-        )
+        .openat2(session_raw(session), &name, flags, 0o644, sys::RESOLVE_NO_SYMLINKS)
         .map_err(path("cannot write", dst.as_str()))?;
-    sys.write(f.as_fd(), contents.as_bytes())
-        .map_err(path("cannot write", dst.as_str()))?;
-    let tree = sys
-        .open_tree(session_raw(session), &name, false)
-        .map_err(path("cannot bind", dst.as_str()))?;
+    sys.write(f.as_fd(), contents.as_bytes()).map_err(path("cannot write", dst.as_str()))?;
+    let tree = sys.open_tree(session_raw(session), &name, false).map_err(path("cannot bind", dst.as_str()))?;
     let set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY;
-    sys.mount_setattr(tree.as_fd(), set, 0, 0, false)
-        .map_err(path("cannot bind", dst.as_str()))?;
+    sys.mount_setattr(tree.as_fd(), set, 0, 0, false).map_err(path("cannot bind", dst.as_str()))?;
     let at = mountpoint(sys, root, dst, false, false)?;
-    sys.move_mount(tree.as_fd(), at.as_fd())
-        .map_err(path("cannot bind onto", dst.as_str()))
+    sys.move_mount(tree.as_fd(), at.as_fd()).map_err(path("cannot bind onto", dst.as_str()))
 }
 
 fn session_raw(fd: BorrowedFd<'_>) -> std::os::fd::RawFd {
@@ -280,9 +189,8 @@ pub fn destination<'a>(op: &'a Op, tree: Option<&OwnedFd>) -> Option<(&'a Contai
     match op {
         Op::NewFs { dst, .. } => Some((dst, true)),
         Op::BindHost { dst, .. } => {
-            let dir = tree.is_none_or(|t| {
-                sys::fstat(t.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-            });
+            let dir =
+                tree.is_none_or(|t| sys::fstat(t.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR));
             Some((dst, dir))
         }
         Op::File { dst, .. } => Some((dst, false)),
@@ -308,17 +216,9 @@ pub fn stub(
     let mut modes = Vec::new();
     for n in 1..=parts.len() {
         let prefix = parts[..n].join("/");
-        match sys.openat2(
-            session_raw(image),
-            &prefix,
-            libc::O_PATH | libc::O_NOFOLLOW,
-            0,
-            resolve,
-        ) {
+        match sys.openat2(session_raw(image), &prefix, libc::O_PATH | libc::O_NOFOLLOW, 0, resolve) {
             Ok(fd) => match sys::fstat(fd.as_fd()) {
-                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
-                    modes.push(st.st_mode & 0o7777)
-                }
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => modes.push(st.st_mode & 0o7777),
                 _ => return Ok(false),
             },
             Err(Errno(libc::ENOENT)) => break,
@@ -341,20 +241,9 @@ pub fn stub(
             .map_err(path("cannot stub", dst.as_str()))?;
         let made = if n == parts.len() && !dir {
             let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
-            sys.openat2(
-                session_raw(parent.as_fd()),
-                name,
-                flags,
-                0o644,
-                sys::RESOLVE_NO_SYMLINKS,
-            )
-            .map(drop)
+            sys.openat2(session_raw(parent.as_fd()), name, flags, 0o644, sys::RESOLVE_NO_SYMLINKS).map(drop)
         } else {
-            sys.mkdirat(
-                parent.as_fd(),
-                name,
-                modes.get(n - 1).copied().unwrap_or(0o755),
-            )
+            sys.mkdirat(parent.as_fd(), name, modes.get(n - 1).copied().unwrap_or(0o755))
         };
         match made {
             Ok(()) | Err(Errno(libc::EEXIST)) => {}
@@ -373,8 +262,7 @@ pub fn mountpoint(
     dir: bool,
     strict: bool,
 ) -> Result<OwnedFd> {
-    let resolve =
-        sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | attr(strict, sys::RESOLVE_NO_SYMLINKS);
+    let resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | attr(strict, sys::RESOLVE_NO_SYMLINKS);
     let open = |rel: &str| sys.openat2(session_raw(root), rel, libc::O_PATH, 0, resolve);
     let rel = dst.relative();
     match open(rel) {
@@ -389,22 +277,11 @@ pub fn mountpoint(
             Err(Errno(libc::ENOENT)) => {}
             Err(e) => return Err(path("cannot open mount point", dst.as_str())(e)),
         }
-        let parent = open(if n == 1 {
-            "."
-        } else {
-            &rel[..prefix.rfind('/').unwrap_or(0)]
-        })
-        .map_err(path("cannot open", dst.as_str()))?;
+        let parent = open(if n == 1 { "." } else { &rel[..prefix.rfind('/').unwrap_or(0)] })
+            .map_err(path("cannot open", dst.as_str()))?;
         let create = if last && !dir {
             let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
-            sys.openat2(
-                session_raw(parent.as_fd()),
-                parts[n - 1],
-                flags,
-                0o644,
-                sys::RESOLVE_NO_SYMLINKS,
-            )
-            .map(drop)
+            sys.openat2(session_raw(parent.as_fd()), parts[n - 1], flags, 0o644, sys::RESOLVE_NO_SYMLINKS).map(drop)
         } else {
             sys.mkdirat(parent.as_fd(), parts[n - 1], 0o755)
         };

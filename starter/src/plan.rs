@@ -14,12 +14,7 @@ const MAX_MOUNTS: usize = 256;
 const MAX_FILE_BYTES: usize = 256 * 1024;
 const MAX_PATH_BYTES: usize = 4096;
 /// Destinations a generated file may be written to (closed list: anything else is a user bind).
-const FILE_DESTINATIONS: [&str; 4] = [
-    "/etc/passwd",
-    "/etc/group",
-    "/etc/hostname",
-    "/etc/resolv.conf",
-];
+const FILE_DESTINATIONS: [&str; 4] = ["/etc/passwd", "/etc/group", "/etc/hostname", "/etc/resolv.conf"];
 
 /// What the frontend asks for. Every field is checked by `validate`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,21 +179,14 @@ pub struct ContainerPath(String);
 
 impl ContainerPath {
     pub fn parse(s: &str) -> Result<Self, PlanError> {
-        let bad = |why| PlanError::BadContainerPath {
-            path: s.to_owned(),
-            why,
-        };
+        let bad = |why| PlanError::BadContainerPath { path: s.to_owned(), why };
         if !s.starts_with('/') {
             return Err(bad("not absolute"));
         }
         if s.len() > MAX_PATH_BYTES || s.contains('\0') {
             return Err(bad("too long or contains NUL"));
         }
-        if s.len() > 1
-            && s[1..]
-                .split('/')
-                .any(|c| c.is_empty() || c == "." || c == "..")
-        {
+        if s.len() > 1 && s[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..") {
             return Err(bad("not normalised (empty, '.' or '..' component)"));
         }
         Ok(Self(s.to_owned()))
@@ -224,23 +212,11 @@ impl ContainerPath {
 pub enum Mount {
     Proc,
     Sys,
-    Dev {
-        minimal: bool,
-    },
+    Dev { minimal: bool },
     Devpts,
-    Tmpfs {
-        dst: ContainerPath,
-        size_mib: u32,
-    },
-    Bind {
-        src: PathBuf,
-        dst: ContainerPath,
-        read_only: bool,
-    },
-    File {
-        dst: ContainerPath,
-        contents: String,
-    },
+    Tmpfs { dst: ContainerPath, size_mib: u32 },
+    Bind { src: PathBuf, dst: ContainerPath, read_only: bool },
+    File { dst: ContainerPath, contents: String },
 }
 
 /// Proof that a Plan passed every rule for this caller. No Deserialize, Default or Clone:
@@ -339,11 +315,7 @@ pub fn validate(plan: Plan, policy: &Policy, caller: &Caller) -> Result<Validate
     if plan.mounts.len() > MAX_MOUNTS {
         return Err(PlanError::TooManyMounts(plan.mounts.len()));
     }
-    let mounts = plan
-        .mounts
-        .into_iter()
-        .map(|m| check_mount(m, policy, caller))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mounts = plan.mounts.into_iter().map(|m| check_mount(m, policy, caller)).collect::<Result<Vec<_>, _>>()?;
     let cwd = check_process(&plan.process)?;
     Ok(ValidatedPlan {
         image: plan.image,
@@ -358,16 +330,8 @@ pub fn validate(plan: Plan, policy: &Policy, caller: &Caller) -> Result<Validate
     })
 }
 
-fn check_image(
-    img: &PlanImage,
-    writable_tmpfs: bool,
-    policy: &Policy,
-    caller: &Caller,
-) -> Result<(), PlanError> {
-    let refuse = |why| PlanError::ImageRefused {
-        path: img.path.clone(),
-        why,
-    };
+fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &Caller) -> Result<(), PlanError> {
+    let refuse = |why| PlanError::ImageRefused { path: img.path.clone(), why };
     check_host_path(&img.path)?;
     let allowed = match img.kind {
         ImageKind::Sif => policy.allow_sif,
@@ -407,16 +371,8 @@ pub fn path_within_any(path: &Path, tops: &[PathBuf]) -> bool {
 impl Policy {
     /// The checks that need the opened image: its owner and group from `fstat`, and the
     /// path the kernel reports for the fd, so a symlink or rename cannot dodge the limits.
-    pub fn check_opened_image(
-        &self,
-        real_path: &Path,
-        uid: u32,
-        gid: u32,
-    ) -> Result<(), PlanError> {
-        let refuse = |why| PlanError::ImageRefused {
-            path: real_path.to_owned(),
-            why,
-        };
+    pub fn check_opened_image(&self, real_path: &Path, uid: u32, gid: u32) -> Result<(), PlanError> {
+        let refuse = |why| PlanError::ImageRefused { path: real_path.to_owned(), why };
         if !path_within_any(real_path, &self.limit_paths) {
             return Err(refuse("outside 'limit container paths'"));
         }
@@ -431,9 +387,7 @@ impl Policy {
 
     /// Whether the setuid starter may let the kernel mount this squashfs image.
     pub fn kernel_squashfs_allowed(&self) -> bool {
-        let limited = !self.limit_owners.is_empty()
-            || !self.limit_groups.is_empty()
-            || !self.limit_paths.is_empty();
+        let limited = !self.limit_owners.is_empty() || !self.limit_groups.is_empty() || !self.limit_paths.is_empty();
         match self.setuid_mount_squashfs {
             SetuidMount::Yes => true,
             SetuidMount::IfLimited => limited,
@@ -442,12 +396,7 @@ impl Policy {
     }
 }
 
-fn check_namespaces(
-    ns: Namespaces,
-    fakeroot: bool,
-    policy: &Policy,
-    caller: &Caller,
-) -> Result<(), PlanError> {
+fn check_namespaces(ns: Namespaces, fakeroot: bool, policy: &Policy, caller: &Caller) -> Result<(), PlanError> {
     let rules = [
         (ns.user, policy.allow_ns.user, "allow user ns"),
         (ns.pid, policy.allow_ns.pid, "allow pid ns"),
@@ -456,10 +405,7 @@ fn check_namespaces(
         (ns.net, policy.allow_ns.net, "allow net ns"),
     ];
     if let Some((_, _, rule)) = rules.iter().find(|(want, ok, _)| *want && !ok) {
-        return Err(PlanError::Denied(
-            format!("namespace '{}'", &rule[6..rule.len() - 3]),
-            rule,
-        ));
+        return Err(PlanError::Denied(format!("namespace '{}'", &rule[6..rule.len() - 3]), rule));
     }
     if caller.setuid && (ns.user || fakeroot) {
         return Err(PlanError::Denied(
@@ -468,33 +414,21 @@ fn check_namespaces(
         ));
     }
     if !caller.setuid && !ns.user {
-        return Err(PlanError::Denied(
-            "running without a user namespace".into(),
-            "the starter is not setuid",
-        ));
+        return Err(PlanError::Denied("running without a user namespace".into(), "the starter is not setuid"));
     }
     if caller.setuid && !policy.allow_setuid {
-        return Err(PlanError::Denied(
-            "the setuid starter".into(),
-            "allow setuid",
-        ));
+        return Err(PlanError::Denied("the setuid starter".into(), "allow setuid"));
     }
     Ok(())
 }
 
 fn check_hostname(h: &str, ns: Namespaces) -> Result<(), PlanError> {
-    let ok = !h.is_empty()
-        && h.len() <= 64
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let ok = !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if !ok {
         return Err(PlanError::BadHostname(h.to_owned()));
     }
     if !ns.uts {
-        return Err(PlanError::Denied(
-            "setting the hostname without a UTS namespace".into(),
-            "allow uts ns",
-        ));
+        return Err(PlanError::Denied("setting the hostname without a UTS namespace".into(), "allow uts ns"));
     }
     Ok(())
 }
@@ -513,50 +447,31 @@ fn check_mount(m: PlanMount, policy: &Policy, caller: &Caller) -> Result<Mount, 
     Ok(match m {
         PlanMount::Proc if !policy.mount_proc => return deny("mounting /proc", "mount proc"),
         PlanMount::Sys if !policy.mount_sys => return deny("mounting /sys", "mount sys"),
-        PlanMount::Devpts if !policy.mount_devpts => {
-            return deny("mounting /dev/pts", "mount devpts")
-        }
+        PlanMount::Devpts if !policy.mount_devpts => return deny("mounting /dev/pts", "mount devpts"),
         PlanMount::Proc => Mount::Proc,
         PlanMount::Sys => Mount::Sys,
         PlanMount::Devpts => Mount::Devpts,
         PlanMount::Dev { minimal } => match (policy.mount_dev, minimal) {
-            (DevPolicy::No, _) | (DevPolicy::Minimal, false) => {
-                return deny("mounting the host /dev", "mount dev")
-            }
+            (DevPolicy::No, _) | (DevPolicy::Minimal, false) => return deny("mounting the host /dev", "mount dev"),
             _ => Mount::Dev { minimal },
         },
         PlanMount::Tmpfs { dst, size_mib } => {
             if size_mib == 0 || size_mib > policy.sessiondir_max_size_mib {
                 return deny(&format!("tmpfs of {size_mib} MiB"), "sessiondir max size");
             }
-            Mount::Tmpfs {
-                dst: check_destination(&dst)?,
-                size_mib,
-            }
+            Mount::Tmpfs { dst: check_destination(&dst)?, size_mib }
         }
-        PlanMount::Bind {
-            src,
-            dst,
-            read_only,
-            kind,
-        } => {
+        PlanMount::Bind { src, dst, read_only, kind } => {
             check_host_path(&src)?;
             let dst = check_destination(&dst)?;
             check_bind_rule(&src, &dst, kind, policy, caller)?;
-            Mount::Bind {
-                src,
-                dst,
-                read_only,
-            }
+            Mount::Bind { src, dst, read_only }
         }
         PlanMount::File { dst, contents } => {
             if !FILE_DESTINATIONS.contains(&dst.as_str()) || contents.len() > MAX_FILE_BYTES {
                 return Err(PlanError::BadFile(dst));
             }
-            Mount::File {
-                dst: ContainerPath::parse(&dst)?,
-                contents,
-            }
+            Mount::File { dst: ContainerPath::parse(&dst)?, contents }
         }
     })
 }
@@ -579,26 +494,15 @@ fn check_bind_rule(
 ) -> Result<(), PlanError> {
     let what = || format!("bind {src:?} to {:?}", dst.as_str());
     match kind {
-        BindKind::User if !policy.user_bind_control => {
-            Err(PlanError::Denied(what(), "user bind control"))
-        }
+        BindKind::User if !policy.user_bind_control => Err(PlanError::Denied(what(), "user bind control")),
         BindKind::Home if !policy.mount_home => Err(PlanError::Denied(what(), "mount home")),
-        BindKind::Home if src != caller.home => {
-            Err(PlanError::Denied(what(), "not the caller's home directory"))
-        }
+        BindKind::Home if src != caller.home => Err(PlanError::Denied(what(), "not the caller's home directory")),
         BindKind::Tmp if !policy.mount_tmp => Err(PlanError::Denied(what(), "mount tmp")),
-        BindKind::Tmp if src != Path::new("/tmp") && src != Path::new("/var/tmp") => Err(
-            PlanError::Denied(what(), "mount tmp covers only /tmp and /var/tmp"),
-        ),
-        BindKind::Cwd if src != caller.cwd => {
-            Err(PlanError::Denied(what(), "not the current directory"))
+        BindKind::Tmp if src != Path::new("/tmp") && src != Path::new("/var/tmp") => {
+            Err(PlanError::Denied(what(), "mount tmp covers only /tmp and /var/tmp"))
         }
-        BindKind::Conf
-            if !policy
-                .bind_path
-                .iter()
-                .any(|(s, d)| s == src && d.as_os_str() == dst.as_str()) =>
-        {
+        BindKind::Cwd if src != caller.cwd => Err(PlanError::Denied(what(), "not the current directory")),
+        BindKind::Conf if !policy.bind_path.iter().any(|(s, d)| s == src && d.as_os_str() == dst.as_str()) => {
             Err(PlanError::Denied(what(), "no such 'bind path' entry"))
         }
         _ => Ok(()),
@@ -606,10 +510,7 @@ fn check_bind_rule(
 }
 
 fn check_process(p: &Process) -> Result<ContainerPath, PlanError> {
-    let first = p
-        .argv
-        .first()
-        .ok_or(PlanError::BadProcess("argv is empty"))?;
+    let first = p.argv.first().ok_or(PlanError::BadProcess("argv is empty"))?;
     ContainerPath::parse(first)?;
     if p.argv.iter().chain(&p.env).any(|s| s.contains('\0')) {
         return Err(PlanError::BadProcess("argv or env contains NUL"));

@@ -5,10 +5,7 @@
 use crate::creds::Root;
 use crate::error::{path, sys as syserr, Result};
 use crate::ops::{self, Op};
-use crate::sys::{
-    self, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
-    RESOLVE_NO_SYMLINKS,
-};
+use crate::sys::{self, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, RESOLVE_NO_SYMLINKS};
 use starter::plan::{Policy, ValidatedPlan};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -25,25 +22,15 @@ pub fn build(
     ops: &[Op],
     trees: Vec<Option<OwnedFd>>,
 ) -> Result<()> {
-    let slash = sys
-        .openat2(AT_FDCWD, "/", libc::O_PATH, 0, 0)
-        .map_err(syserr("cannot open /"))?;
+    let slash = sys.openat2(AT_FDCWD, "/", libc::O_PATH, 0, 0).map_err(syserr("cannot open /"))?;
     // Nothing mounted from here on may propagate to the host.
-    sys.mount_setattr(slash.as_fd(), 0, 0, MS_SLAVE, true)
-        .map_err(syserr("cannot make mounts private"))?;
+    sys.mount_setattr(slash.as_fd(), 0, 0, MS_SLAVE, true).map_err(syserr("cannot make mounts private"))?;
     let session = mount_session(sys, policy)?;
     let top = if policy.enable_overlay && !plan.image().writable {
         let lower = subdir(sys, session.as_fd(), "lower")?;
-        sys.move_mount(image.as_fd(), lower.as_fd())
-            .map_err(syserr("cannot mount image"))?;
+        sys.move_mount(image.as_fd(), lower.as_fd()).map_err(syserr("cannot mount image"))?;
         let lower = sys
-            .openat2(
-                session.as_raw_fd(),
-                "lower",
-                libc::O_PATH | libc::O_DIRECTORY,
-                0,
-                RESOLVE_NO_SYMLINKS,
-            )
+            .openat2(session.as_raw_fd(), "lower", libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
             .map_err(syserr("cannot open image root"))?;
         let stubs = subdir(sys, session.as_fd(), "stubs")?;
         let mut stubbed = false;
@@ -60,16 +47,9 @@ pub fn build(
         image
     };
     let at = subdir(sys, session.as_fd(), "root")?;
-    sys.move_mount(top.as_fd(), at.as_fd())
-        .map_err(syserr("cannot mount container root"))?;
+    sys.move_mount(top.as_fd(), at.as_fd()).map_err(syserr("cannot mount container root"))?;
     let croot = sys
-        .openat2(
-            session.as_raw_fd(),
-            "root",
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-            RESOLVE_NO_SYMLINKS,
-        )
+        .openat2(session.as_raw_fd(), "root", libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
         .map_err(syserr("cannot open container root"))?;
     ops::apply(sys, croot.as_fd(), session.as_fd(), ops, trees)?;
     if !plan.writable_tmpfs() && !plan.image().writable {
@@ -85,41 +65,19 @@ pub fn build(
 }
 
 fn mount_session(sys: &dyn Sys, policy: &Policy) -> Result<OwnedFd> {
-    let ctx = sys
-        .fsopen("tmpfs")
-        .map_err(syserr("cannot create session tmpfs"))?;
-    sys.fsconfig(
-        ctx.as_fd(),
-        "size",
-        &format!("{}m", policy.sessiondir_max_size_mib),
-    )
-    .map_err(syserr("session tmpfs size"))?;
-    sys.fsconfig(ctx.as_fd(), "mode", "700")
-        .map_err(syserr("session tmpfs mode"))?;
-    sys.fsconfig(ctx.as_fd(), "", "")
-        .map_err(syserr("cannot create session tmpfs"))?;
-    let mnt = sys
-        .fsmount(ctx.as_fd(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
-        .map_err(syserr("cannot mount session tmpfs"))?;
+    let ctx = sys.fsopen("tmpfs").map_err(syserr("cannot create session tmpfs"))?;
+    sys.fsconfig(ctx.as_fd(), "size", &format!("{}m", policy.sessiondir_max_size_mib))
+        .map_err(syserr("session tmpfs size"))?;
+    sys.fsconfig(ctx.as_fd(), "mode", "700").map_err(syserr("session tmpfs mode"))?;
+    sys.fsconfig(ctx.as_fd(), "", "").map_err(syserr("cannot create session tmpfs"))?;
+    let mnt =
+        sys.fsmount(ctx.as_fd(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV).map_err(syserr("cannot mount session tmpfs"))?;
     let at = sys
-        .openat2(
-            AT_FDCWD,
-            SESSION,
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-            RESOLVE_NO_SYMLINKS,
-        )
+        .openat2(AT_FDCWD, SESSION, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
         .map_err(path("cannot open", SESSION))?;
-    sys.move_mount(mnt.as_fd(), at.as_fd())
-        .map_err(path("cannot mount session on", SESSION))?;
-    sys.openat2(
-        AT_FDCWD,
-        SESSION,
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-        RESOLVE_NO_SYMLINKS,
-    )
-    .map_err(path("cannot open", SESSION))
+    sys.move_mount(mnt.as_fd(), at.as_fd()).map_err(path("cannot mount session on", SESSION))?;
+    sys.openat2(AT_FDCWD, SESSION, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
+        .map_err(path("cannot open", SESSION))
 }
 
 fn subdir(sys: &dyn Sys, session: BorrowedFd<'_>, name: &str) -> Result<OwnedFd> {
@@ -127,30 +85,17 @@ fn subdir(sys: &dyn Sys, session: BorrowedFd<'_>, name: &str) -> Result<OwnedFd>
         Ok(()) | Err(sys::Errno(libc::EEXIST)) => {}
         Err(e) => return Err(path("cannot create session directory", name)(e)),
     }
-    sys.openat2(
-        session.as_raw_fd(),
-        name,
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-        RESOLVE_NO_SYMLINKS,
-    )
-    .map_err(path("cannot open session directory", name))
+    sys.openat2(session.as_raw_fd(), name, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
+        .map_err(path("cannot open session directory", name))
 }
 
 /// Overlay of the image with a tmpfs upper layer: missing mount points can be created, and
 /// `--writable-tmpfs` writes land in the session tmpfs.
-fn mount_overlay(
-    sys: &dyn Sys,
-    root: &Root,
-    session: BorrowedFd<'_>,
-    writable: bool,
-) -> Result<OwnedFd> {
+fn mount_overlay(sys: &dyn Sys, root: &Root, session: BorrowedFd<'_>, writable: bool) -> Result<OwnedFd> {
     // Layer paths are resolved relative to the cwd: our session tmpfs, which only this
     // process can reach. The stub layer (mount points missing in the image) lies on top.
     sys::fchdir(session).map_err(syserr("cannot enter session"))?;
-    let ctx = sys
-        .fsopen("overlay")
-        .map_err(syserr("cannot create overlay"))?;
+    let ctx = sys.fsopen("overlay").map_err(syserr("cannot create overlay"))?;
     let mut opts = vec![("lowerdir", "stubs:lower")];
     if writable {
         subdir(sys, session, "upper")?;
@@ -161,17 +106,13 @@ fn mount_overlay(
         opts.push(("userxattr", ""));
     }
     for (k, v) in opts {
-        sys.fsconfig(ctx.as_fd(), k, v)
-            .map_err(path("cannot configure overlay", k))?;
+        sys.fsconfig(ctx.as_fd(), k, v).map_err(path("cannot configure overlay", k))?;
     }
-    sys.fsconfig(ctx.as_fd(), "", "")
-        .map_err(syserr("cannot create overlay"))?;
-    sys.fsmount(ctx.as_fd(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
-        .map_err(syserr("cannot mount overlay"))
+    sys.fsconfig(ctx.as_fd(), "", "").map_err(syserr("cannot create overlay"))?;
+    sys.fsmount(ctx.as_fd(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV).map_err(syserr("cannot mount overlay"))
 }
 
 /// The image mount itself, detached again, when no overlay is needed.
 fn open_tree_of(sys: &dyn Sys, lower: BorrowedFd<'_>) -> Result<OwnedFd> {
-    sys.open_tree(lower.as_raw_fd(), "", true)
-        .map_err(syserr("cannot clone image mount"))
+    sys.open_tree(lower.as_raw_fd(), "", true).map_err(syserr("cannot clone image mount"))
 }

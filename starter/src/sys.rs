@@ -26,11 +26,7 @@ impl fmt::Debug for Errno {
 pub type SysResult<T> = Result<T, Errno>;
 
 fn last() -> Errno {
-    Errno(
-        std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO),
-    )
+    Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
 }
 fn check(rc: libc::c_long) -> SysResult<libc::c_long> {
     if rc < 0 {
@@ -120,24 +116,11 @@ pub enum Fork {
 
 /// One method per syscall the starter makes.
 pub trait Sys {
-    fn openat2(
-        &self,
-        dir: RawFd,
-        path: &str,
-        flags: i32,
-        mode: u32,
-        resolve: u64,
-    ) -> SysResult<OwnedFd>;
+    fn openat2(&self, dir: RawFd, path: &str, flags: i32, mode: u32, resolve: u64) -> SysResult<OwnedFd>;
     fn mkdirat(&self, dir: BorrowedFd<'_>, name: &str, mode: u32) -> SysResult<()>;
     fn open_tree(&self, dir: RawFd, path: &str, recursive: bool) -> SysResult<OwnedFd>;
-    fn mount_setattr(
-        &self,
-        fd: BorrowedFd<'_>,
-        set: u64,
-        clr: u64,
-        propagation: u64,
-        recursive: bool,
-    ) -> SysResult<()>;
+    fn mount_setattr(&self, fd: BorrowedFd<'_>, set: u64, clr: u64, propagation: u64, recursive: bool)
+        -> SysResult<()>;
     fn move_mount(&self, tree: BorrowedFd<'_>, onto: BorrowedFd<'_>) -> SysResult<()>;
     fn fsopen(&self, fstype: &str) -> SysResult<OwnedFd>;
     fn fsconfig(&self, fs: BorrowedFd<'_>, key: &str, value: &str) -> SysResult<()>;
@@ -150,31 +133,12 @@ pub trait Sys {
 pub struct LinuxSys;
 
 impl Sys for LinuxSys {
-    fn openat2(
-        &self,
-        dir: RawFd,
-        path: &str,
-        flags: i32,
-        mode: u32,
-        resolve: u64,
-    ) -> SysResult<OwnedFd> {
+    fn openat2(&self, dir: RawFd, path: &str, flags: i32, mode: u32, resolve: u64) -> SysResult<OwnedFd> {
         let p = cstr(path)?;
-        let how = OpenHow {
-            flags: (flags | libc::O_CLOEXEC) as u64,
-            mode: mode as u64,
-            resolve,
-        };
+        let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: mode as u64, resolve };
         // SAFETY: `p` is NUL-terminated and `how` a valid open_how whose size we pass; both
         // outlive the call. `dir` is AT_FDCWD or an fd the caller keeps open.
-        owned(unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                p.as_ptr(),
-                &how,
-                size_of::<OpenHow>(),
-            )
-        })
+        owned(unsafe { libc::syscall(libc::SYS_openat2, dir, p.as_ptr(), &how, size_of::<OpenHow>()) })
     }
     fn mkdirat(&self, dir: BorrowedFd<'_>, name: &str, mode: u32) -> SysResult<()> {
         let n = cstr(name)?;
@@ -201,24 +165,12 @@ impl Sys for LinuxSys {
         propagation: u64,
         recursive: bool,
     ) -> SysResult<()> {
-        let attr = MountAttr {
-            set,
-            clr,
-            propagation,
-            userns_fd: 0,
-        };
+        let attr = MountAttr { set, clr, propagation, userns_fd: 0 };
         let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
         // SAFETY: empty NUL-terminated path with AT_EMPTY_PATH; `attr` is a valid mount_attr
         // of the size passed; `fd` is borrowed for the call.
         let rc = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                flags,
-                &attr,
-                size_of::<MountAttr>(),
-            )
+            libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, &attr, size_of::<MountAttr>())
         };
         check(rc).map(drop)
     }
@@ -227,14 +179,7 @@ impl Sys for LinuxSys {
         // SAFETY: both fds are borrowed for the call; both paths are the static empty string
         // that *_EMPTY_PATH requires.
         let rc = unsafe {
-            libc::syscall(
-                libc::SYS_move_mount,
-                tree.as_raw_fd(),
-                c"".as_ptr(),
-                onto.as_raw_fd(),
-                c"".as_ptr(),
-                flags,
-            )
+            libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), onto.as_raw_fd(), c"".as_ptr(), flags)
         };
         check(rc).map(drop)
     }
@@ -256,26 +201,17 @@ impl Sys for LinuxSys {
         };
         // SAFETY: key and value are NUL-terminated (or NULL where the command takes none)
         // and outlive the call; `fs` is borrowed.
-        check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, kp, vp, 0) })
-            .map(drop)
+        check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, kp, vp, 0) }).map(drop)
     }
     fn fsmount(&self, fs: BorrowedFd<'_>, attrs: u64) -> SysResult<OwnedFd> {
         // SAFETY: `fs` is a configured filesystem context borrowed for the call.
         owned(unsafe {
-            libc::syscall(
-                libc::SYS_fsmount,
-                fs.as_raw_fd(),
-                1u32, /* FSMOUNT_CLOEXEC */
-                attrs as u32,
-            )
+            libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), 1u32 /* FSMOUNT_CLOEXEC */, attrs as u32)
         })
     }
     fn write(&self, fd: BorrowedFd<'_>, data: &[u8]) -> SysResult<()> {
         // SAFETY: the pointer and length describe `data`, which outlives the call.
-        let n = check(
-            unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) }
-                as libc::c_long,
-        )?;
+        let n = check(unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) } as libc::c_long)?;
         if n as usize == data.len() {
             Ok(())
         } else {
@@ -285,8 +221,7 @@ impl Sys for LinuxSys {
     fn symlinkat(&self, target: &str, dir: BorrowedFd<'_>, name: &str) -> SysResult<()> {
         let (t, n) = (cstr(target)?, cstr(name)?);
         // SAFETY: both strings are NUL-terminated; `dir` is borrowed for the call.
-        check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) } as libc::c_long)
-            .map(drop)
+        check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) } as libc::c_long).map(drop)
     }
 }
 
@@ -339,16 +274,8 @@ pub fn setfsids(uid: u32, gid: u32) -> bool {
 }
 pub fn prctl(op: i32, arg: libc::c_ulong) -> SysResult<i32> {
     // SAFETY: the options used here take integer arguments only.
-    check(unsafe {
-        libc::prctl(
-            op,
-            arg,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    } as libc::c_long)
-    .map(|r| r as i32)
+    check(unsafe { libc::prctl(op, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) } as libc::c_long)
+        .map(|r| r as i32)
 }
 /// Clears the effective, permitted and inheritable capability sets.
 pub fn capset_zero() -> SysResult<()> {
@@ -364,15 +291,8 @@ pub fn capset_zero() -> SysResult<()> {
         permitted: u32,
         inheritable: u32,
     }
-    let mut hdr = Header {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    let data = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
+    let mut hdr = Header { version: 0x2008_0522, pid: 0 };
+    let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
     // SAFETY: version 3 header with two data structs, as capset(2) requires.
     check(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) }).map(drop)
 }
@@ -454,28 +374,15 @@ pub fn seccomp_install(prog: &[u8]) -> SysResult<()> {
             k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
         })
         .collect();
-    let fprog = libc::sock_fprog {
-        len: filters.len() as u16,
-        filter: filters.as_ptr() as *mut _,
-    };
+    let fprog = libc::sock_fprog { len: filters.len() as u16, filter: filters.as_ptr() as *mut _ };
     // SAFETY: `fprog` points at `filters`, alive for the call; the kernel copies the program.
     check(unsafe {
-        libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER,
-            &fprog as *const _ as libc::c_ulong,
-            0,
-            0,
-        )
+        libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog as *const _ as libc::c_ulong, 0, 0)
     } as libc::c_long)
     .map(drop)
 }
 pub fn execve(argv: &[String], env: &[String]) -> Errno {
-    let to_c = |v: &[String]| {
-        v.iter()
-            .map(|s| CString::new(s.as_str()).ok())
-            .collect::<Option<Vec<_>>>()
-    };
+    let to_c = |v: &[String]| v.iter().map(|s| CString::new(s.as_str()).ok()).collect::<Option<Vec<_>>>();
     let (Some(a), Some(e)) = (to_c(argv), to_c(env)) else {
         return Errno(libc::EINVAL);
     };
@@ -490,8 +397,7 @@ pub fn execve(argv: &[String], env: &[String]) -> Errno {
 }
 pub fn loop_get_free(ctl: BorrowedFd<'_>) -> SysResult<u32> {
     // SAFETY: LOOP_CTL_GET_FREE takes no argument.
-    check(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) } as libc::c_long)
-        .map(|n| n as u32)
+    check(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) } as libc::c_long).map(|n| n as u32)
 }
 pub fn loop_status(dev: BorrowedFd<'_>) -> SysResult<LoopInfo> {
     let mut info = LoopInfo::zeroed();
@@ -499,22 +405,12 @@ pub fn loop_status(dev: BorrowedFd<'_>) -> SysResult<LoopInfo> {
     check(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, &mut info) } as libc::c_long)?;
     Ok(info)
 }
-pub fn loop_configure(
-    dev: BorrowedFd<'_>,
-    file: BorrowedFd<'_>,
-    offset: u64,
-    size: u64,
-) -> SysResult<()> {
+pub fn loop_configure(dev: BorrowedFd<'_>, file: BorrowedFd<'_>, offset: u64, size: u64) -> SysResult<()> {
     let mut info = LoopInfo::zeroed();
     info.offset = offset;
     info.sizelimit = size;
     info.flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
-    let cfg = LoopConfig {
-        fd: file.as_raw_fd() as u32,
-        block_size: 0,
-        info,
-        reserved: [0; 8],
-    };
+    let cfg = LoopConfig { fd: file.as_raw_fd() as u32, block_size: 0, info, reserved: [0; 8] };
     // SAFETY: `cfg` is a valid loop_config that outlives the call; both fds are borrowed.
     check(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &cfg) } as libc::c_long).map(drop)
 }
@@ -535,16 +431,8 @@ pub fn drop_bounding_and_ambient() -> SysResult<()> {
         }
     }
     // SAFETY: integer arguments.
-    check(unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL,
-            0,
-            0,
-            0,
-        )
-    } as libc::c_long)
-    .map(drop)
+    check(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) } as libc::c_long)
+        .map(drop)
 }
 /// Reads at most `max` bytes from `fd` until end of file.
 pub fn read_fd(fd: RawFd, max: usize) -> SysResult<Vec<u8>> {
@@ -552,9 +440,7 @@ pub fn read_fd(fd: RawFd, max: usize) -> SysResult<Vec<u8>> {
     let mut len = 0;
     while len < max {
         // SAFETY: the destination is the unused tail of `buf`, of the length passed.
-        match check(
-            unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), max - len) } as libc::c_long,
-        ) {
+        match check(unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), max - len) } as libc::c_long) {
             Ok(0) => break,
             Ok(n) => len += n as usize,
             Err(Errno(libc::EINTR)) => continue,

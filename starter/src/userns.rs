@@ -10,30 +10,15 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Where the FUSE daemon may come from (root-owned system directories only).
-const SQUASHFUSE: [&str; 3] = [
-    "/usr/bin/squashfuse_ll",
-    "/usr/local/bin/squashfuse_ll",
-    "/usr/bin/squashfuse",
-];
+const SQUASHFUSE: [&str; 3] = ["/usr/bin/squashfuse_ll", "/usr/local/bin/squashfuse_ll", "/usr/bin/squashfuse"];
 /// Signals the supervisor passes on to the container.
-const FORWARDED: [i32; 7] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-];
+const FORWARDED: [i32; 7] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
 
 /// Enters a new user namespace mapping the caller to itself, or to root with `fakeroot`.
 pub fn enter(caller: &Caller, fakeroot: bool) -> Result<()> {
     sys::unshare(libc::CLONE_NEWUSER).map_err(syserr("cannot create a user namespace"))?;
-    let (u, g) = if fakeroot {
-        (0, 0)
-    } else {
-        (caller.uid, caller.gid)
-    };
+    let (u, g) = if fakeroot { (0, 0) } else { (caller.uid, caller.gid) };
     // "deny" must reach setgroups before gid_map is written, or the process could drop a
     // group whose purpose is to deny it access (CVE-2014-8989).
     write_proc("/proc/self/setgroups", "deny")?;
@@ -42,34 +27,21 @@ pub fn enter(caller: &Caller, fakeroot: bool) -> Result<()> {
 }
 
 fn write_proc(p: &'static str, text: &str) -> Result<()> {
-    std::fs::write(p, text)
-        .map_err(|e| path("cannot write", p)(sys::Errno(e.raw_os_error().unwrap_or(libc::EIO))))
+    std::fs::write(p, text).map_err(|e| path("cannot write", p)(sys::Errno(e.raw_os_error().unwrap_or(libc::EIO))))
 }
 
 /// Opens /dev/fuse (inside the user namespace, as the mount must be) or None when FUSE is
 /// unavailable.
 pub fn open_fuse() -> Option<OwnedFd> {
     use crate::sys::Sys;
-    sys::LinuxSys
-        .openat2(
-            sys::AT_FDCWD,
-            "/dev/fuse",
-            libc::O_RDWR,
-            0,
-            sys::RESOLVE_NO_SYMLINKS,
-        )
-        .ok()
+    sys::LinuxSys.openat2(sys::AT_FDCWD, "/dev/fuse", libc::O_RDWR, 0, sys::RESOLVE_NO_SYMLINKS).ok()
 }
 
 /// Starts squashfuse_ll serving `fuse` from the image region; it runs as the caller.
 /// With `drop_to` (setuid mode) the daemon is detached: it runs as the caller with no
 /// privilege, is reparented to init, and exits when the mount goes away, so the container
 /// process never sees an unexpected child.
-pub fn spawn_squashfuse(
-    image: &Image,
-    fuse: &OwnedFd,
-    drop_to: Option<&Caller>,
-) -> Result<libc::pid_t> {
+pub fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> Result<libc::pid_t> {
     let bin = SQUASHFUSE
         .iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -104,17 +76,11 @@ pub fn spawn_squashfuse(
                         std::process::exit(255)
                     }
                 }
-                None => drop(sys::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGTERM as libc::c_ulong,
-                )),
+                None => drop(sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong)),
             }
             // Every other fd of ours is close-on-exec, so only 0-2 and these two reach it.
-            let ok =
-                sys::clear_cloexec(image.fd.as_raw_fd()).and(sys::clear_cloexec(fuse.as_raw_fd()));
-            let err = ok
-                .err()
-                .unwrap_or_else(|| sys::execve(&argv, &["PATH=/usr/bin:/bin".to_owned()]));
+            let ok = sys::clear_cloexec(image.fd.as_raw_fd()).and(sys::clear_cloexec(fuse.as_raw_fd()));
+            let err = ok.err().unwrap_or_else(|| sys::execve(&argv, &["PATH=/usr/bin:/bin".to_owned()]));
             eprintln!("FATAL:   cannot start {bin}: {err}");
             std::process::exit(255)
         }

@@ -5,13 +5,7 @@ use super::*;
 fn policy() -> Policy {
     Policy {
         allow_setuid: true,
-        allow_ns: Namespaces {
-            user: true,
-            pid: true,
-            ipc: true,
-            uts: true,
-            net: true,
-        },
+        allow_ns: Namespaces { user: true, pid: true, ipc: true, uts: true, net: true },
         user_bind_control: true,
         mount_proc: true,
         mount_sys: true,
@@ -35,37 +29,19 @@ fn policy() -> Policy {
 }
 
 fn caller(setuid: bool) -> Caller {
-    Caller {
-        uid: 1000,
-        gid: 1000,
-        groups: vec![1000],
-        home: "/home/u".into(),
-        cwd: "/home/u/w".into(),
-        setuid,
-    }
+    Caller { uid: 1000, gid: 1000, groups: vec![1000], home: "/home/u".into(), cwd: "/home/u/w".into(), setuid }
 }
 
 fn plan() -> Plan {
     Plan {
         version: PLAN_VERSION,
-        image: PlanImage {
-            path: "/scratch/a.sif".into(),
-            kind: ImageKind::Sif,
-            writable: false,
-        },
-        namespaces: Namespaces {
-            user: true,
-            ..Default::default()
-        },
+        image: PlanImage { path: "/scratch/a.sif".into(), kind: ImageKind::Sif, writable: false },
+        namespaces: Namespaces { user: true, ..Default::default() },
         hostname: None,
         mounts: vec![PlanMount::Proc, PlanMount::Dev { minimal: true }],
         writable_tmpfs: false,
         fakeroot: false,
-        process: Process {
-            argv: vec!["/bin/sh".into()],
-            env: vec!["PATH=/bin".into()],
-            cwd: "/".into(),
-        },
+        process: Process { argv: vec!["/bin/sh".into()], env: vec!["PATH=/bin".into()], cwd: "/".into() },
     }
 }
 
@@ -76,12 +52,7 @@ fn with_mount(m: PlanMount) -> Plan {
 }
 
 fn user_bind(dst: &str) -> PlanMount {
-    PlanMount::Bind {
-        src: "/data".into(),
-        dst: dst.into(),
-        read_only: false,
-        kind: BindKind::User,
-    }
+    PlanMount::Bind { src: "/data".into(), dst: dst.into(), read_only: false, kind: BindKind::User }
 }
 
 #[test]
@@ -95,10 +66,7 @@ fn a_plain_plan_is_accepted_and_keeps_its_mounts_in_order() {
 fn relative_and_dotdot_destinations_are_refused() {
     for dst in ["mnt", "/mnt/../etc", "/mnt/./x", "/mnt//x", "/mnt/", ""] {
         let err = validate(with_mount(user_bind(dst)), &policy(), &caller(false)).unwrap_err();
-        assert!(
-            matches!(err, PlanError::BadContainerPath { .. }),
-            "{dst}: {err}"
-        );
+        assert!(matches!(err, PlanError::BadContainerPath { .. }), "{dst}: {err}");
     }
 }
 
@@ -113,28 +81,18 @@ fn binds_over_the_root_proc_or_sys_are_refused() {
 
 #[test]
 fn user_binds_are_refused_when_user_bind_control_is_off() {
-    let p = Policy {
-        user_bind_control: false,
-        ..policy()
-    };
+    let p = Policy { user_bind_control: false, ..policy() };
     let err = validate(with_mount(user_bind("/mnt")), &p, &caller(false)).unwrap_err();
     assert!(err.to_string().contains("user bind control"), "{err}");
 }
 
 #[test]
 fn a_home_bind_must_be_the_callers_home_and_allowed() {
-    let home = |src: &str| PlanMount::Bind {
-        src: src.into(),
-        dst: "/home/u".into(),
-        read_only: false,
-        kind: BindKind::Home,
-    };
+    let home =
+        |src: &str| PlanMount::Bind { src: src.into(), dst: "/home/u".into(), read_only: false, kind: BindKind::Home };
     assert!(validate(with_mount(home("/home/u")), &policy(), &caller(false)).is_ok());
     assert!(validate(with_mount(home("/root")), &policy(), &caller(false)).is_err());
-    let p = Policy {
-        mount_home: false,
-        ..policy()
-    };
+    let p = Policy { mount_home: false, ..policy() };
     assert!(validate(with_mount(home("/home/u")), &p, &caller(false)).is_err());
 }
 
@@ -154,18 +112,9 @@ fn a_conf_bind_must_match_a_bind_path_entry() {
 fn disallowed_namespaces_are_refused() {
     let mut p = plan();
     p.namespaces.pid = true;
-    let pol = Policy {
-        allow_ns: Namespaces {
-            pid: false,
-            ..policy().allow_ns
-        },
-        ..policy()
-    };
+    let pol = Policy { allow_ns: Namespaces { pid: false, ..policy().allow_ns }, ..policy() };
     let err = validate(p, &pol, &caller(false)).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "namespace 'pid' is not allowed by apptainer.conf (allow pid ns)"
-    );
+    assert_eq!(err.to_string(), "namespace 'pid' is not allowed by apptainer.conf (allow pid ns)");
 }
 
 #[test]
@@ -174,10 +123,7 @@ fn the_setuid_starter_refuses_user_namespaces_fakeroot_and_disabled_setuid() {
     let mut p = plan();
     p.namespaces.user = false;
     assert!(validate(p.clone(), &policy(), &caller(true)).is_ok());
-    let no_suid = Policy {
-        allow_setuid: false,
-        ..policy()
-    };
+    let no_suid = Policy { allow_setuid: false, ..policy() };
     assert!(validate(p.clone(), &no_suid, &caller(true)).is_err());
     p.fakeroot = true;
     assert!(validate(p, &policy(), &caller(true)).is_err());
@@ -196,10 +142,7 @@ fn limit_container_paths_match_whole_components() {
     assert!(path_within_any(Path::new("/scratch/a.sif"), &tops));
     assert!(!path_within_any(Path::new("/scratch2/a.sif"), &tops));
     assert!(!path_within_any(Path::new("/scratch/../etc/a.sif"), &tops));
-    let pol = Policy {
-        limit_paths: tops,
-        ..policy()
-    };
+    let pol = Policy { limit_paths: tops, ..policy() };
     let mut p = plan();
     p.image.path = "/scratch2/a.sif".into();
     assert!(validate(p, &pol, &caller(false)).is_err());
@@ -208,59 +151,34 @@ fn limit_container_paths_match_whole_components() {
 
 #[test]
 fn limit_container_owners_and_groups_check_the_opened_file() {
-    let pol = Policy {
-        limit_owners: vec![0],
-        limit_groups: vec![0],
-        ..policy()
-    };
+    let pol = Policy { limit_owners: vec![0], limit_groups: vec![0], ..policy() };
     assert!(pol.check_opened_image(Path::new("/x.sif"), 0, 0).is_ok());
-    let err = pol
-        .check_opened_image(Path::new("/x.sif"), 1000, 0)
-        .unwrap_err();
+    let err = pol.check_opened_image(Path::new("/x.sif"), 1000, 0).unwrap_err();
     assert!(err.to_string().contains("limit container owners"), "{err}");
-    assert!(pol
-        .check_opened_image(Path::new("/x.sif"), 0, 1000)
-        .is_err());
+    assert!(pol.check_opened_image(Path::new("/x.sif"), 0, 1000).is_err());
     assert!(pol.kernel_squashfs_allowed());
     assert!(!policy().kernel_squashfs_allowed());
 }
 
 #[test]
 fn disabled_image_types_are_refused() {
-    let pol = Policy {
-        allow_sif: false,
-        ..policy()
-    };
+    let pol = Policy { allow_sif: false, ..policy() };
     assert!(validate(plan(), &pol, &caller(false)).is_err());
 }
 
 #[test]
 fn generated_files_only_go_to_known_destinations() {
-    let f = |dst: &str| PlanMount::File {
-        dst: dst.into(),
-        contents: "x".into(),
-    };
+    let f = |dst: &str| PlanMount::File { dst: dst.into(), contents: "x".into() };
     assert!(validate(with_mount(f("/etc/passwd")), &policy(), &caller(false)).is_ok());
-    assert!(validate(
-        with_mount(f("/etc/ld.so.preload")),
-        &policy(),
-        &caller(false)
-    )
-    .is_err());
+    assert!(validate(with_mount(f("/etc/ld.so.preload")), &policy(), &caller(false)).is_err());
 }
 
 #[test]
 fn oversized_malformed_and_unknown_field_json_is_refused() {
     let ok = serde_json::to_vec(&plan()).unwrap();
     assert_eq!(decode(&ok).unwrap(), plan());
-    assert_eq!(
-        decode(&vec![b' '; MAX_PLAN_BYTES + 1]),
-        Err(PlanError::TooLarge)
-    );
-    assert!(matches!(
-        decode(b"{\"version\":1"),
-        Err(PlanError::Malformed(_))
-    ));
+    assert_eq!(decode(&vec![b' '; MAX_PLAN_BYTES + 1]), Err(PlanError::TooLarge));
+    assert!(matches!(decode(b"{\"version\":1"), Err(PlanError::Malformed(_))));
     let mut v: serde_json::Value = serde_json::from_slice(&ok).unwrap();
     v["uid_map"] = "0 0 1".into();
     let err = decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
@@ -271,10 +189,7 @@ fn oversized_malformed_and_unknown_field_json_is_refused() {
 fn other_versions_are_refused() {
     let mut p = plan();
     p.version = 2;
-    assert_eq!(
-        validate(p, &policy(), &caller(false)).unwrap_err(),
-        PlanError::Version(2)
-    );
+    assert_eq!(validate(p, &policy(), &caller(false)).unwrap_err(), PlanError::Version(2));
 }
 
 #[test]
@@ -303,10 +218,7 @@ fn hostname_needs_a_uts_namespace_and_sane_characters() {
 
 #[test]
 fn tmpfs_size_is_capped_by_sessiondir_max_size() {
-    let t = |size_mib| PlanMount::Tmpfs {
-        dst: "/scratch".into(),
-        size_mib,
-    };
+    let t = |size_mib| PlanMount::Tmpfs { dst: "/scratch".into(), size_mib };
     assert!(validate(with_mount(t(64)), &policy(), &caller(false)).is_ok());
     assert!(validate(with_mount(t(65)), &policy(), &caller(false)).is_err());
 }

@@ -1,0 +1,507 @@
+//! The installed starters fed hand-written Plans on fd 3 by the unprivileged test user, with
+//! no frontend in between: hostile Plans are refused with one `FATAL:` line and leave no
+//! mount or loop device behind; valid Plans run a SIF whose process has the caller's ids, no
+//! capabilities, no_new_privs, only fds 0-2, and gains nothing from setuid files, device
+//! nodes, symlinked bind destinations, LD_PRELOAD or TIOCSTI. Both install modes.
+
+use apptainer_tests::{
+    assert_no_leftover_mounts, mounts_snapshot, require, serial, setuid_starter, starter_bin,
+    test_account, test_user_exists, user_tempdir, Out, TempDir,
+};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Small C programs compiled statically into the test image.
+const SHOW_EUID_C: &str = "#include <stdio.h>\n#include <unistd.h>\n#include <fcntl.h>\n\
+int main(void){printf(\"euid=%d\\nopen fds above 2:\",(int)geteuid());\
+for(int fd=3;fd<4096;fd++)if(fcntl(fd,F_GETFD)!=-1)printf(\" %d\",fd);printf(\"\\n\");return 0;}\n";
+const TIOCSTI_C: &str = "#define _GNU_SOURCE\n#include <stdio.h>\n#include <errno.h>\n#include <string.h>\n#include <sys/ioctl.h>\n\
+int main(void){char c='x';unsigned long cmds[2]={TIOCSTI,TIOCSTI|(1UL<<32)};\
+for(int i=0;i<2;i++){errno=0;int r=ioctl(0,cmds[i],&c);printf(\"tiocsti=%d errno=%s\\n\",r,strerrorname_np(errno));}return 0;}\n";
+const PRELOAD_C: &str = "#define _GNU_SOURCE\n#include <stdio.h>\n#include <errno.h>\n\
+__attribute__((constructor)) static void hit(void){fprintf(stderr,\"PRELOADED in %s\\n\",program_invocation_short_name);}\n";
+
+/// The test image: a SIF (squashfs of a busybox rootfs) built once per run, plus a
+/// user-owned directory with a preload library and bind sources.
+struct Fixture {
+    _dir: TempDir,
+    sif: PathBuf,
+    preload: PathBuf,
+    user_dir: PathBuf,
+}
+
+fn fixture() -> Option<&'static Fixture> {
+    static F: OnceLock<Option<Fixture>> = OnceLock::new();
+    F.get_or_init(build_fixture).as_ref()
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn build_fixture() -> Option<Fixture> {
+    if !["mksquashfs", "gcc", "busybox"].iter().all(|t| have(t)) || !test_user_exists() {
+        return None;
+    }
+    let dir = user_tempdir();
+    let root = tempfile::tempdir_in("/var/tmp").ok()?;
+    let r = root.path();
+    for d in [
+        "bin", "proc", "sys", "dev", "tmp", "etc", "mnt", "evil", "home", "var/tmp",
+    ] {
+        std::fs::create_dir_all(r.join(d)).ok()?;
+    }
+    std::fs::copy(busybox_path()?, r.join("bin/busybox")).ok()?;
+    for a in [
+        "sh", "id", "cat", "ls", "grep", "env", "echo", "stat", "touch",
+    ] {
+        std::os::unix::fs::symlink("busybox", r.join("bin").join(a)).ok()?;
+    }
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").ok()?;
+    compile(SHOW_EUID_C, &r.join("bin/showeuid"), &["-static"])?;
+    std::fs::set_permissions(
+        r.join("bin/showeuid"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .ok()?;
+    compile(TIOCSTI_C, &r.join("bin/tiocsti"), &["-static"])?;
+    // /dev/mem, where the container cannot open it: the image is mounted nodev.
+    Command::new("mknod")
+        .arg(r.join("evil/mem"))
+        .args(["c", "1", "1"])
+        .status()
+        .ok()?;
+    std::os::unix::fs::symlink("/etc", r.join("mnt/abs")).ok()?;
+    std::os::unix::fs::symlink("../../../../etc", r.join("mnt/rel")).ok()?;
+    let sqfs = root.path().with_extension("sqfs");
+    let ok = Command::new("mksquashfs")
+        .arg(r)
+        .arg(&sqfs)
+        .args(["-noappend", "-quiet", "-no-progress"])
+        .status()
+        .ok()?;
+    assert!(ok.success(), "mksquashfs failed");
+    let sif = dir.path().join("test.sif");
+    let part = sif::write::DescriptorInput::new(
+        sif::DataType::Partition,
+        sif::write::DataSource::File(std::fs::File::open(&sqfs).ok()?),
+    )
+    .partition(
+        sif::FsType::Squash,
+        sif::PartType::PrimSys,
+        sif::Arch::Amd64,
+    );
+    sif::write::create_container(&sif, sif::write::CreateOptions::default(), vec![part]).ok()?;
+    std::fs::remove_file(&sqfs).ok()?;
+    let preload = dir.path().join("evil.so");
+    compile(PRELOAD_C, &preload, &["-shared", "-fPIC"])?;
+    let user_dir = dir.path().join("data");
+    std::fs::create_dir(&user_dir).ok()?;
+    std::fs::write(user_dir.join("marker"), "from-the-host\n").ok()?;
+    let acct = test_account();
+    for p in [&sif, &preload, &user_dir, &user_dir.join("marker")] {
+        std::os::unix::fs::chown(p, Some(acct.uid), Some(acct.gid)).ok()?;
+    }
+    Some(Fixture {
+        _dir: dir,
+        sif,
+        preload,
+        user_dir,
+    })
+}
+
+fn busybox_path() -> Option<PathBuf> {
+    ["/usr/bin/busybox", "/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn compile(src: &str, out: &Path, flags: &[&str]) -> Option<()> {
+    let c = out.with_extension("c");
+    std::fs::write(&c, src).ok()?;
+    let st = Command::new("gcc")
+        .args(flags)
+        .arg("-o")
+        .arg(out)
+        .arg(&c)
+        .status()
+        .ok()?;
+    std::fs::remove_file(&c).ok()?;
+    st.success().then_some(())
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Userns,
+    Setuid,
+}
+
+fn starter(mode: Mode) -> Option<PathBuf> {
+    match mode {
+        Mode::Userns => Some(starter_bin()).filter(|p| p.exists()),
+        Mode::Setuid => setuid_starter(),
+    }
+}
+
+/// A valid plan for `mode` that runs `script` with /bin/sh in the test SIF.
+fn plan(mode: Mode, f: &Fixture, script: &str) -> Value {
+    let home = test_account().home;
+    json!({
+        "version": 1,
+        "image": { "path": f.sif, "kind": "sif", "writable": false },
+        "namespaces": { "user": matches!(mode, Mode::Userns), "pid": false, "ipc": false, "uts": false, "net": false },
+        "hostname": null,
+        "mounts": [
+            "proc", "sys", { "dev": { "minimal": true } }, "devpts",
+            { "bind": { "src": home, "dst": home, "read_only": false, "kind": "home" } },
+            { "file": { "dst": "/etc/passwd", "contents": "root:x:0:0:root:/root:/bin/sh\napptest:x:1001:1001::/home/apptest:/bin/sh\n" } }
+        ],
+        "writable_tmpfs": false,
+        "fakeroot": false,
+        "process": { "argv": ["/bin/sh", "-c", script], "env": ["PATH=/bin", "HOME=/home/apptest"], "cwd": "/" }
+    })
+}
+
+/// Runs `starter` as the test user with `plan` (raw bytes) on fd 3 and `env` added.
+fn run_plan(starter: &Path, plan: &[u8], env: &[(&str, &str)]) -> Out {
+    let dir = user_tempdir();
+    let file = dir.path().join("plan.json");
+    std::fs::write(&file, plan).unwrap();
+    let acct = test_account();
+    std::os::unix::fs::chown(&file, Some(acct.uid), Some(acct.gid)).unwrap();
+    let mut cmd = apptainer_tests::UserCmd::program(
+        "/bin/sh",
+        &[
+            "-c",
+            "exec \"$0\" 3<\"$1\"",
+            starter.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+    );
+    for (k, v) in env {
+        cmd = cmd.env(*k, *v);
+    }
+    cmd.run()
+}
+
+fn run_json(starter: &Path, plan: &Value) -> Out {
+    run_plan(starter, &serde_json::to_vec(plan).unwrap(), &[])
+}
+
+/// Asserts a refusal: exit 255, one `FATAL:` line naming `needle`, nothing left mounted.
+#[track_caller]
+fn assert_refused(starter: &Path, plan: &[u8], needle: &str) {
+    let before = mounts_snapshot();
+    let out = run_plan(starter, plan, &[]);
+    assert_eq!(out.code(), 255, "expected {needle:?}: {out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{out:?}");
+    assert!(
+        lines[0].starts_with("FATAL:   ") && lines[0].contains(needle),
+        "expected {needle:?}: {out:?}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_no_leftover_mounts(&before);
+}
+
+fn with(mut p: Value, pointer: &str, v: Value) -> Vec<u8> {
+    *p.pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("no {pointer}")) = v;
+    serde_json::to_vec(&p).unwrap()
+}
+
+fn push_mount(mut p: Value, m: Value) -> Vec<u8> {
+    p["mounts"].as_array_mut().unwrap().push(m);
+    serde_json::to_vec(&p).unwrap()
+}
+
+fn user_bind(src: &str, dst: &str) -> Value {
+    json!({ "bind": { "src": src, "dst": dst, "read_only": false, "kind": "user" } })
+}
+
+fn hostile_plans_are_refused(mode: Mode) {
+    let _guard = serial();
+    require!(
+        fixture().is_some(),
+        "mksquashfs, gcc, busybox and the apptest user"
+    );
+    let Some(st) = starter(mode) else {
+        require!(false, "the installed starter for this mode");
+        return;
+    };
+    let f = fixture().unwrap();
+    let p = plan(mode, f, "id");
+    assert_refused(&st, b"{\"version\":1", "malformed plan");
+    assert_refused(&st, &[b' '; (1 << 20) + 10], "larger than");
+    assert_refused(&st, &with(p.clone(), "/version", json!(2)), "version 2");
+    let mut extra = p.clone();
+    extra["uid_map"] = json!("0 0 1");
+    assert_refused(&st, &serde_json::to_vec(&extra).unwrap(), "unknown field");
+    assert_refused(
+        &st,
+        &push_mount(p.clone(), user_bind("/tmp", "mnt")),
+        "not absolute",
+    );
+    assert_refused(
+        &st,
+        &push_mount(p.clone(), user_bind("/tmp", "/mnt/../etc")),
+        "not normalised",
+    );
+    assert_refused(
+        &st,
+        &push_mount(p.clone(), user_bind("/tmp", "/proc")),
+        "reserved",
+    );
+    assert_refused(
+        &st,
+        &push_mount(
+            p.clone(),
+            json!({"file": {"dst": "/etc/ld.so.preload", "contents": "/x.so"}}),
+        ),
+        "/etc/ld.so.preload",
+    );
+    let home_bind =
+        json!({ "bind": { "src": "/root", "dst": "/root", "read_only": false, "kind": "home" } });
+    assert_refused(
+        &st,
+        &push_mount(p.clone(), home_bind),
+        "not the caller's home directory",
+    );
+    // Reaching a source needs search permission on every parent, checked as the caller.
+    assert_refused(
+        &st,
+        &push_mount(p.clone(), user_bind("/root/.ssh", "/mnt")),
+        "cannot bind \"/root/.ssh\": Permission denied",
+    );
+    assert_refused(
+        &st,
+        &with(p.clone(), "/hostname", json!("box")),
+        "UTS namespace",
+    );
+    assert_refused(
+        &st,
+        &with(p.clone(), "/process/argv", json!(["sh", "-c", "id"])),
+        "not absolute",
+    );
+    let flipped = !p["namespaces"]["user"].as_bool().unwrap();
+    assert_refused(
+        &st,
+        &with(p.clone(), "/namespaces/user", json!(flipped)),
+        "not allowed",
+    );
+    assert_refused(
+        &st,
+        &with(p.clone(), "/image/kind", json!("sandbox")),
+        "Not a directory",
+    );
+    assert_refused(
+        &st,
+        &with(p.clone(), "/image/path", json!("/etc/shadow")),
+        "cannot open image \"/etc/shadow\"",
+    );
+    // A SIF whose primary partition is not squashfs never reaches a loop device or FUSE.
+    let fake = user_tempdir();
+    let bogus = fake.path().join("bogus.sif");
+    let part = sif::write::DescriptorInput::new(
+        sif::DataType::Partition,
+        sif::write::DataSource::Bytes(vec![0x53; 8192]),
+    )
+    .partition(
+        sif::FsType::Squash,
+        sif::PartType::PrimSys,
+        sif::Arch::Amd64,
+    );
+    sif::write::create_container(&bogus, sif::write::CreateOptions::default(), vec![part]).unwrap();
+    std::fs::set_permissions(fake.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&bogus, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_refused(
+        &st,
+        &with(p.clone(), "/image/path", json!(bogus)),
+        "root filesystem is not squashfs",
+    );
+}
+
+#[test]
+fn the_user_namespace_starter_refuses_hostile_plans() {
+    hostile_plans_are_refused(Mode::Userns);
+}
+
+#[test]
+fn the_setuid_starter_refuses_hostile_plans() {
+    hostile_plans_are_refused(Mode::Setuid);
+}
+
+/// Reads `Name:\tvalue` from /proc/self/status output.
+fn status_field<'a>(out: &'a str, name: &str) -> Option<&'a str> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+fn a_valid_plan_runs_confined(mode: Mode) {
+    let _guard = serial();
+    require!(
+        fixture().is_some(),
+        "mksquashfs, gcc, busybox and the apptest user"
+    );
+    let Some(st) = starter(mode) else {
+        require!(false, "the installed starter for this mode");
+        return;
+    };
+    let f = fixture().unwrap();
+    let before = mounts_snapshot();
+    let acct = test_account();
+    let script = "/bin/showeuid; id; cat /proc/self/status; \
+                  cat /evil/mem >/dev/null 2>&1 && echo DEVICE-OPENED; /bin/tiocsti; \
+                  cat /etc/marker; env; grep ' / ' /proc/self/mountinfo";
+    let mut p = plan(mode, f, script);
+    p["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(user_bind(f.user_dir.to_str().unwrap(), "/mnt/abs"));
+    let out = run_plan(
+        &st,
+        &serde_json::to_vec(&p).unwrap(),
+        &[("LD_PRELOAD", f.preload.to_str().unwrap())],
+    );
+    assert!(out.success(), "{out:?}");
+    let o = &out.stdout;
+    let (u, g) = (acct.uid, acct.gid);
+    assert_eq!(
+        status_field(o, "Uid"),
+        Some(format!("{u}\t{u}\t{u}\t{u}").as_str()),
+        "{out:?}"
+    );
+    assert_eq!(
+        status_field(o, "Gid"),
+        Some(format!("{g}\t{g}\t{g}\t{g}").as_str()),
+        "{out:?}"
+    );
+    assert_eq!(
+        status_field(o, "Groups"),
+        Some(g.to_string().as_str()),
+        "{out:?}"
+    );
+    for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(
+            status_field(o, cap),
+            Some("0000000000000000"),
+            "{cap}: {out:?}"
+        );
+    }
+    assert_eq!(status_field(o, "NoNewPrivs"), Some("1"), "{out:?}");
+    assert_eq!(status_field(o, "Seccomp"), Some("2"), "{out:?}");
+    assert!(o.contains("open fds above 2:\n"), "{out:?}");
+    assert!(
+        o.starts_with(&format!("euid={}\n", acct.uid)),
+        "setuid file gave privilege: {out:?}"
+    );
+    assert!(!o.contains("DEVICE-OPENED"), "{out:?}");
+    assert_eq!(o.matches("tiocsti=-1 errno=EPERM").count(), 2, "{out:?}");
+    // The symlink /mnt/abs -> /etc in the image was followed inside the root only.
+    assert!(o.contains("from-the-host"), "{out:?}");
+    assert!(!Path::new("/etc/marker").exists());
+    // The caller's own shell loads it; the setuid starter and the container must not.
+    assert!(!o.contains("LD_PRELOAD"), "{out:?}");
+    if matches!(mode, Mode::Setuid) {
+        // It was in effect (the caller's sh loaded it), yet neither the starter nor anything
+        // after it in the container did.
+        assert!(out.stderr.contains("PRELOADED in sh"), "{out:?}");
+        assert!(!out.stderr.contains("PRELOADED in starter"), "{out:?}");
+        assert_eq!(
+            out.stderr.matches("PRELOADED").count(),
+            2,
+            "only setpriv and sh: {out:?}"
+        );
+    }
+    assert!(
+        o.lines()
+            .any(|l| l.contains(" / ") && l.contains("nosuid") && l.contains("nodev")),
+        "{out:?}"
+    );
+    assert_no_leftover_mounts(&before);
+}
+
+#[test]
+fn the_user_namespace_starter_runs_a_sif_confined() {
+    a_valid_plan_runs_confined(Mode::Userns);
+}
+
+#[test]
+fn the_setuid_starter_runs_a_sif_confined() {
+    a_valid_plan_runs_confined(Mode::Setuid);
+}
+
+#[test]
+fn a_relative_symlink_destination_stays_inside_the_root() {
+    let _guard = serial();
+    require!(
+        fixture().is_some(),
+        "mksquashfs, gcc, busybox and the apptest user"
+    );
+    let f = fixture().unwrap();
+    for mode in [Mode::Userns, Mode::Setuid] {
+        let Some(st) = starter(mode) else { continue };
+        let mut p = plan(mode, f, "cat /etc/marker");
+        p["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(user_bind(f.user_dir.to_str().unwrap(), "/mnt/rel"));
+        let out = run_json(&st, &p);
+        assert!(
+            out.success() && out.stdout == "from-the-host\n",
+            "{mode:?}: {out:?}"
+        );
+        assert!(!Path::new("/etc/marker").exists());
+    }
+}
+
+#[test]
+fn a_bound_file_the_caller_cannot_read_stays_unreadable() {
+    let _guard = serial();
+    require!(
+        fixture().is_some(),
+        "mksquashfs, gcc, busybox and the apptest user"
+    );
+    let f = fixture().unwrap();
+    for mode in [Mode::Userns, Mode::Setuid] {
+        let Some(st) = starter(mode) else { continue };
+        let mut p = plan(mode, f, "cat /mnt/x");
+        p["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(user_bind("/etc/shadow", "/mnt/x"));
+        let out = run_json(&st, &p);
+        assert!(!out.stdout.contains("root:"), "{mode:?}: {out:?}");
+    }
+}
+
+#[test]
+fn the_exit_status_of_the_container_is_passed_through() {
+    let _guard = serial();
+    require!(
+        fixture().is_some(),
+        "mksquashfs, gcc, busybox and the apptest user"
+    );
+    let f = fixture().unwrap();
+    for mode in [Mode::Userns, Mode::Setuid] {
+        let Some(st) = starter(mode) else { continue };
+        assert_eq!(
+            run_json(&st, &plan(mode, f, "exit 7")).code(),
+            7,
+            "{mode:?}"
+        );
+        assert_eq!(
+            run_json(&st, &plan(mode, f, "kill -TERM $$")).code(),
+            128 + 15,
+            "{mode:?}"
+        );
+    }
+}
