@@ -29,12 +29,30 @@ build_debian_rootfs() {
     local mirror
     mirror=$(debian_mirror)
     say "debootstrap --variant=minbase bookworm from $mirror (once; cached in $CACHE)"
-    rm -rf "$root"
-    debootstrap --variant=minbase bookworm "$root" "$mirror" > "$CACHE/debootstrap.log" 2>&1 \
+    discard_dir "$root"
+    # debootstrap ends with a global sync(1), which waits for every filesystem on the host; a
+    # hung FUSE mount anywhere then blocks it for good (debootstrap resets PATH, so a PATH shim
+    # is not enough). In a private mount namespace, sync(1) becomes a syncfs of the target's
+    # filesystem, which is all the cache needs.
+    local shim=$CACHE/sync-shim
+    install -d -m 0755 "$shim"
+    cp /usr/bin/sync "$shim/sync.real"
+    printf '#!/bin/sh\nexec %s -f %s\n' "$shim/sync.real" "$root" > "$shim/sync"
+    chmod 0755 "$shim/sync"
+    # shellcheck disable=SC2016
+    unshare -m sh -c 'mount --bind "$1" /usr/bin/sync && shift && exec "$@"' sh "$shim/sync" \
+        debootstrap --variant=minbase bookworm "$root" "$mirror" > "$CACHE/debootstrap.log" 2>&1 \
         || die "debootstrap failed, see $CACHE/debootstrap.log: $(first_error "$CACHE/debootstrap.log")"
     # apt's caches are not part of what a user pulls.
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
     touch "$CACHE/debian-rootfs.done"
+}
+
+# discard_dir DIR: remove DIR, first unmounting anything an interrupted debootstrap left in it.
+discard_dir() {
+    [ -e "$1" ] || return 0
+    findmnt -rn -o TARGET | grep "^$1/" | sort -r | xargs -r umount -l
+    rm -rf --one-file-system "$1"
 }
 
 # build_debian_oci: the three-layer OCI layout $CACHE/debian-oci:bench from the rootfs.
