@@ -33,6 +33,8 @@ pub struct PullOptions {
     pub docker_host: Option<String>,
     /// Registry credentials by host; anonymous unless the auth code supplies a store.
     pub credentials: Arc<dyn CredentialStore>,
+    /// `--fix-perms` (build): owner rwX everywhere. Such a SIF is never cached.
+    pub fix_perms: bool,
 }
 
 impl PullOptions {
@@ -47,6 +49,7 @@ impl PullOptions {
             no_https: no_https_from_env(),
             docker_host: docker_host_from_env(),
             credentials: Arc::new(NoCredentials),
+            fix_perms: false,
         }
     }
 
@@ -182,16 +185,17 @@ fn fetch_image(source: &Source, opts: &FetchOptions, cache: &Cache) -> Result<Fe
     sources::fetch(source, opts, cache)
 }
 
-fn convert_options() -> crate::convert::ConvertOptions {
+fn convert_options(fix_perms: bool) -> crate::convert::ConvertOptions {
     crate::convert::ConvertOptions {
         tmpdir: crate::cache::temp_base(),
+        fix_perms,
         ..Default::default()
     }
 }
 
 fn convert_to_sif(image: &FetchedImage, out: &Path) -> Result<()> {
     info!("Creating SIF file...");
-    crate::convert::to_sif(image, out, &convert_options())
+    crate::convert::to_sif(image, out, &convert_options(false))
         .with_context(|| format!("while converting {} to SIF", image.reference))
 }
 
@@ -200,6 +204,13 @@ fn convert_to_sif(image: &FetchedImage, out: &Path) -> Result<()> {
 pub fn pull_to_file(source: &Source, dest: &Path, force: bool, opts: &PullOptions) -> Result<()> {
     check_output(dest, force)?;
     let cache = Cache::open(opts.disable_cache)?;
+    if opts.fix_perms {
+        // Not the cached conversion: build this one straight into place.
+        let image = fetch_image(source, &opts.fetch_options(source)?, &cache)?;
+        info!("Creating SIF file...");
+        return crate::convert::to_sif(&image, dest, &convert_options(true))
+            .with_context(|| format!("while converting {} to SIF", image.reference));
+    }
     let sif = cached_sif(source, opts, &cache)?;
     copy_atomic(&sif, dest, force)
 }
@@ -221,7 +232,7 @@ pub fn pull_to_sandbox(
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
     let root = work.path().join("rootfs");
-    crate::convert::to_sandbox(&image, &root, &convert_options())
+    crate::convert::to_sandbox(&image, &root, &convert_options(opts.fix_perms))
         .with_context(|| format!("while converting {} to a sandbox", image.reference))?;
     if dest.exists() {
         // Only reached with --force (check_output refused otherwise).

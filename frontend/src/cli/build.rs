@@ -35,6 +35,9 @@ pub struct Args {
     /// specify a custom Docker daemon host for docker-daemon: URIs
     #[arg(long = "docker-host", env = "APPTAINER_DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// ensure owner has rwX permissions on all container content for oci/docker sources
+    #[arg(long = "fix-perms", env = "APPTAINER_FIXPERMS", value_parser = super::boolish(), action = ArgAction::SetTrue)]
+    pub fix_perms: bool,
     /// path of the image (SIF file or sandbox directory) to build
     pub image: PathBuf,
     /// what to build from: an image URI or a definition file
@@ -57,6 +60,7 @@ fn build_from_source(args: &Args, source: &Source, sandbox: bool) -> Result<()> 
         no_https: args.no_https || pull::no_https_from_env(),
         docker_host: args.docker_host.clone().or_else(pull::docker_host_from_env),
         credentials: Arc::new(NoCredentials),
+        fix_perms: args.fix_perms,
     };
     if sandbox {
         pull::pull_to_sandbox(source, &args.image, args.force, &opts)?;

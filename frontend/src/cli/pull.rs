@@ -37,6 +37,15 @@ pub struct Args {
     /// specify a custom Docker daemon host for docker-daemon: URIs
     #[arg(long = "docker-host", env = "APPTAINER_DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// do not require a signed container image (OCI images carry no SIF signature)
+    #[arg(short = 'U', long = "allow-unsigned", env = "APPTAINER_ALLOW_UNSIGNED", value_parser = super::boolish(), action = ArgAction::SetTrue)]
+    pub allow_unsigned: bool,
+    /// the library to pull from (library:// sources only)
+    #[arg(long, env = "APPTAINER_LIBRARY")]
+    pub library: Option<String>,
+    /// specify a custom image name
+    #[arg(long, hide = true)]
+    pub name: Option<PathBuf>,
     /// [output file] <URI>
     #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
     pub args: Vec<String>,
@@ -52,6 +61,7 @@ impl Args {
             no_https: self.no_https || pull::no_https_from_env(),
             docker_host: self.docker_host.clone().or_else(pull::docker_host_from_env),
             credentials: Arc::new(NoCredentials),
+            fix_perms: false,
         }
     }
 }
@@ -67,7 +77,7 @@ pub fn run(args: Args, _g: &GlobalOpts) -> Result<()> {
         // Apptainer reads a bare name as library://, which this build does not serve.
         None => bail!("{uri:?}: library:// images are not supported by this build yet; use docker://{uri} for Docker Hub"),
     };
-    let name = name.unwrap_or_else(|| {
+    let name = name.or_else(|| args.name.clone()).unwrap_or_else(|| {
         let n = source.default_sif_name();
         PathBuf::from(if args.sandbox {
             n.trim_end_matches(".sif").to_string()
@@ -75,7 +85,13 @@ pub fn run(args: Args, _g: &GlobalOpts) -> Result<()> {
             n
         })
     });
-    let dest = match &args.dir {
+    // APPTAINER_PULLFOLDER is the older name of APPTAINER_PULLDIR.
+    let dir = args.dir.clone().or_else(|| {
+        std::env::var_os("APPTAINER_PULLFOLDER")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let dest = match &dir {
         Some(dir) => dir.join(name),
         None => name,
     };
