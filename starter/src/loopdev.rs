@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 /// An attached loop device: the open fd (keeps it from being autocleared until mounted)
 /// and its node path for the `source` option of the filesystem context.
 pub struct LoopDevice {
-    pub fd: OwnedFd,
+    pub _fd: OwnedFd,
     pub node: String,
 }
 
@@ -45,7 +45,7 @@ pub fn attach(
             .map_err(path("cannot open", &node))?;
         // Another process may configure the same free device first: EBUSY, try the next.
         match sys::loop_configure(fd.as_fd(), image, offset, size) {
-            Ok(()) => return Ok(LoopDevice { fd, node }),
+            Ok(()) => return Ok(LoopDevice { _fd: fd, node }),
             Err(Errno(libc::EBUSY)) => continue,
             Err(e) => return Err(path("cannot configure", &node)(e)),
         }
@@ -62,6 +62,6 @@ fn find_shared(sys: &dyn Sys, st: &libc::stat, offset: u64, size: u64, max: u32)
         let info = sys::loop_status(fd.as_fd()).ok()?;
         let same =
             info.device == st.st_dev && info.inode == st.st_ino && info.offset == offset && info.sizelimit == size;
-        (same && info.flags & want == want).then_some(LoopDevice { fd, node })
+        (same && info.flags & want == want).then_some(LoopDevice { _fd: fd, node })
     })
 }

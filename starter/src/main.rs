@@ -44,9 +44,9 @@ fn run() -> Result<i32> {
     let bytes = sys::read_fd(PLAN_FD, plan::MAX_PLAN_BYTES + 1).map_err(StarterError::PlanRead)?;
     sys::close_range_from(PLAN_FD as u32).map_err(syserr("close_range"))?;
     let plan = plan::validate(plan::decode(&bytes)?, &policy, &caller)?;
-    let root = Root::new(caller, mode, plan.fakeroot());
+    let root = Root::new(caller, mode, plan.fakeroot);
     root.as_caller()?;
-    let image = image::open(&LinuxSys, plan.image(), &policy)?;
+    let image = image::open(&LinuxSys, &plan.image, &policy)?;
     match mode {
         Mode::Setuid => run_setuid(root, &plan, &policy, image),
         Mode::Userns => run_userns(root, &plan, &policy, image),
@@ -79,7 +79,7 @@ fn run_setuid(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::I
     sys::unshare(libc::CLONE_NEWNS | ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
     rootfs::build(sys, &root, plan, policy, tree, &ops, trees)?;
     let user = creds::drop_all(root)?;
-    if plan.namespaces().pid {
+    if plan.namespaces.pid {
         if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
             sys::close_range_from(3).map_err(syserr("close_range"))?;
             return userns::supervise(child);
@@ -93,11 +93,11 @@ fn run_setuid(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::I
 /// second mount namespace for its pivot_root.
 fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::Image) -> Result<i32> {
     let sys = &LinuxSys;
-    userns::enter(root.caller(), plan.fakeroot())?;
+    userns::enter(root.caller(), plan.fakeroot)?;
     sys::unshare(libc::CLONE_NEWNS).map_err(syserr("cannot create a mount namespace"))?;
     let (uid, gid) = root.target();
     let (tree, daemon) = match image.kind {
-        ImageKind::Sandbox => (image::mount_sandbox(sys, &image, plan.image().writable)?, None),
+        ImageKind::Sandbox => (image::mount_sandbox(sys, &image, plan.image.writable)?, None),
         _ => {
             let fuse =
                 userns::open_fuse().ok_or(StarterError::Refused("FUSE is unavailable (/dev/fuse cannot be opened)"))?;
@@ -141,13 +141,13 @@ fn container_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, tree: Own
 fn finish(user: creds::User, plan: &ValidatedPlan) -> Result<Infallible> {
     sys::close_range_from(3).map_err(syserr("close_range"))?;
     confine::apply(&user)?;
-    sys::chdir(plan.cwd().as_str()).map_err(error::path("cannot change directory to", plan.cwd().as_str()))?;
-    let err = sys::execve(plan.argv(), plan.env());
-    Err(error::path("cannot execute", &plan.argv()[0])(err))
+    sys::chdir(plan.cwd.as_str()).map_err(error::path("cannot change directory to", plan.cwd.as_str()))?;
+    let err = sys::execve(&plan.argv, &plan.env);
+    Err(error::path("cannot execute", &plan.argv[0])(err))
 }
 
 fn ns_flags(plan: &ValidatedPlan) -> i32 {
-    let ns = plan.namespaces();
+    let ns = plan.namespaces;
     [
         (ns.pid, libc::CLONE_NEWPID),
         (ns.ipc, libc::CLONE_NEWIPC),

@@ -9,7 +9,7 @@ use crate::sys::{
     self, Errno, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
 };
 use starter::plan::{ContainerPath, Mount, ValidatedPlan};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 /// Device nodes bound from the host into a minimal /dev.
@@ -43,12 +43,12 @@ fn cp(s: &str) -> ContainerPath {
 /// Turns the validated mounts into operations. Pure: no syscalls, unit-tested.
 pub fn plan_ops(plan: &ValidatedPlan) -> Vec<Op> {
     let mut ops = Vec::new();
-    let minimal_dev = plan.mounts().iter().any(|m| *m == Mount::Dev { minimal: true });
-    for m in plan.mounts() {
+    let minimal_dev = plan.mounts.iter().any(|m| *m == Mount::Dev { minimal: true });
+    for m in &plan.mounts {
         match m {
             // A new procfs needs a PID namespace we own; otherwise bind the host's, recursively
             // so masked submounts stay masked.
-            Mount::Proc if plan.namespaces().pid => ops.push(Op::NewFs { fs: NewFs::Proc, dst: cp("/proc") }),
+            Mount::Proc if plan.namespaces.pid => ops.push(Op::NewFs { fs: NewFs::Proc, dst: cp("/proc") }),
             Mount::Proc => ops.push(host_bind("/proc", false, false)),
             Mount::Sys => ops.push(host_bind("/sys", true, false)),
             Mount::Dev { minimal: false } => ops.push(host_bind("/dev", false, true)),
@@ -122,8 +122,7 @@ pub fn apply(
             }
             Op::BindHost { dst, devices, .. } => {
                 let tree = tree.expect("clone_sources cloned every bind");
-                let is_dir = sys::fstat(tree.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
-                let at = mountpoint(sys, root, dst, is_dir, *devices)?;
+                let at = mountpoint(sys, root, dst, dir_mode(&tree).is_some(), *devices)?;
                 sys.move_mount(tree.as_fd(), at.as_fd()).map_err(path("cannot bind onto", dst.as_str()))?;
             }
             Op::File { dst, contents } => bind_file(sys, root, session, i, dst, contents)?,
@@ -169,19 +168,14 @@ fn bind_file(
     let name = format!("file{i}");
     let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
     let f = sys
-        .openat2(session_raw(session), &name, flags, 0o644, sys::RESOLVE_NO_SYMLINKS)
+        .openat2(session.as_raw_fd(), &name, flags, 0o644, sys::RESOLVE_NO_SYMLINKS)
         .map_err(path("cannot write", dst.as_str()))?;
     sys.write(f.as_fd(), contents.as_bytes()).map_err(path("cannot write", dst.as_str()))?;
-    let tree = sys.open_tree(session_raw(session), &name, false).map_err(path("cannot bind", dst.as_str()))?;
+    let tree = sys.open_tree(session.as_raw_fd(), &name, false).map_err(path("cannot bind", dst.as_str()))?;
     let set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY;
     sys.mount_setattr(tree.as_fd(), set, 0, 0, false).map_err(path("cannot bind", dst.as_str()))?;
     let at = mountpoint(sys, root, dst, false, false)?;
     sys.move_mount(tree.as_fd(), at.as_fd()).map_err(path("cannot bind onto", dst.as_str()))
-}
-
-fn session_raw(fd: BorrowedFd<'_>) -> std::os::fd::RawFd {
-    use std::os::fd::AsRawFd;
-    fd.as_raw_fd()
 }
 
 /// Where an op mounts, and whether the mount point is a directory.
@@ -210,16 +204,14 @@ pub fn stub(
     dst: &ContainerPath,
     dir: bool,
 ) -> Result<bool> {
-    let rel = dst.relative();
-    let parts: Vec<&str> = rel.split('/').collect();
+    let parts: Vec<&str> = dst.relative().split('/').collect();
     let resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_SYMLINKS;
     let mut modes = Vec::new();
     for n in 1..=parts.len() {
-        let prefix = parts[..n].join("/");
-        match sys.openat2(session_raw(image), &prefix, libc::O_PATH | libc::O_NOFOLLOW, 0, resolve) {
-            Ok(fd) => match sys::fstat(fd.as_fd()) {
-                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => modes.push(st.st_mode & 0o7777),
-                _ => return Ok(false),
+        match sys.openat2(image.as_raw_fd(), &parts[..n].join("/"), libc::O_PATH | libc::O_NOFOLLOW, 0, resolve) {
+            Ok(fd) => match dir_mode(&fd) {
+                Some(mode) => modes.push(mode),
+                None => return Ok(false),
             },
             Err(Errno(libc::ENOENT)) => break,
             Err(_) => return Ok(false),
@@ -229,26 +221,11 @@ pub fn stub(
         return Ok(false);
     }
     for n in 1..=parts.len() {
-        let (parent, name) = (parts[..n - 1].join("/"), parts[n - 1]);
-        let parent = sys
-            .openat2(
-                session_raw(stubs),
-                if parent.is_empty() { "." } else { &parent },
-                libc::O_PATH,
-                0,
-                sys::RESOLVE_NO_SYMLINKS,
-            )
-            .map_err(path("cannot stub", dst.as_str()))?;
-        let made = if n == parts.len() && !dir {
-            let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
-            sys.openat2(session_raw(parent.as_fd()), name, flags, 0o644, sys::RESOLVE_NO_SYMLINKS).map(drop)
-        } else {
-            sys.mkdirat(parent.as_fd(), name, modes.get(n - 1).copied().unwrap_or(0o755))
-        };
-        match made {
-            Ok(()) | Err(Errno(libc::EEXIST)) => {}
-            Err(e) => return Err(path("cannot stub", dst.as_str())(e)),
-        }
+        let parent = sys.openat2(stubs.as_raw_fd(), &dot(&parts[..n - 1]), libc::O_PATH, 0, sys::RESOLVE_NO_SYMLINKS);
+        let mode = modes.get(n - 1).copied().unwrap_or(0o755);
+        parent
+            .and_then(|p| create(sys, p.as_fd(), parts[n - 1], dir || n < parts.len(), mode))
+            .map_err(path("cannot create mount point", dst.as_str()))?;
     }
     Ok(true)
 }
@@ -263,31 +240,44 @@ pub fn mountpoint(
     strict: bool,
 ) -> Result<OwnedFd> {
     let resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | attr(strict, sys::RESOLVE_NO_SYMLINKS);
-    let open = |rel: &str| sys.openat2(session_raw(root), rel, libc::O_PATH, 0, resolve);
-    let rel = dst.relative();
-    match open(rel) {
-        Err(Errno(libc::ENOENT)) => {}
-        r => return r.map_err(path("cannot open mount point", dst.as_str())),
-    }
-    let parts: Vec<&str> = rel.split('/').collect();
+    let open = |rel: &str| sys.openat2(root.as_raw_fd(), rel, libc::O_PATH, 0, resolve);
+    let parts: Vec<&str> = dst.relative().split('/').collect();
     for n in 1..=parts.len() {
-        let (prefix, last) = (parts[..n].join("/"), n == parts.len());
-        match open(&prefix) {
-            Ok(_) => continue,
-            Err(Errno(libc::ENOENT)) => {}
-            Err(e) => return Err(path("cannot open mount point", dst.as_str())(e)),
+        if let Err(Errno(libc::ENOENT)) = open(&parts[..n].join("/")) {
+            open(&dot(&parts[..n - 1]))
+                .and_then(|p| create(sys, p.as_fd(), parts[n - 1], dir || n < parts.len(), 0o755))
+                .map_err(path("cannot create mount point", dst.as_str()))?;
         }
-        let parent = open(if n == 1 { "." } else { &rel[..prefix.rfind('/').unwrap_or(0)] })
-            .map_err(path("cannot open", dst.as_str()))?;
-        let create = if last && !dir {
-            let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
-            sys.openat2(session_raw(parent.as_fd()), parts[n - 1], flags, 0o644, sys::RESOLVE_NO_SYMLINKS).map(drop)
-        } else {
-            sys.mkdirat(parent.as_fd(), parts[n - 1], 0o755)
-        };
-        create.map_err(path("cannot create mount point", dst.as_str()))?;
     }
-    open(rel).map_err(path("cannot open mount point", dst.as_str()))
+    open(dst.relative()).map_err(path("cannot open mount point", dst.as_str()))
+}
+
+/// Joins path components; the empty path is ".".
+fn dot(parts: &[&str]) -> String {
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// The permission bits of `fd` if it is a directory.
+fn dir_mode(fd: &OwnedFd) -> Option<u32> {
+    sys::fstat(fd.as_fd()).ok().filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR).map(|st| st.st_mode & 0o7777)
+}
+
+/// Creates a directory or an empty file `name` under `parent`; an existing one is fine.
+fn create(sys: &dyn Sys, parent: BorrowedFd<'_>, name: &str, dir: bool, mode: u32) -> std::result::Result<(), Errno> {
+    let made = if dir {
+        sys.mkdirat(parent, name, mode)
+    } else {
+        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
+        sys.openat2(parent.as_raw_fd(), name, flags, 0o644, sys::RESOLVE_NO_SYMLINKS).map(drop)
+    };
+    match made {
+        Err(Errno(libc::EEXIST)) => Ok(()),
+        r => r,
+    }
 }
 
 #[cfg(test)]

@@ -219,48 +219,29 @@ pub enum Mount {
     File { dst: ContainerPath, contents: String },
 }
 
-/// Proof that a Plan passed every rule for this caller. No Deserialize, Default or Clone:
-/// `validate` is the only constructor.
+/// The checked content of a Plan, read through a `ValidatedPlan`.
 #[derive(Debug)]
-pub struct ValidatedPlan {
-    image: PlanImage,
-    namespaces: Namespaces,
-    hostname: Option<String>,
-    mounts: Vec<Mount>,
-    writable_tmpfs: bool,
-    fakeroot: bool,
-    argv: Vec<String>,
-    env: Vec<String>,
-    cwd: ContainerPath,
+pub struct Checked {
+    pub image: PlanImage,
+    pub namespaces: Namespaces,
+    pub hostname: Option<String>,
+    pub mounts: Vec<Mount>,
+    pub writable_tmpfs: bool,
+    pub fakeroot: bool,
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: ContainerPath,
 }
 
-impl ValidatedPlan {
-    pub fn image(&self) -> &PlanImage {
-        &self.image
-    }
-    pub fn namespaces(&self) -> Namespaces {
-        self.namespaces
-    }
-    pub fn hostname(&self) -> Option<&str> {
-        self.hostname.as_deref()
-    }
-    pub fn mounts(&self) -> &[Mount] {
-        &self.mounts
-    }
-    pub fn writable_tmpfs(&self) -> bool {
-        self.writable_tmpfs
-    }
-    pub fn fakeroot(&self) -> bool {
-        self.fakeroot
-    }
-    pub fn argv(&self) -> &[String] {
-        &self.argv
-    }
-    pub fn env(&self) -> &[String] {
-        &self.env
-    }
-    pub fn cwd(&self) -> &ContainerPath {
-        &self.cwd
+/// Proof that a Plan passed every rule for this caller. Its field is private and it has no
+/// Deserialize, Default, Clone or DerefMut: `validate` is the only constructor.
+#[derive(Debug)]
+pub struct ValidatedPlan(Checked);
+
+impl std::ops::Deref for ValidatedPlan {
+    type Target = Checked;
+    fn deref(&self) -> &Checked {
+        &self.0
     }
 }
 
@@ -317,7 +298,7 @@ pub fn validate(plan: Plan, policy: &Policy, caller: &Caller) -> Result<Validate
     }
     let mounts = plan.mounts.into_iter().map(|m| check_mount(m, policy, caller)).collect::<Result<Vec<_>, _>>()?;
     let cwd = check_process(&plan.process)?;
-    Ok(ValidatedPlan {
+    Ok(ValidatedPlan(Checked {
         image: plan.image,
         namespaces: plan.namespaces,
         hostname: plan.hostname,
@@ -327,7 +308,7 @@ pub fn validate(plan: Plan, policy: &Policy, caller: &Caller) -> Result<Validate
         argv: plan.process.argv,
         env: plan.process.env,
         cwd,
-    })
+    }))
 }
 
 fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &Caller) -> Result<(), PlanError> {

@@ -26,7 +26,7 @@ pub fn build(
     // Nothing mounted from here on may propagate to the host.
     sys.mount_setattr(slash.as_fd(), 0, 0, MS_SLAVE, true).map_err(syserr("cannot make mounts private"))?;
     let session = mount_session(sys, policy)?;
-    let top = if policy.enable_overlay && !plan.image().writable {
+    let top = if policy.enable_overlay && !plan.image.writable {
         let lower = subdir(sys, session.as_fd(), "lower")?;
         sys.move_mount(image.as_fd(), lower.as_fd()).map_err(syserr("cannot mount image"))?;
         let lower = sys
@@ -39,7 +39,7 @@ pub fn build(
                 stubbed |= ops::stub(sys, lower.as_fd(), stubs.as_fd(), dst, dir)?;
             }
         }
-        match (stubbed, plan.writable_tmpfs()) {
+        match (stubbed, plan.writable_tmpfs) {
             (false, false) => open_tree_of(sys, lower.as_fd())?,
             (_, writable) => mount_overlay(sys, root, session.as_fd(), writable)?,
         }
@@ -52,12 +52,12 @@ pub fn build(
         .openat2(session.as_raw_fd(), "root", libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
         .map_err(syserr("cannot open container root"))?;
     ops::apply(sys, croot.as_fd(), session.as_fd(), ops, trees)?;
-    if !plan.writable_tmpfs() && !plan.image().writable {
+    if !plan.writable_tmpfs && !plan.image.writable {
         // Only the root mount itself: binds below keep their own read-only setting.
         sys.mount_setattr(croot.as_fd(), MOUNT_ATTR_RDONLY, 0, 0, false)
             .map_err(syserr("cannot make the root read-only"))?;
     }
-    if let Some(h) = plan.hostname() {
+    if let Some(h) = plan.hostname.as_deref() {
         sys::sethostname(h).map_err(syserr("sethostname"))?;
     }
     sys::fchdir(croot.as_fd()).map_err(syserr("cannot enter container root"))?;
