@@ -80,7 +80,8 @@ impl Client {
             .timeout_read(Duration::from_secs(120))
             .redirects(5)
             .user_agent(concat!("apptainer-rs/", env!("CARGO_PKG_VERSION")))
-            .try_proxy_from_env(true)
+            // A proxy cannot reach this machine's loopback registry on our behalf.
+            .try_proxy_from_env(!reference.is_loopback())
             .build();
         let credentials = opts.credentials.credentials_for(&reference.registry);
         let authorization = match &credentials {
