@@ -2,9 +2,10 @@
 # Builds the cargo-fuzz targets in fuzz/ and runs each for a fixed time, one after the
 # other; exits non-zero if any target crashes, hangs (an input over 10 s) or runs out of
 # memory. The corpus of each target (fuzz/corpus/TARGET, not committed) is seeded first
-# from the test fixtures: the SIF test images, the shipped apptainer.conf, and the text
-# samples in fuzz/seeds/. A crashing input is kept in fuzz/artifacts/TARGET/; the log of
-# each run is fuzz/logs/TARGET.log.
+# from the test fixtures: the SIF test images, the shipped apptainer.conf, the text samples
+# in fuzz/seeds/, tar layers written by fuzz/seeds/make_layers.py (python3) and the small
+# layers of the escape and multilayer fixture images (scripts/test-setup.sh). A crashing
+# input is kept in fuzz/artifacts/TARGET/; the log of each run is fuzz/logs/TARGET.log.
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default 600 seconds, every target)
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
@@ -20,6 +21,7 @@ esac
 ROOT=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
 FUZZ=$ROOT/fuzz
 TESTDATA=${APPTAINER_TESTDATA:-$ROOT/../shared/testdata}
+FIXTURES=${APPTAINER_TEST_STATE:-/var/lib/apptainer-test}/fixtures
 # The conf crate bakes the prefix in; keep the value every other build here uses.
 export APPTAINER_PREFIX="${APPTAINER_PREFIX:-/opt/apptainer-test}"
 
@@ -65,12 +67,32 @@ max_len() {
     esac
 }
 
+# seed_layers: hostile tar layers, and the fixture images' small gzip layers uncompressed.
+seed_layers() {
+    dir=corpus/layer_unpack
+    mkdir -p "$dir"
+    if command -v python3 >/dev/null 2>&1; then
+        python3 seeds/make_layers.py "$dir"
+    else
+        echo "WARNING: python3 missing: layer_unpack starts without its hostile seeds" >&2
+    fi
+    for blob in "$FIXTURES"/oci/escape/blobs/sha256/* "$FIXTURES"/oci/multilayer/blobs/sha256/*; do
+        if [ ! -f "$blob" ] || [ "$(wc -c <"$blob")" -ge 65536 ]; then
+            continue
+        fi
+        gzip -dc <"$blob" >"$dir/tmp.tar" 2>/dev/null &&
+            [ "$(wc -c <"$dir/tmp.tar")" -le 65536 ] &&
+            mv "$dir/tmp.tar" "$dir/seed-fixture-$(basename "$blob" | cut -c1-16)"
+        rm -f "$dir/tmp.tar"
+    done
+}
+
 seed_all() {
     seed sif_reader "$TESTDATA"/sif/*.sif
     seed conf_parser "$ROOT/etc/apptainer.conf" seeds/conf_parser/*
     seed plan_validate seeds/plan_validate/*
     seed deffile_parser seeds/deffile_parser/*
-    seed layer_unpack seeds/layer_unpack/*
+    seed_layers
 }
 
 seed_all
@@ -93,6 +115,11 @@ for t in $TARGETS; do
             "logs/$t.log" | head -n 8 | sed 's/^/  /' >&2
         failed="$failed $t"
     fi
+    # layer_unpack extracts into target/unpack-scratch-PID; libFuzzer exits without cleanup.
+    for d in target/unpack-scratch-*; do
+        [ -d "$d" ] || continue
+        find "$d" -type d -exec chmod u+rwx {} + && rm -rf "$d"
+    done
 done
 
 if [ -n "$failed" ]; then
