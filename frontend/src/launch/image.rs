@@ -94,6 +94,57 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// Reads a few small files of the image (e.g. `etc/passwd`), as the caller: directly from a
+/// sandbox, with `unsquashfs -cat` from a SIF's or bare squashfs image's filesystem. The
+/// reads run in parallel; a file that cannot be read is `None`.
+pub fn read_files(img: &ResolvedImage, paths: &[&str]) -> Vec<Option<String>> {
+    match img.kind {
+        ImageKind::Sandbox => paths
+            .iter()
+            .map(|p| std::fs::read_to_string(img.path.join(p)).ok())
+            .collect(),
+        ImageKind::Sif | ImageKind::Squashfs => {
+            let Some(offset) = squashfs_offset(img) else {
+                return vec![None; paths.len()];
+            };
+            let children: Vec<_> = paths
+                .iter()
+                .map(|p| spawn_cat(&img.path, offset, p))
+                .collect();
+            children.into_iter().map(|c| c.and_then(wait_cat)).collect()
+        }
+    }
+}
+
+fn squashfs_offset(img: &ResolvedImage) -> Option<u64> {
+    if img.kind == ImageKind::Squashfs {
+        return Some(0);
+    }
+    let mut f = std::fs::File::open(&img.path).ok()?;
+    let part = sif::primary_partition(&mut f).ok()?;
+    (part.fs_type == sif::FsType::Squash).then_some(part.offset)
+}
+
+fn spawn_cat(image: &Path, offset: u64, path: &str) -> Option<std::process::Child> {
+    std::process::Command::new("unsquashfs")
+        .args(["-o", &offset.to_string(), "-cat"])
+        .arg(image)
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()
+}
+
+fn wait_cat(child: std::process::Child) -> Option<String> {
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8(out.stdout).ok()
+}
+
 /// The basename shown as `APPTAINER_NAME`.
 pub fn display_name(path: &Path) -> String {
     path.file_name()

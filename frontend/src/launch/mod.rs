@@ -74,7 +74,7 @@ pub fn launch(
         starter.setuid
     );
     let env_file = environment::read_env_files(&opts.env_files, image)?;
-    let host = HostInputs::read(&id, &img);
+    let host = HostInputs::read(&conf, &img);
     let inputs = PlanInputs {
         action,
         args: &args,
@@ -91,6 +91,7 @@ pub fn launch(
     starter::plan::validate(plan.clone(), &policy, &id.caller(starter.setuid))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let json = serde_json::to_vec(&plan).context("cannot encode the launch plan")?;
+    crate::debug!("launch plan: {}", String::from_utf8_lossy(&json));
     let name = image::display_name(&img.path);
     starter_exec::exec(&starter, &json, &name)?;
     Ok(())
@@ -129,14 +130,13 @@ pub struct HostInputs {
 }
 
 impl HostInputs {
-    fn read(_id: &Identity, img: &ResolvedImage) -> HostInputs {
+    fn read(conf: &conf::Conf, img: &ResolvedImage) -> HostInputs {
         let sandbox = img.kind == ImageKind::Sandbox;
-        let read_in_image = |p: &str| {
-            if sandbox {
-                std::fs::read_to_string(img.path.join(p)).ok()
-            } else {
-                None
-            }
+        // The image's passwd and group are only needed to extend them with the caller.
+        let mut etc = if conf.config_passwd || conf.config_group {
+            image::read_files(img, &["etc/passwd", "etc/group"]).into_iter()
+        } else {
+            vec![None, None].into_iter()
         };
         HostInputs {
             env: std::env::vars_os().collect(),
@@ -148,8 +148,8 @@ impl HostInputs {
                 .ok()
                 .map(|h| h.trim().to_string()),
             files: mounts::ImageFiles {
-                passwd: read_in_image("etc/passwd"),
-                group: read_in_image("etc/group"),
+                passwd: etc.next().flatten(),
+                group: etc.next().flatten(),
             },
             has_shell: !sandbox || image::sandbox_has_shell(&img.path),
         }
