@@ -18,7 +18,7 @@ use error::{sys as syserr, Result, StarterError};
 use starter::plan::{self, ImageKind, Policy, ValidatedPlan};
 use std::convert::Infallible;
 use std::os::fd::{AsFd, OwnedFd};
-use sys::{Fork, LinuxSys};
+use sys::{Fork, LinuxSys, Sys};
 
 const PLAN_FD: i32 = 3;
 
@@ -77,24 +77,39 @@ fn run_setuid(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::I
     };
     drop(image);
     sys::unshare(libc::CLONE_NEWNS | ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
-    rootfs::build(sys, &root, plan, policy, tree, &ops, trees)?;
-    let user = creds::drop_all(root)?;
+    // A new procfs shows the PID namespace of its mounter, so with one the container's
+    // first process builds the root; the parent only drops everything and reaps.
     if plan.namespaces.pid {
         if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
+            drop((trees, tree));
+            creds::drop_all(root)?;
             sys::close_range_from(3).map_err(syserr("close_range"))?;
             return userns::supervise(child);
         }
+        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
     }
+    rootfs::build(sys, &root, plan, policy, tree, &ops, trees)?;
+    let user = creds::drop_all(root)?;
     finish(user, plan).map(|n| match n {})
 }
 
 /// Everything inside a user namespace. The parent keeps its own mount namespace (the image
 /// mount and the FUSE daemon live there), forwards signals and reaps; the container gets a
 /// second mount namespace for its pivot_root.
-fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::Image) -> Result<i32> {
+fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: image::Image) -> Result<i32> {
     let sys = &LinuxSys;
     userns::enter(root.caller(), plan.fakeroot)?;
+    if image.kind == ImageKind::Sandbox {
+        // Only mounts of our own namespace can be cloned, and the fd points into the host's:
+        // the cwd is carried over into the new namespace, so clone from there.
+        sys::fchdir(image.fd.as_fd()).map_err(syserr("cannot enter the sandbox"))?;
+    }
     sys::unshare(libc::CLONE_NEWNS).map_err(syserr("cannot create a mount namespace"))?;
+    if image.kind == ImageKind::Sandbox {
+        image.fd = sys
+            .openat2(sys::AT_FDCWD, ".", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+            .map_err(syserr("cannot open the sandbox"))?;
+    }
     let (uid, gid) = root.target();
     let (tree, daemon) = match image.kind {
         ImageKind::Sandbox => (image::mount_sandbox(sys, &image, plan.image.writable)?, None),

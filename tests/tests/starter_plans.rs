@@ -505,3 +505,98 @@ fn the_exit_status_of_the_container_is_passed_through() {
         );
     }
 }
+
+#[test]
+fn a_pid_namespace_shows_only_the_containers_processes() {
+    let _guard = serial();
+    require!(
+        fixture().is_some(),
+        "mksquashfs, gcc, busybox and the apptest user"
+    );
+    let f = fixture().unwrap();
+    for mode in [Mode::Userns, Mode::Setuid] {
+        let Some(st) = starter(mode) else { continue };
+        let mut p = plan(
+            mode,
+            f,
+            "echo pid=$$; ls /proc | grep -c '^[0-9]'; hostname",
+        );
+        p["namespaces"]["pid"] = json!(true);
+        p["namespaces"]["uts"] = json!(true);
+        p["hostname"] = json!("box");
+        let out = run_json(&st, &p);
+        // sh itself, ls and grep: nothing of the host.
+        assert_eq!(out.stdout, "pid=1\n3\nbox\n", "{mode:?}: {out:?}");
+    }
+}
+
+#[test]
+fn fakeroot_maps_the_caller_to_root_and_writable_tmpfs_accepts_writes() {
+    let _guard = serial();
+    require!(
+        fixture().is_some(),
+        "mksquashfs, gcc, busybox and the apptest user"
+    );
+    let Some(st) = starter(Mode::Userns) else {
+        return;
+    };
+    let f = fixture().unwrap();
+    let mut p = plan(
+        Mode::Userns,
+        f,
+        "id -u; touch /new && echo wrote; grep CapEff /proc/self/status",
+    );
+    p["fakeroot"] = json!(true);
+    p["writable_tmpfs"] = json!(true);
+    let out = run_json(&st, &p);
+    assert_eq!(
+        out.stdout, "0\nwrote\nCapEff:\t0000000000000000\n",
+        "{out:?}"
+    );
+    let ro = run_json(&st, &plan(Mode::Userns, f, "touch /new"));
+    assert!(
+        !ro.success() && ro.stderr.contains("Read-only file system"),
+        "{ro:?}"
+    );
+}
+
+#[test]
+fn a_sandbox_directory_runs_in_both_modes() {
+    let _guard = serial();
+    require!(
+        fixture().is_some(),
+        "mksquashfs, gcc, busybox and the apptest user"
+    );
+    let f = fixture().unwrap();
+    let dir = user_tempdir();
+    let rootfs = dir.path().join("rootfs");
+    let st = Command::new("unsquashfs")
+        .args(["-q", "-n", "-o", &sif_offset(&f.sif).to_string(), "-d"])
+        .arg(&rootfs)
+        .arg(&f.sif)
+        .status();
+    require!(st.is_ok_and(|s| s.success()), "unsquashfs with -o");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for mode in [Mode::Userns, Mode::Setuid] {
+        let Some(st) = starter(mode) else { continue };
+        let mut p = plan(
+            mode,
+            f,
+            "cat /etc/passwd | grep -c apptest; /bin/showeuid | head -1",
+        );
+        p["image"] = json!({ "path": rootfs, "kind": "sandbox", "writable": false });
+        let out = run_json(&st, &p);
+        assert_eq!(
+            out.stdout,
+            format!("1\neuid={}\n", test_account().uid),
+            "{mode:?}: {out:?}"
+        );
+    }
+}
+
+/// Offset of the squashfs partition in a SIF, from the sif reader.
+fn sif_offset(sif: &Path) -> u64 {
+    sif::read::primary_partition(&mut std::fs::File::open(sif).unwrap())
+        .unwrap()
+        .offset
+}
