@@ -6,8 +6,9 @@ use super::GlobalOpts;
 use crate::info;
 use crate::pull::{self, PullOptions};
 use crate::registry::NoCredentials;
+use crate::sources::local::{self, LocalKind};
 use crate::sources::Source;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::ArgAction;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,11 +72,55 @@ fn build_from_source(args: &Args, source: &Source, sandbox: bool) -> Result<()> 
     Ok(())
 }
 
-/// Branch point for builds from a local path: a definition file (or an existing SIF or
-/// sandbox). The definition-file builder plugs in here.
-fn build_from_path(_args: &Args, spec: &Path, _sandbox: bool) -> Result<()> {
+/// Branch point for builds from a local path: an existing SIF or sandbox is converted
+/// here; anything else is a definition file, for the definition-file builder.
+fn build_from_path(args: &Args, spec: &Path, sandbox: bool) -> Result<()> {
     if !spec.exists() {
-        anyhow::bail!("{:?}: no such file, and not an image URI", spec);
+        bail!("{:?}: no such file, and not an image URI", spec);
     }
-    super::unimplemented("build from a definition file or local image")
+    match local::classify(spec) {
+        Some(kind) => build_from_local(args, spec, kind, sandbox),
+        None => super::unimplemented("build from a definition file"),
+    }
+}
+
+fn build_from_local(args: &Args, spec: &Path, kind: LocalKind, sandbox: bool) -> Result<()> {
+    let dest = &args.image;
+    if dest.canonicalize().ok() == spec.canonicalize().ok() && dest.exists() {
+        bail!("{:?}: the output is the build source", dest);
+    }
+    if kind == LocalKind::Sandbox && sandbox {
+        bail!(
+            "{:?} is already a sandbox: copy the directory instead",
+            spec
+        );
+    }
+    pull::check_output(dest, args.force)?;
+    info!("Starting build...");
+    let replace = |dest: &Path| -> Result<()> {
+        // Only reached with --force: check_output refused an existing output otherwise.
+        match std::fs::symlink_metadata(dest) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(dest),
+            Ok(_) => std::fs::remove_file(dest),
+            Err(_) => return Ok(()),
+        }
+        .with_context(|| format!("removing {}", dest.display()))
+    };
+    match (kind, sandbox) {
+        (LocalKind::Sif, true) => {
+            replace(dest)?;
+            local::sif_to_sandbox(spec, dest)?
+        }
+        (LocalKind::Sandbox, false) => {
+            info!("Creating SIF file...");
+            if dest.is_dir() {
+                replace(dest)?;
+            }
+            local::sandbox_to_sif(spec, dest)?
+        }
+        (LocalKind::Sif, false) => pull::copy_atomic(spec, dest, args.force)?,
+        (LocalKind::Sandbox, true) => unreachable!("refused above"),
+    }
+    info!("Build complete: {}", dest.display());
+    Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod docker_archive;
 pub mod ingest;
+pub mod local;
 pub mod oci_layout;
 
 use crate::cache::{Cache, Digest};
