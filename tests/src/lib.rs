@@ -207,6 +207,10 @@ pub fn test_account() -> Account {
 
 /// A command run either as root or as a local user, with a clean environment:
 /// `UserCmd::new(&["exec", sif, "true"]).env("K", "v").cwd(dir).stdin(b"..").run()`.
+///
+/// The environment is exactly HOME (from /etc/passwd; /root for root), USER, LOGNAME,
+/// PATH = [`CLEAN_PATH`], LANG=C.UTF-8, plus whatever `.env()` adds. The user switch is
+/// `setpriv --reuid --regid --init-groups` (no shell, no PAM); the cwd defaults to the home.
 pub struct UserCmd {
     program: OsString,
     args: Vec<OsString>,
