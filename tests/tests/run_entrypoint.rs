@@ -1,0 +1,155 @@
+//! `apptainer run` of images converted from OCI: the runscript follows ENTRYPOINT and CMD as
+//! the reference's documentation shows (apptainer-docker-oci.txt, "CMD / ENTRYPOINT"), with
+//! and without arguments, and `exec` ignores both. Every case runs as the plain test user in
+//! setuid mode (the default when starter-suid is installed) and with `--userns`.
+
+use apptainer_tests::{
+    fixture_oci_archive, fixtures_built, installed, require, setuid_starter, tempdir_for,
+    test_account, test_user_exists, user_namespaces_available, TempDir, UserCmd, TEST_USER,
+};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Setuid,
+    Userns,
+}
+
+impl Mode {
+    fn available(self) -> bool {
+        match self {
+            Mode::Setuid => setuid_starter().is_some(),
+            Mode::Userns => user_namespaces_available(),
+        }
+    }
+}
+
+/// A SIF of one `entrypoint` fixture tag, pulled by the test user into its own directory.
+struct Image {
+    _dir: TempDir,
+    sif: PathBuf,
+}
+
+fn pull(tag: &str) -> Image {
+    let dir = tempdir_for(TEST_USER);
+    let sif = dir.path().join(format!("{tag}.sif"));
+    let src = format!(
+        "oci-archive:{}",
+        fixture_oci_archive("entrypoint", tag).display()
+    );
+    UserCmd::new(&["pull", sif.to_str().unwrap(), &src])
+        .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
+        .run()
+        .assert_success();
+    Image { _dir: dir, sif }
+}
+
+/// `apptainer ACTION [--userns] SIF ARGS...` as the test user.
+fn action(mode: Mode, action: &str, img: &Image, args: &[&str]) -> apptainer_tests::Out {
+    let mut argv = vec![action];
+    if let Mode::Userns = mode {
+        argv.push("--userns");
+    }
+    argv.push(img.sif.to_str().unwrap());
+    argv.extend_from_slice(args);
+    UserCmd::new(&argv).run()
+}
+
+fn ready() -> bool {
+    installed() && test_user_exists() && fixtures_built()
+}
+
+fn lines(out: &apptainer_tests::Out) -> Vec<&str> {
+    out.assert_success();
+    out.stdout.lines().collect()
+}
+
+fn entrypoint_only_runs_with_arguments_appended(mode: Mode) {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    require!(mode.available(), "the starter for this mode");
+    let img = pull("entrypoint-only");
+    assert_eq!(lines(&action(mode, "run", &img, &[])), ["[ep]"]);
+    assert_eq!(
+        lines(&action(mode, "run", &img, &["--utc"])),
+        ["[ep]", "[--utc]"]
+    );
+}
+
+fn cmd_only_runs_or_is_replaced_by_arguments(mode: Mode) {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    require!(mode.available(), "the starter for this mode");
+    let img = pull("cmd-only");
+    assert_eq!(lines(&action(mode, "run", &img, &[])), ["[cmd]"]);
+    assert_eq!(
+        lines(&action(mode, "run", &img, &["echo", "hello"])),
+        ["hello"]
+    );
+}
+
+fn entrypoint_and_cmd_give_cmd_as_default_arguments(mode: Mode) {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    require!(mode.available(), "the starter for this mode");
+    let img = pull("both");
+    assert_eq!(
+        lines(&action(mode, "run", &img, &[])),
+        ["[ep]", "[default arg]", "[two]"]
+    );
+    assert_eq!(lines(&action(mode, "run", &img, &["-R"])), ["[ep]", "[-R]"]);
+}
+
+fn exec_ignores_entrypoint_and_cmd(mode: Mode) {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    require!(mode.available(), "the starter for this mode");
+    let img = pull("both");
+    let out = action(mode, "exec", &img, &["/usr/bin/showargs", "x y", "$HOME"]);
+    assert_eq!(lines(&out), ["[x y]", "[$HOME]"]);
+}
+
+fn no_eval_passes_arguments_literally(mode: Mode) {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    require!(mode.available(), "the starter for this mode");
+    let img = pull("entrypoint-only");
+    let mut argv = vec!["run", "--no-eval"];
+    if let Mode::Userns = mode {
+        argv.push("--userns");
+    }
+    argv.extend([img.sif.to_str().unwrap(), "$HOME"]);
+    assert_eq!(lines(&UserCmd::new(&argv).run()), ["[ep]", "[$HOME]"]);
+    let evaluated = action(mode, "run", &img, &["$HOME"]);
+    let home = test_account().home.display().to_string();
+    assert_eq!(lines(&evaluated), ["[ep]".to_string(), format!("[{home}]")]);
+}
+
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod setuid {
+            $(#[test] fn $name() { super::$name(super::Mode::Setuid) })*
+        }
+        mod userns {
+            $(#[test] fn $name() { super::$name(super::Mode::Userns) })*
+        }
+    };
+}
+
+both_modes!(
+    entrypoint_only_runs_with_arguments_appended,
+    cmd_only_runs_or_is_replaced_by_arguments,
+    entrypoint_and_cmd_give_cmd_as_default_arguments,
+    exec_ignores_entrypoint_and_cmd,
+    no_eval_passes_arguments_literally,
+);
