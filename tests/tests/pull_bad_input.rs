@@ -364,3 +364,87 @@ fn a_registry_serving_wrong_layer_bytes_is_refused_and_nothing_is_cached() {
         .unwrap_or_default();
     assert!(temps.is_empty(), "temporary files left: {temps:?}");
 }
+
+/// A small tmpfs (mounted by the test, as root) to run out of space on; unmounted on drop.
+struct SmallDisk {
+    dir: apptainer_tests::TempDir,
+}
+
+impl SmallDisk {
+    fn new(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::Builder::new()
+            .prefix("full")
+            .tempdir_in("/var/tmp")
+            .ok()?;
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0777"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then_some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_one_clear_error_and_leaves_nothing() {
+    require!(
+        ready() && registry_up(),
+        "installed apptainer, test user and local registry"
+    );
+    require!(apptainer_tests::is_root(), "root, to mount a small tmpfs");
+    let Some(disk) = SmallDisk::new("600k") else {
+        panic!("cannot mount a tmpfs as root");
+    };
+    // The cache on the full disk: the 1 MiB layer does not fit.
+    let tmp = user_tempdir();
+    let out = UserCmd::new(&["pull", "--no-https", "x.sif", &docker_ref("busybox:latest")])
+        .cwd(tmp.path())
+        .env("APPTAINER_CACHEDIR", disk.path().join("c"))
+        .run();
+    assert_clean_failure(&out, tmp.path(), "No space left on device");
+    let blobs = disk.path().join("c/cache/blob/blobs/sha256");
+    let partial: Vec<_> = std::fs::read_dir(&blobs)
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        partial.iter().all(|n| n.to_string_lossy().len() == 64),
+        "partial blobs left: {partial:?}"
+    );
+
+    // The output on the full disk: the cached SIF cannot be copied there.
+    let out = apptainer_in(
+        tmp.path(),
+        &[
+            "pull",
+            "--no-https",
+            &format!("{}/x.sif", disk.path().display()),
+            &docker_ref("busybox:latest"),
+        ],
+    );
+    out.assert_failure();
+    assert!(out.stderr.contains("No space left on device"), "{out:?}");
+    let left: Vec<_> = std::fs::read_dir(disk.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "c")
+        .collect();
+    assert!(left.is_empty(), "files left on the full disk: {left:?}");
+}

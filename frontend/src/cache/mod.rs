@@ -223,8 +223,10 @@ impl BlobWriter {
             if n == 0 {
                 break;
             }
-            f.write_all(&buf[..n])
-                .with_context(|| format!("writing blob {}", self.digest))?;
+            f.write_all(&buf[..n]).map_err(|source| BlobError::Write {
+                digest: self.digest.to_string(),
+                source,
+            })?;
             on_bytes(hashing.count());
         }
         let (got, count) = hashing.finish();
@@ -265,14 +267,17 @@ impl BlobWriter {
 /// Why a blob was refused. It is never cached in either case.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
-    #[error("digest mismatch: expected {expected}, got {got}")]
+    #[error("blob {expected}: digest mismatch (the data hashes to {got}); not cached")]
     DigestMismatch { expected: String, got: String },
-    #[error("size mismatch for {digest}: expected {expected} bytes, got {got}")]
+    #[error("blob {digest}: size mismatch (expected {expected} bytes, got {got}); not cached")]
     SizeMismatch {
         digest: String,
         expected: u64,
         got: u64,
     },
+    /// A local write failed (e.g. the disk is full): downloading again would not help.
+    #[error("writing blob {digest} into the cache")]
+    Write { digest: String, source: io::Error },
 }
 
 /// `$APPTAINER_CACHEDIR/cache`, else `$APPTAINER_CONFIGDIR/cache`, else `~/.apptainer/cache`.

@@ -223,6 +223,7 @@ fn fetch_blob(
             Err(e) if is_transport(&e) && attempt < 3 => {
                 crate::warning!("{what}: transfer interrupted ({e:#}), retrying");
             }
+            Err(e) if e.downcast_ref::<crate::cache::BlobError>().is_some() => return Err(e),
             Err(e) => return Err(e.context(format!("downloading {what}"))),
         }
     }
