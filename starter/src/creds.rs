@@ -5,6 +5,7 @@
 
 use crate::error::{sys as syserr, Result, StarterError};
 use crate::sys;
+use caps::CapSet;
 use starter::plan::Caller;
 
 /// How this starter was installed, decided once from AT_SECURE.
@@ -99,7 +100,7 @@ impl Root {
 /// remaining capability sets, each verified.
 pub fn drop_all(root: Root) -> Result<User> {
     let (uid, gid) = root.target;
-    sys::drop_bounding_and_ambient().map_err(syserr("clearing the capability bounding set"))?;
+    clear_caps(&[CapSet::Bounding, CapSet::Ambient])?;
     // In a user namespace setgroups is denied (we wrote "deny"); the kernel keeps the
     // caller's groups, shown as the overflow gid.
     if root.mode == Mode::Setuid {
@@ -107,7 +108,7 @@ pub fn drop_all(root: Root) -> Result<User> {
     }
     sys::setresgid(gid).map_err(syserr("setresgid"))?;
     sys::setresuid(uid).map_err(syserr("setresuid"))?;
-    sys::capset_zero().map_err(syserr("capset"))?;
+    clear_caps(&[CapSet::Effective, CapSet::Permitted, CapSet::Inheritable])?;
     if sys::getresuid() != (uid, uid, uid) || sys::getresgid() != (gid, gid, gid) {
         return Err(StarterError::DropFailed("ids"));
     }
@@ -115,4 +116,16 @@ pub fn drop_all(root: Root) -> Result<User> {
         return Err(StarterError::DropFailed("setuid(0) still works"));
     }
     Ok(User(()))
+}
+
+/// Empties `sets` and checks that they are empty. The bounding set goes first, while
+/// CAP_SETPCAP is still held; the others after the uid change.
+pub fn clear_caps(sets: &[CapSet]) -> Result<()> {
+    for &set in sets {
+        caps::clear(None, set).map_err(|_| StarterError::DropFailed("clearing capabilities"))?;
+        if !caps::read(None, set).is_ok_and(|s| s.is_empty()) {
+            return Err(StarterError::DropFailed("capabilities"));
+        }
+    }
+    Ok(())
 }

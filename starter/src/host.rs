@@ -1,7 +1,7 @@
 //! The host's root-owned account files, read directly (no NSS: nothing loads code while
 //! privileged), and the translation of apptainer.conf into the `Policy` that `validate` checks.
 
-use crate::plan::{DevPolicy, Namespaces, Policy, SetuidMount};
+use crate::plan::{Namespaces, Policy};
 use std::path::PathBuf;
 
 /// Bounded read of /etc/passwd or /etc/group; a missing file reads as empty.
@@ -53,11 +53,7 @@ impl Policy {
             user_bind_control: c.user_bind_control,
             mount_proc: c.mount_proc,
             mount_sys: c.mount_sys,
-            mount_dev: match c.mount_dev {
-                conf::MountDev::Yes => DevPolicy::Yes,
-                conf::MountDev::Minimal => DevPolicy::Minimal,
-                conf::MountDev::No => DevPolicy::No,
-            },
+            mount_dev: c.mount_dev,
             mount_devpts: c.mount_devpts,
             mount_home: c.mount_home,
             mount_tmp: c.mount_tmp,
@@ -68,11 +64,7 @@ impl Policy {
             limit_owners: ids_of(&c.limit_container_owners, "/etc/passwd"),
             limit_groups: ids_of(&c.limit_container_groups, "/etc/group"),
             limit_paths: c.limit_container_paths.clone(),
-            setuid_mount_squashfs: match c.allow_setuid_mount_squashfs {
-                conf::SetuidMountSquashfs::Yes => SetuidMount::Yes,
-                conf::SetuidMountSquashfs::IfLimited => SetuidMount::IfLimited,
-                conf::SetuidMountSquashfs::No => SetuidMount::No,
-            },
+            setuid_mount_squashfs: c.allow_setuid_mount_squashfs,
             max_loop_devices: c.max_loop_devices.min(u32::MAX as u64) as u32,
             shared_loop_devices: c.shared_loop_devices,
             sessiondir_max_size_mib: c.sessiondir_max_size.min(u32::MAX as u64) as u32,

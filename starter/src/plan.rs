@@ -143,21 +143,8 @@ pub struct Policy {
     pub enable_overlay: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DevPolicy {
-    No,
-    Minimal,
-    Yes,
-}
-
-/// `allow setuid-mount squashfs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetuidMount {
-    No,
-    /// Only for images under `limit container owners/groups/paths` (the reference default).
-    IfLimited,
-    Yes,
-}
+/// `mount dev` and `allow setuid-mount squashfs`, as apptainer.conf spells them.
+pub use conf::{MountDev as DevPolicy, SetuidMountSquashfs as SetuidMount};
 
 /// The caller as the kernel and root-owned files describe it, never as the Plan does.
 #[derive(Debug, Clone, PartialEq)]

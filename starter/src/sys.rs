@@ -277,25 +277,6 @@ pub fn prctl(op: i32, arg: libc::c_ulong) -> SysResult<i32> {
     check(unsafe { libc::prctl(op, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) } as libc::c_long)
         .map(|r| r as i32)
 }
-/// Clears the effective, permitted and inheritable capability sets.
-pub fn capset_zero() -> SysResult<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut hdr = Header { version: 0x2008_0522, pid: 0 };
-    let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
-    // SAFETY: version 3 header with two data structs, as capset(2) requires.
-    check(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) }).map(drop)
-}
 pub fn unshare(flags: i32) -> SysResult<()> {
     // SAFETY: integer flags only.
     check(unsafe { libc::unshare(flags) } as libc::c_long).map(drop)
@@ -420,19 +401,6 @@ pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<libc::stat> {
     // SAFETY: `st` is writable; `fd` is borrowed.
     check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } as libc::c_long)?;
     Ok(st)
-}
-/// Clears the whole capability bounding set and the ambient set.
-pub fn drop_bounding_and_ambient() -> SysResult<()> {
-    let last_cap = 63;
-    for cap in 0..=last_cap {
-        match prctl(libc::PR_CAPBSET_DROP, cap) {
-            Ok(_) | Err(Errno(libc::EINVAL)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    // SAFETY: integer arguments.
-    check(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) } as libc::c_long)
-        .map(drop)
 }
 /// Reads at most `max` bytes from `fd` until end of file.
 pub fn read_fd(fd: RawFd, max: usize) -> SysResult<Vec<u8>> {

@@ -2,9 +2,11 @@
 //! parent. The daemon and the supervisor stay outside the container's mount namespace, so
 //! pivot_root in the container cannot affect them, and the container cannot see them.
 
+use crate::creds::clear_caps;
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::image::Image;
 use crate::sys::{self, Fork};
+use caps::CapSet;
 use starter::plan::Caller;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -67,12 +69,10 @@ pub fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>)
                     if !matches!(sys::fork(), Ok(Fork::Child)) {
                         std::process::exit(0)
                     }
-                    let dropped = sys::drop_bounding_and_ambient()
-                        .and(sys::setgroups(&c.groups))
-                        .and(sys::setresgid(c.gid))
-                        .and(sys::setresuid(c.uid))
-                        .and(sys::capset_zero());
-                    if dropped.is_err() || sys::getresuid() != (c.uid, c.uid, c.uid) {
+                    let bounding = clear_caps(&[CapSet::Bounding, CapSet::Ambient]).is_ok();
+                    let ids = sys::setgroups(&c.groups).and(sys::setresgid(c.gid)).and(sys::setresuid(c.uid)).is_ok();
+                    let rest = clear_caps(&[CapSet::Effective, CapSet::Permitted, CapSet::Inheritable]).is_ok();
+                    if !(bounding && ids && rest) || sys::getresuid() != (c.uid, c.uid, c.uid) {
                         std::process::exit(255)
                     }
                 }
