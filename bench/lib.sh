@@ -88,7 +88,16 @@ hyperfine_row() {
     run_as "$as" "${hf[@]}" "$cmd" > "$log" 2>&1 < /dev/null
     local rc=$?
     if [ $rc -ne 0 ]; then
-        record_na "$section" "$image" "$name" "hyperfine exit $rc: $(first_error "$log")"
+        # hyperfine hides the command's output: run it again until it fails, to show why.
+        local reason _
+        reason="hyperfine exit $rc: $(first_error "$log")"
+        for _ in $(seq 20); do
+            if ! probe "$as" "$name" "$cmd"; then
+                reason="fails intermittently, one failure: $PROBE_ERROR"
+                break
+            fi
+        done
+        record_na "$section" "$image" "$name" "$reason"
         return 0
     fi
     local stats

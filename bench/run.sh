@@ -6,7 +6,7 @@
 #
 # Environment: BENCH_USER (apptest) runs the unprivileged commands; RUNS (30) sequential starts
 # per row; PAR_RUNS (5) repetitions of the 50-parallel batch; PULL_RUNS_TINY (3) and
-# PULL_RUNS_DEBIAN (1) cold pulls per tool; IMAGES ("tiny debian"); BENCH_OUT (docs/) where
+# PULL_RUNS_DEBIAN (3) cold pulls per tool; IMAGES ("tiny debian"); BENCH_OUT (docs/) where
 # the report goes.
 # A command of ours that does not work yet becomes a row "n/a (<its error line>)": no number
 # is ever made up. Nothing here asserts a time; this is not part of `make test`.
@@ -25,7 +25,7 @@ BENCH_USER=${BENCH_USER:-apptest}
 RUNS=${RUNS:-30}
 PAR_RUNS=${PAR_RUNS:-5}
 PULL_RUNS_TINY=${PULL_RUNS_TINY:-3}
-PULL_RUNS_DEBIAN=${PULL_RUNS_DEBIAN:-1}
+PULL_RUNS_DEBIAN=${PULL_RUNS_DEBIAN:-3}
 IMAGES=${IMAGES:-tiny debian}
 OUT=${BENCH_OUT:-$REPO/docs}
 CACHE=/var/lib/apptainer-bench
@@ -89,6 +89,7 @@ record_machine_facts() {
     meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
     meta kernel "$(uname -r)"
     meta cores "$(nproc)"
+    meta "load at start" "$(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; other jobs on the machine add noise)"
     meta cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     meta memory "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
     meta os "$(. /etc/os-release && echo "$PRETTY_NAME")"
@@ -171,7 +172,7 @@ pull_peers() {
     ref=$(image_ref "$img")
     timed_rows pull "$img" "apptainer pull (ours, as user)" user "$runs" \
         "rm -rf $WORK/user/ours && install -d -o $BENCH_USER $WORK/user/ours" \
-        "cd $WORK/user/ours && APPTAINER_CACHEDIR=$WORK/user/ours/cache APPTAINER_TMPDIR=$WORK/user/ours $APPTAINER pull --no-https out.sif docker://$REGISTRY/$ref"
+        "cd $WORK/user/ours && APPTAINER_CACHEDIR=$WORK/user/ours/cache APPTAINER_TMPDIR=$WORK/user/ours $APPTAINER pull --no-https out.sif docker://$REGISTRY/$ref && test -s out.sif"
     if [ -f "$WORK/user/ours/out.sif" ]; then
         cp "$WORK/user/ours/out.sif" "$WORK/img/$img/pulled.sif"
     fi
@@ -256,8 +257,19 @@ add_start() {
     START_CMDS+=("$3")
 }
 
+# content_check IMAGE: a command that succeeds only inside IMAGE, never on this Debian host, so
+# a start that exits 0 without entering the image is caught before it is timed. Double quotes
+# only: it is spliced into the commands in place of /bin/true.
+content_check() {
+    case $1 in
+        tiny) printf '/bin/sh -c "test -x /bin/busybox && ! test -e /usr/bin/apt"' ;;
+        debian) printf '/bin/sh -c "test -e /etc/debian_version && ! test -e /etc/bench-marker && ! test -e /usr/share/doc/bash"' ;;
+    esac
+}
+
 bench_start() {
-    local img=$1 k
+    local img=$1 k check
+    check=$(content_check "$img")
     say "== start latency of /bin/true, $img"
     make_sif "$img"
     prepare_bundle "$img"
@@ -266,6 +278,10 @@ bench_start() {
         local name=${START_NAMES[k]} cmd=${START_CMDS[k]}
         if [[ $name == ours* && -n $SIF_ERROR ]]; then
             record_na start "$img" "$name" "$SIF_ERROR"
+            continue
+        fi
+        if [[ $cmd == */bin/true* ]] && ! probe "${START_AS[k]}" "$name" "i=0; ${cmd//\/bin\/true/"$check"}"; then
+            record_na start "$img" "$name" "did not run inside the image ($check): $PROBE_ERROR"
             continue
         fi
         hyperfine_row start "$img" "$name" "${START_AS[k]}" "$RUNS" 3 "i=0; $cmd"
@@ -330,6 +346,7 @@ main() {
         bench_parallel "$img"
     done
     bench_build
+    meta "load at end" "$(cut -d' ' -f1-3 /proc/loadavg)"
     meta runs "$RUNS sequential starts (3 warm-up), $PAR_RUNS batches of $PARALLEL (1 warm-up), pulls: tiny $PULL_RUNS_TINY, debian $PULL_RUNS_DEBIAN"
     install -d -m 0755 "$OUT"
     cp "$RESULTS" "$META" "$CACHE/" 2> /dev/null
