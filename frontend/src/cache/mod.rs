@@ -58,6 +58,15 @@ impl Cache {
         }
     }
 
+    /// A cache rooted at `root` (unit tests of the sources).
+    #[cfg(test)]
+    pub fn at(root: &Path) -> Cache {
+        Cache {
+            root: root.to_path_buf(),
+            _temp: None,
+        }
+    }
+
     /// Opens the user's cache for `cache list/clean`, without creating it.
     pub fn existing_root() -> Result<PathBuf> {
         default_root()

@@ -144,3 +144,106 @@ fn synthetic_manifest_digest(config: &Digest, config_size: u64, layers: &[Layer]
     });
     Digest::of_bytes(doc.to_string().as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cache;
+
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn archive(layer: &[u8], diff_id: &str) -> Vec<u8> {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+        );
+        let config_name = format!("{}.json", Digest::of_bytes(config.as_bytes()).hex());
+        let manifest = format!(
+            r#"[{{"Config":"{config_name}","RepoTags":["t/x:1"],"Layers":["abc/layer.tar"]}}]"#
+        );
+        tar_of(&[
+            ("abc/layer.tar", layer),
+            (&config_name, config.as_bytes()),
+            ("manifest.json", manifest.as_bytes()),
+        ])
+    }
+
+    #[test]
+    fn docker_save_archive_becomes_a_fetched_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        let layer = tar_of(&[("hello.txt", b"hi")]);
+        let diff_id = Digest::of_bytes(&layer).to_string();
+        let platform = Platform::host();
+        let img = fetch(
+            std::io::Cursor::new(archive(&layer, &diff_id)),
+            "t",
+            &platform,
+            &cache,
+        )
+        .unwrap();
+        assert_eq!(img.platform, "linux/amd64");
+        assert_eq!(img.layers.len(), 1);
+        assert_eq!(img.layers[0].digest, diff_id);
+        assert_eq!(
+            img.layers[0].media_type,
+            "application/vnd.oci.image.layer.v1.tar"
+        );
+        assert_eq!(std::fs::read(&img.layers[0].path).unwrap(), layer);
+        // The same archive again gives the same manifest digest (the SIF cache key).
+        let again = fetch(
+            std::io::Cursor::new(archive(&layer, &diff_id)),
+            "t",
+            &platform,
+            &cache,
+        )
+        .unwrap();
+        assert_eq!(img.manifest_digest, again.manifest_digest);
+    }
+
+    #[test]
+    fn a_layer_that_does_not_match_its_diff_id_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        let layer = tar_of(&[("hello.txt", b"hi")]);
+        let wrong = Digest::of_bytes(b"something else").to_string();
+        let err = fetch(
+            std::io::Cursor::new(archive(&layer, &wrong)),
+            "t",
+            &Platform::host(),
+            &cache,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn gzip_archives_are_read_and_junk_is_not_a_tar() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        let layer = tar_of(&[("a", b"b")]);
+        let diff_id = Digest::of_bytes(&layer).to_string();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &archive(&layer, &diff_id)).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(fetch(std::io::Cursor::new(gz), "t", &Platform::host(), &cache).is_ok());
+        let err = fetch(
+            std::io::Cursor::new(b"not a tar at all".repeat(40)),
+            "junk",
+            &Platform::host(),
+            &cache,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("not a tar archive"), "{err:#}");
+    }
+}
