@@ -47,7 +47,7 @@ demo: deps
 test: deps
 	$(MAKE) PREFIX=$(TEST_PREFIX) install-suid
 	scripts/test-setup.sh $(TEST_PREFIX)
-	APPTAINER_PREFIX=$(TEST_PREFIX) APPTAINER_TEST_PREFIX=$(TEST_PREFIX) $(CARGO) test --workspace --locked
+	APPTAINER_PREFIX=$(TEST_PREFIX) APPTAINER_TEST_PREFIX=$(TEST_PREFIX) $(CARGO) test --workspace --locked --no-fail-fast
 
 clean:
 	$(CARGO) clean

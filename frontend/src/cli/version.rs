@@ -1,8 +1,9 @@
-//! `apptainer version` and `apptainer --version`.
+//! `apptainer version`: prints the bare version, as the reference does (`--version` adds
+//! the "apptainer version" prefix; main.rs handles that flag).
 
 use anyhow::Result;
 
 pub fn run() -> Result<()> {
-    println!("apptainer version {}", super::APPTAINER_VERSION);
+    println!("{}", super::APPTAINER_VERSION);
     Ok(())
 }
