@@ -299,3 +299,49 @@ fn a_sif_artifact_is_refused_with_a_hint_to_use_oras() {
     );
     assert!(!tmp.path().join("out.sif").exists());
 }
+
+#[test]
+fn a_cached_digest_pinned_image_needs_no_registry_request() {
+    require!(
+        ready(),
+        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
+    );
+    let routes = fixture_routes("pinned/img");
+    let digest = routes
+        .keys()
+        .find_map(|k| k.strip_prefix("/v2/pinned/img/manifests/sha256:"))
+        .map(|hex| format!("sha256:{hex}"))
+        .expect("manifest by digest");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let count = requests.clone();
+    let handler: Handler = Arc::new(move |req, _| {
+        count.fetch_add(1, Ordering::SeqCst);
+        match routes.get(&req.path) {
+            Some((ct, body)) => ok(ct, body.clone()),
+            None => status(if req.path == "/v2/" { 200 } else { 404 }, vec![]),
+        }
+    });
+    let addr = start(handler);
+    let tmp = user_tempdir();
+    let reference = format!("docker://{addr}/pinned/img@{digest}");
+    let run = |name: &str| {
+        UserCmd::new(&["pull", "--no-https", name, &reference])
+            .cwd(tmp.path())
+            .env("APPTAINER_CACHEDIR", tmp.path().join("cachedir"))
+            .run()
+    };
+    run("first.sif").assert_success();
+    assert!(requests.load(Ordering::SeqCst) > 0);
+    requests.store(0, Ordering::SeqCst);
+    let second = run("second.sif");
+    second.assert_success();
+    assert!(
+        second.stderr.contains("Using cached SIF image"),
+        "{second:?}"
+    );
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        0,
+        "the registry was asked again"
+    );
+}

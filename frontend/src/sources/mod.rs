@@ -173,6 +173,9 @@ pub fn fetch(source: &Source, opts: &FetchOptions, cache: &Cache) -> Result<Fetc
 /// they are read.
 pub fn resolve_remote_digest(source: &Source, opts: &FetchOptions) -> Result<Option<Digest>> {
     match source {
+        // A digest-pinned reference cannot change: no need to ask the registry, so jobs
+        // that start many containers from a cached image make no requests at all.
+        Source::Docker(r) if r.digest.is_some() => Ok(r.digest.clone()),
         Source::Docker(r) => Ok(Some(Remote::new(r, &opts.client).resolve_digest()?)),
         _ => Ok(None),
     }
