@@ -18,12 +18,7 @@ const ATTEMPTS: u32 = 16;
 
 /// Attaches `image` (or reuses a shared device) for `offset..offset+size`.
 pub fn attach(
-    sys: &dyn Sys,
-    image: BorrowedFd<'_>,
-    offset: u64,
-    size: u64,
-    max: u32,
-    shared: bool,
+    sys: &dyn Sys, image: BorrowedFd<'_>, offset: u64, size: u64, max: u32, shared: bool,
 ) -> Result<LoopDevice> {
     let st = sys::fstat(image).map_err(syserr("cannot stat image"))?;
     if shared {

@@ -66,14 +66,7 @@ fn run_setuid(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::I
         ImageKind::Sandbox => image::mount_sandbox(sys, &image, false)?,
         _ if policy.kernel_squashfs_allowed() => image::mount_kernel(sys, &image, policy)?,
         // The kernel may not parse this image: FUSE, as in user-namespace mode.
-        _ => {
-            let fuse =
-                userns::open_fuse().ok_or(StarterError::Refused("FUSE is unavailable (/dev/fuse cannot be opened)"))?;
-            let c = root.caller();
-            let tree = image::mount_fuse(sys, fuse.as_fd(), c.uid, c.gid, true)?;
-            userns::spawn_squashfuse(&image, &fuse, Some(c))?;
-            tree
-        }
+        _ => userns::mount_squashfuse(sys, &image, (root.caller().uid, root.caller().gid), Some(root.caller()))?.0,
     };
     drop(image);
     sys::unshare(libc::CLONE_NEWNS | ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
@@ -90,7 +83,8 @@ fn run_setuid(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::I
     }
     rootfs::build(sys, &root, plan, policy, tree, &ops, trees)?;
     let user = creds::drop_all(root)?;
-    finish(user, plan).map(|n| match n {})
+    let Err(e) = finish(user, plan);
+    Err(e)
 }
 
 /// Everything inside a user namespace. The parent keeps its own mount namespace (the image
@@ -110,16 +104,9 @@ fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: imag
             .openat2(sys::AT_FDCWD, ".", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
             .map_err(syserr("cannot open the sandbox"))?;
     }
-    let (uid, gid) = root.target();
     let (tree, daemon) = match image.kind {
         ImageKind::Sandbox => (image::mount_sandbox(sys, &image, plan.image.writable)?, None),
-        _ => {
-            let fuse =
-                userns::open_fuse().ok_or(StarterError::Refused("FUSE is unavailable (/dev/fuse cannot be opened)"))?;
-            // Mounted before the daemon starts: reading an unmounted /dev/fuse fails.
-            let tree = image::mount_fuse(sys, fuse.as_fd(), uid, gid, false)?;
-            (tree, Some(userns::spawn_squashfuse(&image, &fuse, None)?))
-        }
+        _ => userns::mount_squashfuse(sys, &image, root.target(), None).map(|(t, pid)| (t, Some(pid)))?,
     };
     drop(image);
     sys::unshare(ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
@@ -127,7 +114,7 @@ fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: imag
         Fork::Parent(pid) => pid,
         Fork::Child => {
             let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-            let err = container_userns(root, plan, policy, tree).err().expect("finish returns only on error");
+            let Err(err) = container_userns(root, plan, policy, tree);
             eprintln!("FATAL:   {err}");
             std::process::exit(255)
         }
@@ -162,14 +149,9 @@ fn finish(user: creds::User, plan: &ValidatedPlan) -> Result<Infallible> {
 }
 
 fn ns_flags(plan: &ValidatedPlan) -> i32 {
-    let ns = plan.namespaces;
-    [
-        (ns.pid, libc::CLONE_NEWPID),
-        (ns.ipc, libc::CLONE_NEWIPC),
-        (ns.uts, libc::CLONE_NEWUTS),
-        (ns.net, libc::CLONE_NEWNET),
-    ]
-    .iter()
-    .filter(|(on, _)| *on)
-    .fold(0, |acc, (_, f)| acc | f)
+    let (ns, flag) = (plan.namespaces, |on: bool, f: i32| if on { f } else { 0 });
+    flag(ns.pid, libc::CLONE_NEWPID)
+        | flag(ns.ipc, libc::CLONE_NEWIPC)
+        | flag(ns.uts, libc::CLONE_NEWUTS)
+        | flag(ns.net, libc::CLONE_NEWNET)
 }

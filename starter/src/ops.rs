@@ -43,7 +43,7 @@ fn cp(s: &str) -> ContainerPath {
 /// Turns the validated mounts into operations. Pure: no syscalls, unit-tested.
 pub fn plan_ops(plan: &ValidatedPlan) -> Vec<Op> {
     let mut ops = Vec::new();
-    let minimal_dev = plan.mounts.iter().any(|m| *m == Mount::Dev { minimal: true });
+    let minimal_dev = plan.mounts.contains(&Mount::Dev { minimal: true });
     for m in &plan.mounts {
         match m {
             // A new procfs needs a PID namespace we own; otherwise bind the host's, recursively
@@ -107,11 +107,7 @@ fn attr(on: bool, bit: u64) -> u64 {
 /// Executes `ops` under the container root `root`; `session` is the starter's private tmpfs
 /// for generated files; `trees` comes from `clone_sources`.
 pub fn apply(
-    sys: &dyn Sys,
-    root: BorrowedFd<'_>,
-    session: BorrowedFd<'_>,
-    ops: &[Op],
-    trees: Vec<Option<OwnedFd>>,
+    sys: &dyn Sys, root: BorrowedFd<'_>, session: BorrowedFd<'_>, ops: &[Op], trees: Vec<Option<OwnedFd>>,
 ) -> Result<()> {
     for (i, (op, tree)) in ops.iter().zip(trees).enumerate() {
         match op {
@@ -158,12 +154,7 @@ fn new_fs(sys: &dyn Sys, fs: &NewFs) -> std::result::Result<OwnedFd, Errno> {
 }
 
 fn bind_file(
-    sys: &dyn Sys,
-    root: BorrowedFd<'_>,
-    session: BorrowedFd<'_>,
-    i: usize,
-    dst: &ContainerPath,
-    contents: &str,
+    sys: &dyn Sys, root: BorrowedFd<'_>, session: BorrowedFd<'_>, i: usize, dst: &ContainerPath, contents: &str,
 ) -> Result<()> {
     let name = format!("file{i}");
     let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
@@ -198,11 +189,7 @@ pub fn destination<'a>(op: &'a Op, tree: Option<&OwnedFd>) -> Option<(&'a Contai
 /// way stops stubbing: `mountpoint` then resolves it inside the root, or reports it.
 /// Returns whether anything was created.
 pub fn stub(
-    sys: &dyn Sys,
-    image: BorrowedFd<'_>,
-    stubs: BorrowedFd<'_>,
-    dst: &ContainerPath,
-    dir: bool,
+    sys: &dyn Sys, image: BorrowedFd<'_>, stubs: BorrowedFd<'_>, dst: &ContainerPath, dir: bool,
 ) -> Result<bool> {
     let parts: Vec<&str> = dst.relative().split('/').collect();
     let resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_SYMLINKS;
@@ -233,11 +220,7 @@ pub fn stub(
 /// Opens `dst` inside `root` (O_PATH), creating it and missing parents as directories (or
 /// the last one as an empty file). `strict` refuses any symlink on the way.
 pub fn mountpoint(
-    sys: &dyn Sys,
-    root: BorrowedFd<'_>,
-    dst: &ContainerPath,
-    dir: bool,
-    strict: bool,
+    sys: &dyn Sys, root: BorrowedFd<'_>, dst: &ContainerPath, dir: bool, strict: bool,
 ) -> Result<OwnedFd> {
     let resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | attr(strict, sys::RESOLVE_NO_SYMLINKS);
     let open = |rel: &str| sys.openat2(root.as_raw_fd(), rel, libc::O_PATH, 0, resolve);

@@ -454,11 +454,7 @@ fn check_destination(dst: &str) -> Result<ContainerPath, PlanError> {
 }
 
 fn check_bind_rule(
-    src: &Path,
-    dst: &ContainerPath,
-    kind: BindKind,
-    policy: &Policy,
-    caller: &Caller,
+    src: &Path, dst: &ContainerPath, kind: BindKind, policy: &Policy, caller: &Caller,
 ) -> Result<(), PlanError> {
     let what = || format!("bind {src:?} to {:?}", dst.as_str());
     match kind {

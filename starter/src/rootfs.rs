@@ -9,17 +9,12 @@ use crate::sys::{self, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT
 use starter::plan::{Policy, ValidatedPlan};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-const MS_SLAVE: u64 = libc::MS_SLAVE as u64;
+const MS_SLAVE: u64 = libc::MS_SLAVE;
 const SESSION: &str = "/tmp";
 
 /// Builds the root from `image` (a detached mount) and the planned ops, then pivots.
 pub fn build(
-    sys: &dyn Sys,
-    root: &Root,
-    plan: &ValidatedPlan,
-    policy: &Policy,
-    image: OwnedFd,
-    ops: &[Op],
+    sys: &dyn Sys, root: &Root, plan: &ValidatedPlan, policy: &Policy, image: OwnedFd, ops: &[Op],
     trees: Vec<Option<OwnedFd>>,
 ) -> Result<()> {
     let slash = sys.openat2(AT_FDCWD, "/", libc::O_PATH, 0, 0).map_err(syserr("cannot open /"))?;

@@ -158,12 +158,7 @@ impl Sys for LinuxSys {
         owned(unsafe { libc::syscall(libc::SYS_open_tree, dir, p.as_ptr(), flags) })
     }
     fn mount_setattr(
-        &self,
-        fd: BorrowedFd<'_>,
-        set: u64,
-        clr: u64,
-        propagation: u64,
-        recursive: bool,
+        &self, fd: BorrowedFd<'_>, set: u64, clr: u64, propagation: u64, recursive: bool,
     ) -> SysResult<()> {
         let attr = MountAttr { set, clr, propagation, userns_fd: 0 };
         let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };

@@ -5,10 +5,10 @@
 use crate::creds::clear_caps;
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::image::Image;
-use crate::sys::{self, Fork};
+use crate::sys::{self, Fork, Sys};
 use caps::CapSet;
 use starter::plan::Caller;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Where the FUSE daemon may come from (root-owned system directories only).
@@ -32,18 +32,23 @@ fn write_proc(p: &'static str, text: &str) -> Result<()> {
     std::fs::write(p, text).map_err(|e| path("cannot write", p)(sys::Errno(e.raw_os_error().unwrap_or(libc::EIO))))
 }
 
-/// Opens /dev/fuse (inside the user namespace, as the mount must be) or None when FUSE is
-/// unavailable.
-pub fn open_fuse() -> Option<OwnedFd> {
-    use crate::sys::Sys;
-    sys::LinuxSys.openat2(sys::AT_FDCWD, "/dev/fuse", libc::O_RDWR, 0, sys::RESOLVE_NO_SYMLINKS).ok()
+/// Mounts the image through FUSE (detached) and starts squashfuse_ll serving it. The FUSE
+/// fd is mounted before the daemon starts (reading an unmounted /dev/fuse fails) and closed
+/// here afterwards, so a dead daemon makes accesses fail instead of hang. `ids` own the mount.
+pub fn mount_squashfuse(
+    sys: &dyn Sys, image: &Image, ids: (u32, u32), drop_to: Option<&Caller>,
+) -> Result<(OwnedFd, libc::pid_t)> {
+    let fuse = sys
+        .openat2(sys::AT_FDCWD, "/dev/fuse", libc::O_RDWR, 0, sys::RESOLVE_NO_SYMLINKS)
+        .map_err(path("FUSE is unavailable: cannot open", "/dev/fuse"))?;
+    let tree = crate::image::mount_fuse(sys, fuse.as_fd(), ids.0, ids.1, drop_to.is_some())?;
+    Ok((tree, spawn_squashfuse(image, &fuse, drop_to)?))
 }
 
-/// Starts squashfuse_ll serving `fuse` from the image region; it runs as the caller.
 /// With `drop_to` (setuid mode) the daemon is detached: it runs as the caller with no
 /// privilege, is reparented to init, and exits when the mount goes away, so the container
 /// process never sees an unexpected child.
-pub fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> Result<libc::pid_t> {
+fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> Result<libc::pid_t> {
     let bin = SQUASHFUSE
         .iter()
         .find(|p| std::path::Path::new(p).exists())
