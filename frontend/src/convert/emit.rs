@@ -4,8 +4,8 @@
 //! children), then the regular files layer by layer in the order their layer stores
 //! them, so each layer is decompressed once more and never held in memory, then the
 //! extra names of hardlinked files, pointing at the first name already written.
+//! The paths still needed after the walk (files, hardlinks) are kept in one byte arena.
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use anyhow::Result;
@@ -25,57 +25,80 @@ pub trait Sink {
     fn finish(&mut self) -> Result<()>;
 }
 
-/// A regular file whose data is in a layer.
-struct Pending {
-    path: Vec<u8>,
-    inode: InodeId,
+/// Paths stored back to back; a path is named by its `(start, end)` in the arena.
+#[derive(Default)]
+struct Paths {
+    bytes: Vec<u8>,
+}
+
+type PathRef = (u32, u32);
+
+impl Paths {
+    fn push(&mut self, p: &[u8]) -> PathRef {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(p);
+        (start, self.bytes.len() as u32)
+    }
+    fn get(&self, r: PathRef) -> &[u8] {
+        &self.bytes[r.0 as usize..r.1 as usize]
+    }
 }
 
 /// Streams `tree` into `sink`, reading file data from the layers.
 pub fn emit(tree: &Tree, open: &OpenLayer<'_>, layers: usize, sink: &mut dyn Sink) -> Result<()> {
-    let mut first_name: HashMap<InodeId, Vec<u8>> = HashMap::new();
-    let mut links: Vec<(Vec<u8>, InodeId)> = Vec::new();
-    let mut per_layer: Vec<Vec<(u32, Pending)>> = (0..layers).map(|_| Vec::new()).collect();
+    let mut paths = Paths::default();
+    // The first name written for each inode (hardlinks point at it); u32::MAX = none yet.
+    let mut first: Vec<PathRef> = vec![(u32::MAX, 0); tree.inode_count()];
+    let mut links: Vec<(PathRef, InodeId)> = Vec::new();
+    // Per layer: (entry ordinal, inode, path) of the files whose data it holds.
+    let mut per_layer: Vec<Vec<(u32, (InodeId, PathRef))>> =
+        (0..layers).map(|_| Vec::new()).collect();
 
-    for (path, node) in tree.walk() {
+    tree.visit(|path, node| -> Result<()> {
         let id = tree.inode_of(node);
         let inode = tree.inode(id);
         if !matches!(inode.kind, Kind::Dir) {
-            if first_name.contains_key(&id) {
-                links.push((path, id));
-                continue;
+            if first[id as usize].0 != u32::MAX {
+                links.push((paths.push(path), id));
+                return Ok(());
             }
-            first_name.insert(id, path.clone());
+            first[id as usize] = paths.push(path);
         }
         match &inode.kind {
-            Kind::Dir => sink.dir(&path, &inode.meta)?,
-            Kind::Symlink(target) => sink.symlink(&path, &inode.meta, target)?,
+            Kind::Dir => sink.dir(path, &inode.meta),
+            Kind::Symlink(target) => sink.symlink(path, &inode.meta, target),
             Kind::File {
-                source: Source::Inline(data),
+                source: Source::Inline(index),
                 ..
-            } => sink.file(&path, &inode.meta, data.len() as u64, &mut data.as_slice())?,
+            } => {
+                let data = tree.inline(*index);
+                sink.file(path, &inode.meta, data.len() as u64, &mut &data[..])
+            }
             Kind::File {
                 source: Source::Layer { layer, entry },
                 ..
-            } => per_layer[*layer as usize].push((*entry, Pending { path, inode: id })),
+            } => {
+                per_layer[*layer as usize].push((*entry, (id, first[id as usize])));
+                Ok(())
+            }
             Kind::Char { .. } | Kind::Block { .. } | Kind::Fifo => {
-                sink.special(&path, &inode.meta, &inode.kind)?
+                sink.special(path, &inode.meta, &inode.kind)
             }
         }
-    }
+    })?;
 
     for (i, mut wanted) in per_layer.into_iter().enumerate() {
         if wanted.is_empty() {
             continue;
         }
         wanted.sort_by_key(|(ordinal, _)| *ordinal);
-        read_wanted(open(i)?, &wanted, |p, size, data| {
-            sink.file(&p.path, &tree.inode(p.inode).meta, size, data)
+        read_wanted(open(i)?, &wanted, |(id, path), size, data| {
+            sink.file(paths.get(*path), &tree.inode(*id).meta, size, data)
         })?;
     }
 
     for (path, id) in links {
-        sink.hardlink(&path, &first_name[&id])?;
+        sink.hardlink(paths.get(path), paths.get(first[id as usize]))?;
     }
     sink.finish()
 }

@@ -222,7 +222,7 @@ pub fn inject(tree: &mut Tree, generated: &Generated, mtime: i64, layer: u16) {
         uid: 0,
         gid: 0,
         mtime,
-        xattrs: Vec::new(),
+        xattrs: None,
     };
     for dir in metadata::BASE_DIRS {
         tree.ensure_dir(dir.as_bytes(), layer);
@@ -233,13 +233,13 @@ pub fn inject(tree: &mut Tree, generated: &Generated, mtime: i64, layer: u16) {
             Some(i) => matches!(i.kind, Kind::Symlink(_)),
         };
         if replaceable {
-            let kind = Kind::Symlink(target.as_bytes().to_vec());
+            let kind = Kind::Symlink(target.as_bytes().into());
             tree.put_path(name.as_bytes(), kind, meta(0o777), layer);
         }
     }
     for (path, mode, content) in &generated.files {
         let kind = Kind::File {
-            source: Source::Inline(content.clone()),
+            source: Source::Inline(tree.add_inline(content.clone())),
             size: content.len() as u64,
         };
         tree.put_path(path.as_bytes(), kind, meta(*mode), layer);
@@ -390,12 +390,16 @@ mod tests {
         ));
         assert_eq!(
             t.get(b"singularity").unwrap().kind,
-            Kind::Symlink(b".singularity.d/runscript".to_vec())
+            Kind::Symlink(b".singularity.d/runscript".as_slice().into())
         );
-        assert!(matches!(
-            t.get(b"etc/hosts").unwrap().kind,
-            Kind::File { source: Source::Inline(ref c), .. } if c.is_empty()
-        ));
+        let Kind::File {
+            source: Source::Inline(i),
+            ..
+        } = t.get(b"etc/hosts").unwrap().kind
+        else {
+            panic!("etc/hosts is not a generated file")
+        };
+        assert!(t.inline(i).is_empty());
         assert!(matches!(t.get(b"var/tmp").unwrap().kind, Kind::Dir));
         assert!(matches!(
             t.get(b".singularity.d/env/94-appsbase.sh").unwrap().kind,

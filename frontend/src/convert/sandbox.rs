@@ -112,12 +112,12 @@ impl DirSink {
 
     fn set_owner_and_xattrs(&self, fd: impl AsFd, meta: &Meta, path: &[u8]) -> Result<()> {
         if self.as_root {
-            let uid = rustix::fs::Uid::from_raw(meta.uid as u32);
-            let gid = rustix::fs::Gid::from_raw(meta.gid as u32);
+            let uid = rustix::fs::Uid::from_raw(meta.uid);
+            let gid = rustix::fs::Gid::from_raw(meta.gid);
             rfs::fchown(&fd, Some(uid), Some(gid))
                 .with_context(|| format!("setting the owner of {}", show(path)))?;
         }
-        for (name, value) in &meta.xattrs {
+        for (name, value) in meta.xattrs.iter().flat_map(|x| x.iter()) {
             if let Err(e) = rfs::fsetxattr(&fd, name.as_slice(), value, rfs::XattrFlags::empty()) {
                 crate::debug!(
                     "not keeping xattr {:?} of {}: {e}",
@@ -169,8 +169,8 @@ impl Sink for DirSink {
         rfs::symlinkat(target, &parent, name)
             .with_context(|| format!("creating symlink {}", show(path)))?;
         if self.as_root {
-            let uid = rustix::fs::Uid::from_raw(meta.uid as u32);
-            let gid = rustix::fs::Gid::from_raw(meta.gid as u32);
+            let uid = rustix::fs::Uid::from_raw(meta.uid);
+            let gid = rustix::fs::Gid::from_raw(meta.gid);
             rfs::chownat(
                 &parent,
                 name,
@@ -204,8 +204,8 @@ impl Sink for DirSink {
         rfs::mknodat(&parent, name, ftype, Mode::from_raw_mode(0o600), dev)
             .with_context(|| format!("creating {}", show(path)))?;
         if self.as_root {
-            let uid = rustix::fs::Uid::from_raw(meta.uid as u32);
-            let gid = rustix::fs::Gid::from_raw(meta.gid as u32);
+            let uid = rustix::fs::Uid::from_raw(meta.uid);
+            let gid = rustix::fs::Gid::from_raw(meta.gid);
             rfs::chownat(
                 &parent,
                 name,

@@ -9,7 +9,7 @@ use std::io::Read;
 use anyhow::{Context, Result};
 use base64::Engine;
 
-use super::tree::{Entry, EntryKind, Meta, Tree};
+use super::tree::{Entry, EntryKind, Meta, Tree, Xattrs};
 
 /// Opens layer `i` (bottom first) as an uncompressed tar stream.
 pub type OpenLayer<'a> = dyn Fn(usize) -> Result<Box<dyn Read + Send>> + 'a;
@@ -73,22 +73,27 @@ pub fn parse_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Option<Entr
     };
     let meta = Meta {
         mode: header.mode().unwrap_or(0o644) & 0o7777,
-        uid: header.uid().unwrap_or(0),
-        gid: header.gid().unwrap_or(0),
+        uid: id32(header.uid().unwrap_or(0)),
+        gid: id32(header.gid().unwrap_or(0)),
         mtime: header.mtime().map(|t| t as i64).unwrap_or(0),
-        xattrs: Vec::new(),
+        xattrs: None,
     };
     let mut e = Entry { path, kind, meta };
     e.meta.xattrs = read_xattrs(entry)?;
     Ok(Some(e))
 }
 
+/// Ids above 32 bits cannot exist on Linux; such an entry gets the overflow id.
+fn id32(id: u64) -> u32 {
+    u32::try_from(id).unwrap_or(65534)
+}
+
 /// Extended attributes from `SCHILY.xattr.*` (GNU tar, Docker) and
 /// `LIBARCHIVE.xattr.*` (base64) PAX records.
-fn read_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+fn read_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Option<Box<Xattrs>>> {
     let mut out = Vec::new();
     let Some(exts) = entry.pax_extensions()? else {
-        return Ok(out);
+        return Ok(None);
     };
     for ext in exts {
         let ext = ext?;
@@ -101,7 +106,7 @@ fn read_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(Vec<u8>, V
             }
         }
     }
-    Ok(out)
+    Ok((!out.is_empty()).then(|| Box::new(out)))
 }
 
 /// Calls `f` with the data of the wanted entries of one layer. `wanted` must be sorted

@@ -51,10 +51,19 @@ pub fn write_with_tar2sqfs(
     out: &Path,
     procs: usize,
 ) -> Result<()> {
-    let mut child = Command::new(tar2sqfs)
-        .args(["--quiet", "--no-skip", "--force", "--compressor", "gzip"])
+    let mut cmd = Command::new(tar2sqfs);
+    cmd.args(["--quiet", "--no-skip", "--force", "--compressor", "gzip"])
         .arg("--num-jobs")
-        .arg(jobs(procs).to_string())
+        .arg(jobs(procs).to_string());
+    // The image's own time is the build time, as mksquashfs sets it, unless the user
+    // asks for a reproducible build (tar2sqfs then reads SOURCE_DATE_EPOCH itself).
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        cmd.arg("--defaults").arg(format!("mtime={now}"));
+    }
+    let mut child = cmd
         .arg(out)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -67,15 +67,15 @@ impl<W: Write> TarSink<W> {
         }
         h.set_entry_type(kind);
         h.set_mode(meta.mode & 0o7777);
-        if meta.uid > MAX_OCTAL_7 {
+        if u64::from(meta.uid) > MAX_OCTAL_7 {
             pax.push((b"uid".to_vec(), meta.uid.to_string().into_bytes()));
         } else {
-            h.set_uid(meta.uid);
+            h.set_uid(meta.uid.into());
         }
-        if meta.gid > MAX_OCTAL_7 {
+        if u64::from(meta.gid) > MAX_OCTAL_7 {
             pax.push((b"gid".to_vec(), meta.gid.to_string().into_bytes()));
         } else {
-            h.set_gid(meta.gid);
+            h.set_gid(meta.gid.into());
         }
         if meta.mtime < 0 || meta.mtime as u64 > MAX_OCTAL_11 {
             pax.push((b"mtime".to_vec(), meta.mtime.to_string().into_bytes()));
@@ -93,7 +93,7 @@ impl<W: Write> TarSink<W> {
             h.set_device_major(device.0)?;
             h.set_device_minor(device.1)?;
         }
-        for (k, v) in &meta.xattrs {
+        for (k, v) in meta.xattrs.iter().flat_map(|x| x.iter()) {
             let mut key = b"SCHILY.xattr.".to_vec();
             key.extend_from_slice(k);
             pax.push((key, v.clone()));
@@ -220,7 +220,7 @@ mod tests {
             uid: 5_000_000,
             gid: 7,
             mtime: 1_700_000_000,
-            xattrs: vec![(b"user.k".to_vec(), b"v\0bin".to_vec())],
+            xattrs: Some(Box::new(vec![(b"user.k".to_vec(), b"v\0bin".to_vec())])),
         };
         sink.dir(
             b"",
