@@ -4,8 +4,9 @@
 //! setuid mode (the default when starter-suid is installed) and with `--userns`.
 
 use apptainer_tests::{
-    fixture_oci_archive, fixtures_built, installed, require, setuid_starter, tempdir_for,
-    test_account, test_user_exists, user_namespaces_available, TempDir, UserCmd, TEST_USER,
+    docker_ref, fixture_oci_archive, fixtures_built, installed, registry_up, require,
+    setuid_starter, tempdir_for, test_account, test_user_exists, user_namespaces_available,
+    TempDir, UserCmd, TEST_USER,
 };
 use std::path::PathBuf;
 
@@ -133,6 +134,37 @@ fn no_eval_passes_arguments_literally(mode: Mode) {
     let evaluated = action(mode, "run", &img, &["$HOME"]);
     let home = test_account().home.display().to_string();
     assert_eq!(lines(&evaluated), ["[ep]".to_string(), format!("[{home}]")]);
+}
+
+#[test]
+fn docker_uri_is_converted_once_then_run_from_the_cache() {
+    require!(
+        ready() && registry_up(),
+        "installed apptainer, test user, fixtures and the local registry"
+    );
+    let dir = tempdir_for(TEST_USER);
+    let run = || {
+        UserCmd::new(&[
+            "run",
+            "--no-https",
+            &docker_ref("entrypoint:entrypoint-only"),
+            "x",
+        ])
+        .env("APPTAINER_CACHEDIR", dir.path())
+        .run()
+    };
+    let first = run();
+    assert_eq!(lines(&first), ["[ep]", "[x]"]);
+    assert!(
+        !first.stderr.contains("Using cached SIF image"),
+        "{first:?}"
+    );
+    let second = run();
+    assert_eq!(lines(&second), ["[ep]", "[x]"]);
+    assert!(
+        second.stderr.contains("INFO:    Using cached SIF image"),
+        "{second:?}"
+    );
 }
 
 macro_rules! both_modes {

@@ -153,6 +153,9 @@ pub struct ActionFlags {
     /// extract the image to a temporary sandbox and run from there
     #[arg(long = "unsquash", env = "APPTAINER_UNSQUASH", value_parser = boolish(), action = ArgAction::SetTrue)]
     pub unsquash: bool,
+    /// use http instead of https for docker:// registries (insecure)
+    #[arg(long = "no-https", visible_alias = "nohttps", env = "APPTAINER_NOHTTPS", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub no_https: bool,
     /// don't use the cache when converting a remote image
     #[arg(long = "disable-cache", env = "APPTAINER_DISABLE_CACHE", value_parser = boolish(), action = ArgAction::SetTrue)]
     pub disable_cache: bool,
@@ -258,6 +261,7 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
         app: f.app.or_else(|| std::env::var("APPTAINER_APPNAME").ok()),
         shell: f.shell,
         disable_cache: f.disable_cache,
+        no_https: f.no_https || envvars::flag("APPTAINER_NO_HTTPS"),
     })
 }
 

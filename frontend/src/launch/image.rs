@@ -26,12 +26,12 @@ const CONVERTED_SCHEMES: [&str; 6] = [
 ];
 
 /// Resolves what the user typed.
-pub fn resolve(image: &str, disable_cache: bool) -> Result<ResolvedImage> {
+pub fn resolve(image: &str, disable_cache: bool, no_https: bool) -> Result<ResolvedImage> {
     if image.starts_with("instance://") {
         bail!("{image}: running in instances is not supported by this build yet");
     }
     if let Some(scheme) = CONVERTED_SCHEMES.iter().find(|s| image.starts_with(*s)) {
-        let sif = convert_uri(image, scheme, disable_cache)?;
+        let sif = convert_uri(image, scheme, disable_cache, no_https)?;
         return local(&sif.to_string_lossy());
     }
     if let Some((scheme, _)) = image.split_once("://") {
@@ -40,9 +40,17 @@ pub fn resolve(image: &str, disable_cache: bool) -> Result<ResolvedImage> {
     local(image)
 }
 
-fn convert_uri(image: &str, scheme: &str, _disable_cache: bool) -> Result<PathBuf> {
-    // The pull code (crate::pull::sif_for_uri) is not part of this build yet.
-    bail!("{image}: {scheme} images need 'apptainer pull' support, which is not in this build yet")
+/// Converts (or reuses from the cache) the SIF of an OCI image URI. Registry flags come
+/// from the environment (`APPTAINER_NOHTTPS`, `APPTAINER_DOCKER_HOST`...), as for the
+/// reference's action commands.
+fn convert_uri(image: &str, scheme: &str, disable_cache: bool, no_https: bool) -> Result<PathBuf> {
+    if scheme == "library://" {
+        bail!("{image}: library:// images are not supported by this build yet");
+    }
+    let mut opts = crate::pull::PullOptions::from_env();
+    opts.disable_cache |= disable_cache;
+    opts.no_https |= no_https;
+    crate::pull::sif_for_uri(image, &opts).with_context(|| format!("while preparing {image}"))
 }
 
 /// A local path: made absolute against the current directory (not canonicalised: the
@@ -224,8 +232,8 @@ mod tests {
 
     #[test]
     fn instances_and_unknown_schemes_are_refused() {
-        assert!(resolve("instance://x", false).is_err());
-        let err = resolve("ftp://x/y", false).unwrap_err().to_string();
+        assert!(resolve("instance://x", false, false).is_err());
+        let err = resolve("ftp://x/y", false, false).unwrap_err().to_string();
         assert!(err.contains("unsupported image URI scheme"), "{err}");
     }
 

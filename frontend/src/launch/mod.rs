@@ -51,6 +51,8 @@ pub struct LaunchOptions {
     pub app: Option<String>,
     pub shell: Option<String>,
     pub disable_cache: bool,
+    /// `--no-https`: plain HTTP to registries for `docker://` images.
+    pub no_https: bool,
 }
 
 /// Starts `image` for `action`; on success the frontend is replaced by the starter.
@@ -63,7 +65,7 @@ pub fn launch(
 ) -> Result<()> {
     check_combinations(&opts)?;
     let conf = load_conf(g)?;
-    let img = image::resolve(image, opts.disable_cache)?;
+    let img = image::resolve(image, opts.disable_cache, opts.no_https)?;
     let id = Identity::current()?;
     let libexec_bin = Path::new(conf::paths::LIBEXECDIR).join("bin");
     let want_userns = opts.userns || opts.fakeroot;
