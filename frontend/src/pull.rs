@@ -98,6 +98,18 @@ fn hub_arch_namespace(source: &Source) -> Option<&'static str> {
     NAMESPACES.iter().find(|n| **n == first).copied()
 }
 
+/// Splits `--platform linux/<arch>[/<variant>]` into architecture and variant.
+pub fn split_platform(platform: &str) -> Result<(String, Option<String>)> {
+    let parts: Vec<&str> = platform.split('/').collect();
+    match parts.as_slice() {
+        ["linux", arch] if !arch.is_empty() => Ok((arch.to_string(), None)),
+        ["linux", arch, variant] if !arch.is_empty() && !variant.is_empty() => {
+            Ok((arch.to_string(), Some(variant.to_string())))
+        }
+        _ => bail!("invalid platform {platform:?}: expected linux/<arch>[/<variant>]"),
+    }
+}
+
 /// True if `APPTAINER_NOHTTPS` or `APPTAINER_NO_HTTPS` asks for plain HTTP.
 pub fn no_https_from_env() -> bool {
     env::flag("APPTAINER_NOHTTPS") || env::flag("APPTAINER_NO_HTTPS")
@@ -345,6 +357,20 @@ mod tests {
                 .unwrap(),
             host
         );
+    }
+
+    #[test]
+    fn platforms_split_into_arch_and_variant() {
+        assert_eq!(
+            split_platform("linux/arm64/v8").unwrap(),
+            ("arm64".into(), Some("v8".into()))
+        );
+        assert_eq!(
+            split_platform("linux/amd64").unwrap(),
+            ("amd64".into(), None)
+        );
+        assert!(split_platform("windows/amd64").is_err());
+        assert!(split_platform("amd64").is_err());
     }
 
     #[test]

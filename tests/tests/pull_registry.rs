@@ -221,6 +221,22 @@ fn multi_arch_index_resolves_to_the_host_or_the_requested_arch() {
         sif_cat(&tmp.path().join("arm.sif"), "etc/arch-marker").trim(),
         "arm64"
     );
+    apptainer_in(
+        tmp.path(),
+        &[
+            "pull",
+            "--no-https",
+            "--platform",
+            "linux/arm64/v8",
+            "plat.sif",
+            &reference,
+        ],
+    )
+    .assert_success();
+    assert_eq!(
+        sif_cat(&tmp.path().join("plat.sif"), "etc/arch-marker").trim(),
+        "arm64"
+    );
     assert_eq!(
         oci_tmp_entries(tmp.path()).len(),
         2,

@@ -27,6 +27,9 @@ pub struct Args {
     /// architecture variant
     #[arg(long = "arch-variant", env = "APPTAINER_BUILD_ARCH_VARIANT")]
     pub arch_variant: Option<String>,
+    /// platform to pull, as os/arch[/variant] (e.g. linux/arm64/v8)
+    #[arg(long, env = "APPTAINER_PLATFORM", conflicts_with_all = ["arch", "arch_variant"])]
+    pub platform: Option<String>,
     /// do not use cache or create cache
     #[arg(long = "disable-cache", env = "APPTAINER_DISABLE_CACHE", value_parser = super::boolish(), action = ArgAction::SetTrue)]
     pub disable_cache: bool,
@@ -54,9 +57,16 @@ pub fn run(args: Args, _g: &GlobalOpts) -> Result<()> {
 }
 
 fn build_from_source(args: &Args, source: &Source, sandbox: bool) -> Result<()> {
+    let (arch, arch_variant) = match &args.platform {
+        Some(p) => {
+            let (a, v) = pull::split_platform(p)?;
+            (Some(a), v)
+        }
+        None => (args.arch.clone(), args.arch_variant.clone()),
+    };
     let opts = PullOptions {
-        arch: args.arch.clone(),
-        arch_variant: args.arch_variant.clone(),
+        arch,
+        arch_variant,
         disable_cache: args.disable_cache,
         no_https: args.no_https || pull::no_https_from_env(),
         docker_host: args.docker_host.clone().or_else(pull::docker_host_from_env),

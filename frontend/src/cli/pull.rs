@@ -19,6 +19,9 @@ pub struct Args {
     /// architecture variant to pull from library or OCI registry
     #[arg(long = "arch-variant", env = "APPTAINER_PULL_ARCH_VARIANT")]
     pub arch_variant: Option<String>,
+    /// platform to pull, as os/arch[/variant] (e.g. linux/arm64/v8)
+    #[arg(long, env = "APPTAINER_PLATFORM", conflicts_with_all = ["arch", "arch_variant"])]
+    pub platform: Option<String>,
     /// download images to the specific directory
     #[arg(long, env = "APPTAINER_PULLDIR")]
     pub dir: Option<PathBuf>,
@@ -53,16 +56,23 @@ pub struct Args {
 
 impl Args {
     /// The options for the pull pipeline these flags select.
-    pub fn pull_options(&self) -> PullOptions {
-        PullOptions {
-            arch: self.arch.clone(),
-            arch_variant: self.arch_variant.clone(),
+    pub fn pull_options(&self) -> Result<PullOptions> {
+        let (arch, arch_variant) = match &self.platform {
+            Some(p) => {
+                let (a, v) = pull::split_platform(p)?;
+                (Some(a), v)
+            }
+            None => (self.arch.clone(), self.arch_variant.clone()),
+        };
+        Ok(PullOptions {
+            arch,
+            arch_variant,
             disable_cache: self.disable_cache,
             no_https: self.no_https || pull::no_https_from_env(),
             docker_host: self.docker_host.clone().or_else(pull::docker_host_from_env),
             credentials: Arc::new(NoCredentials),
             fix_perms: false,
-        }
+        })
     }
 }
 
@@ -95,7 +105,7 @@ pub fn run(args: Args, _g: &GlobalOpts) -> Result<()> {
         Some(dir) => dir.join(name),
         None => name,
     };
-    let opts = args.pull_options();
+    let opts = args.pull_options()?;
     if args.sandbox {
         pull::pull_to_sandbox(&source, &dest, args.force, &opts)
     } else {
