@@ -35,4 +35,5 @@ fi
 install -d -m 0755 "$STATE_DIR"
 registry_start
 fixtures_ensure
+"$SCRIPTS_DIR/auth-registry-setup.sh"
 say "test setup done: users apptest/apptest2, registry $REGISTRY_ADDR, fixtures in $FIXTURES_DIR"
