@@ -93,6 +93,13 @@ fn run_setuid(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::I
 fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: image::Image) -> Result<i32> {
     let sys = &LinuxSys;
     userns::enter(root.caller(), plan.fakeroot)?;
+    let fuse = image.kind == ImageKind::Sandbox
+        || std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
+    let scratch = if fuse { None } else { Some(userns::extract(sys, &image)?) };
+    if let Some((_, fd)) = &scratch {
+        image.fd = fd.try_clone().map_err(|_| StarterError::Refused("cannot duplicate the sandbox fd"))?;
+        image.kind = ImageKind::Sandbox;
+    }
     if image.kind == ImageKind::Sandbox {
         // Only mounts of our own namespace can be cloned, and the fd points into the host's:
         // the cwd is carried over into the new namespace, so clone from there.
@@ -123,6 +130,9 @@ fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: imag
     let code = userns::supervise(child);
     if let Some(d) = daemon {
         userns::stop_daemon(d);
+    }
+    if let Some((dir, _)) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
     }
     code
 }

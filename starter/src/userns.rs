@@ -9,6 +9,8 @@ use crate::sys::{self, Fork, Sys};
 use caps::CapSet;
 use starter::plan::Caller;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Where the FUSE daemon may come from (root-owned system directories only).
@@ -43,6 +45,45 @@ pub fn mount_squashfuse(
         .map_err(path("FUSE is unavailable: cannot open", "/dev/fuse"))?;
     let tree = crate::image::mount_fuse(sys, fuse.as_fd(), ids.0, ids.1, drop_to.is_some())?;
     Ok((tree, spawn_squashfuse(image, &fuse, drop_to)?))
+}
+
+/// Without FUSE the image is extracted, as the caller, to a new directory under /tmp, as
+/// the reference does; the supervisor deletes it afterwards. Returns the directory and an
+/// fd of the extracted root.
+pub fn extract(sys: &dyn Sys, image: &Image) -> Result<(PathBuf, OwnedFd)> {
+    eprintln!("WARNING: FUSE is unavailable: extracting {:?} to a temporary sandbox", image.shown);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let dir = PathBuf::from(format!("/tmp/rootfs-{}-{nanos}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|_| StarterError::Refused("cannot create a directory in /tmp"))?;
+    let root = dir.join("root").to_string_lossy().into_owned();
+    let (offset, src) = (image.offset.to_string(), format!("/dev/fd/{}", image.fd.as_raw_fd()));
+    let argv =
+        ["/usr/bin/unsquashfs", "-q", "-n", "-no-xattrs", "-ig", "-no-exit", "-o", &offset, "-d", &root, &src].map(String::from);
+    let pid = match sys::fork().map_err(syserr("fork"))? {
+        Fork::Parent(pid) => pid,
+        Fork::Child => {
+            let err = sys::clear_cloexec(image.fd.as_raw_fd()).err().unwrap_or_else(|| sys::execve(&argv, &[]));
+            eprintln!("FATAL:   cannot run unsquashfs: {err}");
+            std::process::exit(255)
+        }
+    };
+    let status = loop {
+        match sys::waitpid(pid) {
+            Err(sys::Errno(libc::EINTR)) => {}
+            r => break r.map_err(syserr("waitpid"))?,
+        }
+    };
+    let fd = sys.openat2(sys::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_NO_SYMLINKS);
+    match fd {
+        Ok(fd) if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 => Ok((dir, fd)),
+        _ => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(StarterError::Image { path: image.shown.clone(), why: "unsquashfs failed" })
+        }
+    }
 }
 
 /// With `drop_to` (setuid mode) the daemon is detached: it runs as the caller with no

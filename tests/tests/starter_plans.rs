@@ -600,3 +600,61 @@ fn sif_offset(sif: &Path) -> u64 {
         .unwrap()
         .offset
 }
+
+#[test]
+fn without_fuse_the_user_namespace_starter_extracts_to_a_temporary_sandbox() {
+    let _guard = serial();
+    require!(
+        fixture().is_some(),
+        "mksquashfs, gcc, busybox and the apptest user"
+    );
+    require!(
+        apptainer_tests::is_root() && have("unshare"),
+        "root and unshare, to hide /dev/fuse"
+    );
+    let Some(st) = starter(Mode::Userns) else {
+        return;
+    };
+    let f = fixture().unwrap();
+    let dir = user_tempdir();
+    let (plan_file, blocker) = (dir.path().join("plan.json"), dir.path().join("nofuse"));
+    std::fs::write(
+        &plan_file,
+        serde_json::to_vec(&plan(Mode::Userns, f, "/bin/showeuid | head -1")).unwrap(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plan_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(&blocker, "").unwrap();
+    let leftovers = || {
+        std::fs::read_dir("/tmp")
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("rootfs-")
+            })
+            .count()
+    };
+    let before = leftovers();
+    // In a private mount namespace, /dev/fuse is covered by a file the caller cannot open.
+    let script = "mount --bind \"$1\" /dev/fuse && exec setpriv --reuid=apptest --regid=apptest --init-groups \"$2\" 3<\"$3\"";
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .args([&blocker, &st, &plan_file])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.starts_with("WARNING: FUSE is unavailable: extracting"),
+        "{stderr}"
+    );
+    assert_eq!(stdout, format!("euid={}\n", test_account().uid), "{stderr}");
+    assert_eq!(leftovers(), before, "the temporary sandbox was not removed");
+}
