@@ -25,7 +25,12 @@ pub struct Image {
 pub fn open(sys: &dyn Sys, img: &PlanImage, policy: &Policy) -> Result<Image> {
     let shown = img.path.to_string_lossy().into_owned();
     let refuse = |why| StarterError::Image { path: shown.clone(), why };
-    let flags = if img.kind == ImageKind::Sandbox { libc::O_PATH | libc::O_DIRECTORY } else { libc::O_RDONLY };
+    // O_NONBLOCK: a FIFO in place of the image must not hang the starter.
+    let flags = if img.kind == ImageKind::Sandbox {
+        libc::O_PATH | libc::O_DIRECTORY
+    } else {
+        libc::O_RDONLY | libc::O_NONBLOCK
+    };
     let fd = sys
         .openat2(sys::AT_FDCWD, &shown, flags, 0, sys::RESOLVE_NO_MAGICLINKS)
         .map_err(path("cannot open image", &shown))?;

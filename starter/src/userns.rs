@@ -60,8 +60,8 @@ pub fn extract(sys: &dyn Sys, image: &Image) -> Result<(PathBuf, OwnedFd)> {
         .map_err(|_| StarterError::Refused("cannot create a directory in /tmp"))?;
     let root = dir.join("root").to_string_lossy().into_owned();
     let (offset, src) = (image.offset.to_string(), format!("/dev/fd/{}", image.fd.as_raw_fd()));
-    let argv =
-        ["/usr/bin/unsquashfs", "-q", "-n", "-no-xattrs", "-ig", "-no-exit", "-o", &offset, "-d", &root, &src].map(String::from);
+    let argv = ["/usr/bin/unsquashfs", "-q", "-n", "-no-xattrs", "-ig", "-no-exit", "-o", &offset, "-d", &root, &src]
+        .map(String::from);
     let pid = match sys::fork().map_err(syserr("fork"))? {
         Fork::Parent(pid) => pid,
         Fork::Child => {
