@@ -180,7 +180,8 @@ fn run_plan(starter: &Path, plan: &[u8], env: &[(&str, &str)]) -> Out {
         "/bin/sh",
         &[
             "-c",
-            "exec \"$0\" 3<\"$1\"",
+            // Extra inherited fds (5, 6, 9) must never reach the container.
+            "exec \"$0\" 3<\"$1\" 5</ 6</etc 9<\"$1\"",
             starter.to_str().unwrap(),
             file.to_str().unwrap(),
         ],
@@ -369,7 +370,13 @@ fn a_valid_plan_runs_confined(mode: Mode) {
     let out = run_plan(
         &st,
         &serde_json::to_vec(&p).unwrap(),
-        &[("LD_PRELOAD", f.preload.to_str().unwrap())],
+        &[
+            ("LD_PRELOAD", f.preload.to_str().unwrap()),
+            ("APPTAINER_CONF", "/tmp/evil.conf"),
+            ("RUST_BACKTRACE", "full"),
+            ("RUST_MIN_STACK", "1"),
+            ("RUST_LOG", "trace"),
+        ],
     );
     assert!(out.success(), "{out:?}");
     let o = &out.stdout;
@@ -409,7 +416,12 @@ fn a_valid_plan_runs_confined(mode: Mode) {
     assert!(o.contains("from-the-host"), "{out:?}");
     assert!(!Path::new("/etc/marker").exists());
     // The caller's own shell loads it; the setuid starter and the container must not.
-    assert!(!o.contains("LD_PRELOAD"), "{out:?}");
+    for injected in ["LD_PRELOAD", "APPTAINER_CONF", "RUST_"] {
+        assert!(
+            !o.contains(injected),
+            "{injected} reached the container: {out:?}"
+        );
+    }
     if matches!(mode, Mode::Setuid) {
         // It was in effect (the caller's sh loaded it), yet neither the starter nor anything
         // after it in the container did.
