@@ -72,3 +72,30 @@ impl Policy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{DevPolicy, SetuidMount};
+
+    #[test]
+    fn the_policy_follows_the_conf_directives() {
+        let text = "mount dev = minimal\nuser bind control = no\nallow pid ns = no\n\
+                    limit container paths = /scratch\nallow setuid-mount squashfs = iflimited\n\
+                    limit container owners = root, no-such-user-here\nsessiondir max size = 16\n";
+        let p = Policy::from_conf(&conf::parse_str("test.conf", text).unwrap());
+        assert_eq!(p.mount_dev, DevPolicy::Minimal);
+        assert!(!p.user_bind_control && !p.allow_ns.pid && p.allow_ns.user);
+        assert_eq!(p.limit_paths, [PathBuf::from("/scratch")]);
+        assert_eq!(p.limit_owners, [0], "unknown names allow nobody, known ones resolve");
+        assert_eq!(p.setuid_mount_squashfs, SetuidMount::IfLimited);
+        assert!(p.kernel_squashfs_allowed());
+        assert_eq!(p.sessiondir_max_size_mib, 16);
+    }
+
+    #[test]
+    fn owner_names_that_do_not_exist_allow_nobody() {
+        let c = conf::parse_str("t", "limit container owners = no-such-user-here\n").unwrap();
+        assert_eq!(Policy::from_conf(&c).limit_owners, [u32::MAX]);
+    }
+}
