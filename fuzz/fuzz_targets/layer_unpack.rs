@@ -52,9 +52,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = tree.warnings();
-    for (path, _) in tree.walk() {
-        check_name(&path, "tree");
-    }
+    let _ = tree.visit(|path, _| {
+        check_name(path, "tree");
+        Ok::<(), ()>(())
+    });
     to_tar(&tree, &open, layers.len());
     to_directory(&tree, &open, layers.len());
 });

@@ -105,19 +105,19 @@ fn policies() -> &'static [Policy; 3] {
 fn check_validated(plan: &Plan, v: &ValidatedPlan, policy: &Policy, caller: &Caller) {
     check_image_rules(plan, v, policy, caller);
     check_namespace_rules(v, policy, caller);
-    assert!(v.mounts().len() <= 256);
-    for m in v.mounts() {
+    assert!(v.mounts.len() <= 256);
+    for m in &v.mounts {
         check_mount(m, policy, caller);
     }
-    let argv0 = v.argv().first().expect("argv is never empty");
+    let argv0 = v.argv.first().expect("argv is never empty");
     ContainerPath::parse(argv0).expect("argv[0] is an absolute container path");
-    assert!(v.argv().iter().chain(v.env()).all(|s| !s.contains('\0')));
-    assert!(v.env().iter().all(|e| e.find('=').is_some_and(|i| i > 0)));
-    ContainerPath::parse(v.cwd().as_str()).expect("cwd re-parses");
+    assert!(v.argv.iter().chain(&v.env).all(|s| !s.contains('\0')));
+    assert!(v.env.iter().all(|e| e.find('=').is_some_and(|i| i > 0)));
+    ContainerPath::parse(v.cwd.as_str()).expect("cwd re-parses");
 }
 
 fn check_image_rules(plan: &Plan, v: &ValidatedPlan, policy: &Policy, caller: &Caller) {
-    let img = v.image();
+    let img = &v.image;
     assert!(img.path.is_absolute());
     assert!(plan::path_within_any(&img.path, &policy.limit_paths));
     if !policy.limit_paths.is_empty() {
@@ -132,14 +132,14 @@ fn check_image_rules(plan: &Plan, v: &ValidatedPlan, policy: &Policy, caller: &C
     if img.writable {
         assert!(img.kind == ImageKind::Sandbox && !caller.setuid);
     }
-    if v.writable_tmpfs() {
+    if v.writable_tmpfs {
         assert!(policy.enable_overlay);
     }
-    assert_eq!(v.hostname(), plan.hostname.as_deref());
+    assert_eq!(v.hostname, plan.hostname);
 }
 
 fn check_namespace_rules(v: &ValidatedPlan, policy: &Policy, caller: &Caller) {
-    let ns = v.namespaces();
+    let ns = v.namespaces;
     let a = policy.allow_ns;
     assert!(!ns.user || a.user);
     assert!(!ns.pid || a.pid);
@@ -147,11 +147,11 @@ fn check_namespace_rules(v: &ValidatedPlan, policy: &Policy, caller: &Caller) {
     assert!(!ns.uts || a.uts);
     assert!(!ns.net || a.net);
     if caller.setuid {
-        assert!(policy.allow_setuid && !ns.user && !v.fakeroot());
+        assert!(policy.allow_setuid && !ns.user && !v.fakeroot);
     } else {
         assert!(ns.user, "the user-namespace starter always creates one");
     }
-    if let Some(h) = v.hostname() {
+    if let Some(h) = &v.hostname {
         assert!(ns.uts && !h.is_empty() && h.len() <= 64);
         assert!(h
             .bytes()
