@@ -268,7 +268,7 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
 /// Options this build parses (so scripts that pass them get a clear answer) but whose
 /// machinery does not exist yet. Refusing is better than silently running without them.
 fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
-    let refused: [(&str, bool); 14] = [
+    let refused: [(&str, bool); 12] = [
         ("--scratch", !f.scratch.is_empty()),
         ("--overlay", !f.overlay.is_empty()),
         ("--network", !f.network.is_empty()),
@@ -281,8 +281,6 @@ fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
         ("--no-privs", f.no_privs),
         ("--security", !f.security.is_empty()),
         ("--unsquash", f.unsquash),
-        ("--writable", f.writable),
-        ("--fakeroot", f.fakeroot),
     ];
     if let Some((name, _)) = refused.iter().find(|(_, on)| *on) {
         bail!("{name} is not supported by this build yet");

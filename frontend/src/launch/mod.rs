@@ -68,7 +68,8 @@ pub fn launch(
     let img = image::resolve(image, opts.disable_cache, opts.no_https)?;
     let id = Identity::current()?;
     let libexec_bin = Path::new(conf::paths::LIBEXECDIR).join("bin");
-    let want_userns = opts.userns || opts.fakeroot;
+    // Fakeroot and writable sandboxes exist only in a user namespace here.
+    let want_userns = opts.userns || opts.fakeroot || opts.writable;
     let starter = starter_exec::choose(&libexec_bin, id.uid, want_userns, conf.allow_setuid)?;
     crate::debug!(
         "using starter {:?} (setuid: {})",
@@ -112,12 +113,22 @@ fn check_combinations(opts: &LaunchOptions) -> Result<()> {
     Ok(())
 }
 
+/// The conf the starter will apply. `--config` cannot change it: the starter only trusts its
+/// built-in path, so another file would make the frontend's early checks lie.
 fn load_conf(g: &GlobalOpts) -> Result<conf::Conf> {
-    let path = g
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(conf::paths::CONF_FILE));
-    conf::load(&path).map_err(|e| anyhow::anyhow!("{e}"))
+    let builtin = Path::new(conf::paths::CONF_FILE);
+    if let Some(other) = g.config.as_deref().filter(|p| *p != builtin) {
+        let suid = Path::new(conf::paths::LIBEXECDIR).join("bin/starter-suid");
+        if !nix::unistd::Uid::current().is_root() && suid.exists() {
+            bail!("--config requires to be root or an unprivileged installation");
+        }
+        bail!(
+            "--config {:?}: the action commands only use {:?} in this build",
+            other.display(),
+            builtin.display()
+        );
+    }
+    conf::load(builtin).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// What the frontend reads from the host and the image for the Plan.

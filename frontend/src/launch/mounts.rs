@@ -93,7 +93,8 @@ pub fn compute(
     let cwd = match &req.cwd {
         Some(c) => normalise_dst(c)?,
         None => {
-            let (cwd_mount, cwd) = cwd_mount(req, host.id, &mounts, &home_dst, &skip);
+            let home_mounted = home.mount.is_some().then_some(home_dst.as_str());
+            let (cwd_mount, cwd) = cwd_mount(req, host.id, &mounts, home_mounted, &skip);
             mounts.extend(cwd_mount);
             cwd
         }
@@ -263,28 +264,31 @@ fn user_bind(b: &BindSpec, cwd: &Path) -> Result<PlanMount> {
 
 /// The current directory is bound onto itself unless `--contain`, `--no-mount cwd`, or an
 /// earlier mount already shows it at the same path. The process starts there when it is
-/// visible, else in the home directory.
+/// visible; otherwise in the home directory when that is mounted, else in `/` (the
+/// reference's fallbacks when its chdir fails).
 fn cwd_mount(
     req: &MountRequest,
     id: &Identity,
     mounts: &[PlanMount],
-    home_dst: &str,
+    home: Option<&str>,
     skip: &dyn Fn(&str) -> bool,
 ) -> (Option<PlanMount>, String) {
+    let fallback = home.unwrap_or("/").to_string();
     let cwd = &id.cwd;
     let Some(cwd_str) = cwd
         .to_str()
         .filter(|s| normalise_dst(s).is_ok_and(|n| n == *s))
     else {
-        return (None, home_dst.to_string());
+        return (None, fallback);
     };
-    if covered(mounts, cwd) {
-        return (None, cwd_str.to_string());
-    }
+    // The root and the kernel filesystems exist in every container; they are never bound.
     let system =
         cwd == Path::new("/") || ["/proc", "/sys", "/dev"].iter().any(|s| cwd.starts_with(s));
-    if req.contain || skip("cwd") || system {
-        return (None, home_dst.to_string());
+    if system || covered(mounts, cwd) {
+        return (None, cwd_str.to_string());
+    }
+    if req.contain || skip("cwd") {
+        return (None, fallback);
     }
     let bind = PlanMount::Bind {
         src: cwd.clone(),
@@ -594,6 +598,20 @@ mod tests {
             err.to_string(),
             "bind source \"/no/such/dir\" does not exist"
         );
+    }
+
+    #[test]
+    fn without_a_mounted_home_the_process_starts_in_root() {
+        let f = Fixture::new();
+        let req = MountRequest {
+            contain: true,
+            no_home: true,
+            ..Default::default()
+        };
+        assert_eq!(f.plan(&req, &f.dir.path().join("data")).unwrap().cwd, "/");
+        let p = f.plan(&MountRequest::default(), Path::new("/")).unwrap();
+        assert_eq!(p.cwd, "/");
+        assert!(!dsts(&p).iter().any(|m| m.starts_with("Cwd:")));
     }
 
     #[test]

@@ -1,0 +1,352 @@
+//! Action options as the plain test user, in setuid mode and with `--userns`: `--contain`,
+//! `--no-home`, `--pwd`, `--env-file`, `APPTAINER_BIND` appended to `--bind`, `--no-mount`,
+//! `shell` and `test`, `--hostname`, and option errors.
+
+use apptainer_tests::{
+    fixture_oci_archive, fixtures_built, installed, require, setuid_starter, tempdir_for,
+    test_account, test_user_exists, user_namespaces_available, Out, TempDir, UserCmd, TEST_USER,
+};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Setuid,
+    Userns,
+}
+
+impl Mode {
+    fn available(self) -> bool {
+        match self {
+            Mode::Setuid => setuid_starter().is_some(),
+            Mode::Userns => user_namespaces_available(),
+        }
+    }
+}
+
+/// The `entrypoint:none` fixture as a SIF, pulled by the test user into its own directory.
+struct Image {
+    dir: TempDir,
+    sif: PathBuf,
+}
+
+fn pull() -> Image {
+    let dir = tempdir_for(TEST_USER);
+    let sif = dir.path().join("none.sif");
+    let src = format!(
+        "oci-archive:{}",
+        fixture_oci_archive("entrypoint", "none").display()
+    );
+    UserCmd::new(&["pull", sif.to_str().unwrap(), &src])
+        .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
+        .run()
+        .assert_success();
+    Image { dir, sif }
+}
+
+fn ready(mode: Mode) -> bool {
+    installed() && test_user_exists() && fixtures_built() && mode.available()
+}
+
+/// `apptainer ACTION [--userns] FLAGS... SIF ARGS...` as the test user.
+fn action(mode: Mode, action: &str, flags: &[&str], img: &Image, args: &[&str]) -> UserCmd {
+    let mut argv = vec![action];
+    if let Mode::Userns = mode {
+        argv.push("--userns");
+    }
+    argv.extend_from_slice(flags);
+    argv.push(img.sif.to_str().unwrap());
+    argv.extend_from_slice(args);
+    UserCmd::new(&argv)
+}
+
+fn sh(mode: Mode, flags: &[&str], img: &Image, script: &str) -> UserCmd {
+    action(mode, "exec", flags, img, &["/bin/sh", "-c", script])
+}
+
+fn stdout(out: &Out) -> &str {
+    out.assert_success();
+    out.stdout.trim_end()
+}
+
+fn contain_gives_an_empty_home_and_tmp(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let home = test_account().home;
+    std::fs::write(img.dir.path().join("host-file"), "x").unwrap();
+    let script = format!(
+        "ls -A $HOME | wc -l; ls -A /tmp | wc -l; test -e {}/host-file && echo host-file || echo no-host-file; pwd",
+        img.dir.path().display()
+    );
+    let out = sh(mode, &[], &img, &script).cwd(img.dir.path()).run();
+    assert!(
+        stdout(&out).contains("\nhost-file\n"),
+        "without --contain the host's /var/tmp is bound: {out:?}"
+    );
+    let out = sh(mode, &["--contain"], &img, &script)
+        .cwd(img.dir.path())
+        .run();
+    assert_eq!(
+        stdout(&out),
+        format!("0\n0\nno-host-file\n{}", home.display())
+    );
+}
+
+/// A file in the test user's real home directory, removed on drop.
+struct HomeMarker(PathBuf);
+
+impl HomeMarker {
+    fn new(tag: &str) -> HomeMarker {
+        let acct = test_account();
+        let path = acct.home.join(format!(".apptainer-test-marker-{tag}"));
+        std::fs::write(&path, "marker\n").unwrap();
+        std::os::unix::fs::chown(&path, Some(acct.uid), Some(acct.gid)).unwrap();
+        HomeMarker(path)
+    }
+}
+
+impl Drop for HomeMarker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn no_home_leaves_home_unmounted(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let marker = HomeMarker::new(&format!("{mode:?}"));
+    let script = format!("test -e {:?} && echo bound || echo not-bound", marker.0);
+    let out = sh(mode, &[], &img, &script).run();
+    assert_eq!(stdout(&out), "bound");
+    let out = sh(mode, &["--no-home"], &img, &script).cwd("/").run();
+    assert_eq!(stdout(&out), "not-bound");
+}
+
+fn pwd_sets_the_working_directory(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let out = sh(mode, &["--pwd", "/opt"], &img, "pwd").run();
+    assert_eq!(stdout(&out), "/opt");
+}
+
+fn env_file_is_evaluated_and_env_wins_over_it(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let file = img.dir.path().join("vars.env");
+    std::fs::write(&file, "A=one\nB=\"$A two\"\nJAVA_HOME=/from-file\n").unwrap();
+    let f = file.to_str().unwrap();
+    let out = sh(mode, &["--env-file", f], &img, "echo \"$A|$B|$JAVA_HOME\"").run();
+    assert_eq!(stdout(&out), "one|one two|/from-file");
+    let out = sh(mode, &["--env-file", f, "--env", "A=flag"], &img, "echo $A").run();
+    assert_eq!(stdout(&out), "flag");
+}
+
+fn bind_env_values_are_appended_to_the_flag(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let a = tempdir_for(TEST_USER);
+    let b = tempdir_for(TEST_USER);
+    std::fs::write(a.path().join("a"), "A\n").unwrap();
+    std::fs::write(b.path().join("b"), "B\n").unwrap();
+    let flag = format!("{}:/mnt/a", a.path().display());
+    let env = format!("{}:/mnt/b:ro", b.path().display());
+    let out = sh(mode, &["-B", &flag], &img, "cat /mnt/a/a /mnt/b/b")
+        .env("APPTAINER_BIND", &env)
+        .run();
+    assert_eq!(stdout(&out), "A\nB");
+}
+
+fn no_mount_tmp_hides_the_host_tmp(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    // The image's own /var/tmp is empty; the host's holds the test's directory.
+    let name = img
+        .dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let script = format!("test -e /var/tmp/{name} && echo host || echo image");
+    let out = sh(mode, &["--no-mount", "tmp"], &img, &script)
+        .cwd(test_account().home)
+        .run();
+    assert_eq!(stdout(&out), "image");
+    let out = sh(mode, &[], &img, &script).cwd(test_account().home).run();
+    assert_eq!(stdout(&out), "host");
+}
+
+fn shell_reads_commands_from_stdin(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let out = action(mode, "shell", &[], &img, &[])
+        .stdin("echo in-shell $JAVA_HOME\nexit 4\n")
+        .run();
+    assert_eq!(out.code(), 4, "{out:?}");
+    assert_eq!(out.stdout, "in-shell /opt/java\n");
+}
+
+fn test_without_a_test_script_says_so_and_succeeds(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let out = action(mode, "test", &[], &img, &[]).run();
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "INFO:    No test script found in container, exiting\n"
+    );
+}
+
+fn hostname_sets_the_uts_name(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let out = sh(
+        mode,
+        &["--hostname", "box1"],
+        &img,
+        "hostname; cat /etc/hostname",
+    )
+    .run();
+    assert_eq!(stdout(&out), "box1\nbox1");
+}
+
+#[test]
+fn fakeroot_maps_the_caller_to_root_with_home_at_root() {
+    require!(
+        ready(Mode::Userns),
+        "installed apptainer, test user, fixtures and user namespaces"
+    );
+    let img = pull();
+    let out = sh(Mode::Userns, &["--fakeroot"], &img, "id -u; echo $HOME").run();
+    assert_eq!(stdout(&out), "0\n/root");
+}
+
+#[test]
+fn writable_sandbox_keeps_changes() {
+    require!(
+        ready(Mode::Userns),
+        "installed apptainer, test user, fixtures and user namespaces"
+    );
+    let dir = tempdir_for(TEST_USER);
+    let sbx = dir.path().join("sbx");
+    let src = format!(
+        "oci-archive:{}",
+        fixture_oci_archive("entrypoint", "none").display()
+    );
+    UserCmd::new(&["pull", "--sandbox", sbx.to_str().unwrap(), &src])
+        .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
+        .run()
+        .assert_success();
+    let sbx_arg = sbx.to_str().unwrap();
+    let out = UserCmd::new(&[
+        "exec",
+        "--writable",
+        sbx_arg,
+        "/bin/sh",
+        "-c",
+        "echo kept > /opt/new",
+    ])
+    .run();
+    out.assert_success();
+    assert_eq!(
+        std::fs::read_to_string(sbx.join("opt/new")).unwrap(),
+        "kept\n"
+    );
+    // Without --writable the same sandbox is read-only.
+    let out = UserCmd::new(&["exec", sbx_arg, "/bin/sh", "-c", "echo x > /opt/other"]).run();
+    assert!(!out.success(), "{out:?}");
+    assert!(!sbx.join("opt/other").exists());
+}
+
+#[test]
+fn conflicting_writable_flags_are_refused() {
+    require!(
+        installed() && test_user_exists(),
+        "installed apptainer and test user"
+    );
+    let out = UserCmd::new(&[
+        "exec",
+        "--writable",
+        "--writable-tmpfs",
+        "/no/such.sif",
+        "true",
+    ])
+    .run();
+    assert_eq!(out.code(), 255, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "FATAL:   --writable and --writable-tmpfs cannot be used together\n"
+    );
+}
+
+#[test]
+fn config_is_refused_for_a_plain_user_with_the_setuid_starter() {
+    require!(
+        installed() && test_user_exists(),
+        "installed apptainer and test user"
+    );
+    require!(setuid_starter().is_some(), "starter installed setuid root");
+    let out = UserCmd::new(&[
+        "--config",
+        "/tmp/other.conf",
+        "exec",
+        "/no/such.sif",
+        "true",
+    ])
+    .run();
+    assert_eq!(out.code(), 255, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "FATAL:   --config requires to be root or an unprivileged installation\n"
+    );
+}
+
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod setuid {
+            $(#[test] fn $name() { super::$name(super::Mode::Setuid) })*
+        }
+        mod userns {
+            $(#[test] fn $name() { super::$name(super::Mode::Userns) })*
+        }
+    };
+}
+
+both_modes!(
+    contain_gives_an_empty_home_and_tmp,
+    no_home_leaves_home_unmounted,
+    pwd_sets_the_working_directory,
+    env_file_is_evaluated_and_env_wins_over_it,
+    bind_env_values_are_appended_to_the_flag,
+    no_mount_tmp_hides_the_host_tmp,
+    shell_reads_commands_from_stdin,
+    test_without_a_test_script_says_so_and_succeeds,
+    hostname_sets_the_uts_name,
+);
