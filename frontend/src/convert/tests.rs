@@ -336,6 +336,35 @@ fn a_sif_holds_the_merged_layers_and_the_reference_objects() {
 }
 
 #[test]
+fn the_mksquashfs_route_packs_the_same_tree() {
+    if !have("tar2sqfs") || !have("mksquashfs") || !have("unsquashfs") {
+        eprintln!("SKIPPED: tar2sqfs, mksquashfs and unsquashfs needed");
+        return;
+    }
+    let dir = tempdir();
+    let image = fixture(dir.path());
+    let mut lists = Vec::new();
+    for packer in [Packer::Tar2sqfs, Packer::Mksquashfs] {
+        let out = dir.path().join(format!("{packer:?}.sif"));
+        let opts = ConvertOptions {
+            tmpdir: dir.path().to_path_buf(),
+            packer,
+            ..ConvertOptions::default()
+        };
+        to_sif(&image, &out, &opts).unwrap();
+        // Ownership differs when not root (extraction makes the caller the owner), so
+        // compare names, types and permission bits.
+        let mut l: Vec<(String, String)> = list_squashfs(&out)
+            .into_iter()
+            .map(|(p, m, _)| (p, m))
+            .collect();
+        l.sort();
+        lists.push(l);
+    }
+    assert_eq!(lists[0], lists[1]);
+}
+
+#[test]
 fn a_sandbox_holds_the_merged_layers_inside_its_directory() {
     let dir = tempdir();
     let image = fixture(dir.path());
@@ -343,7 +372,7 @@ fn a_sandbox_holds_the_merged_layers_inside_its_directory() {
     let opts = ConvertOptions {
         tmpdir: dir.path().to_path_buf(),
         fix_perms: false,
-        procs: 0,
+        ..ConvertOptions::default()
     };
     to_sandbox(&image, &root, &opts).unwrap();
     assert_eq!(
@@ -404,6 +433,7 @@ fn fix_perms_gives_the_owner_rwx() {
         tmpdir: dir.path().to_path_buf(),
         fix_perms: true,
         procs: 1,
+        ..ConvertOptions::default()
     };
     to_sandbox(&image, &root, &opts).unwrap();
     assert_eq!(
