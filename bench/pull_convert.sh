@@ -56,7 +56,7 @@ for i in $(seq "$RUNS"); do
     measure skopeo root skopeo copy --quiet --src-tls-verify=false "docker://$REF" "oci:$d/ref/oci:latest"
     measure umoci root umoci unpack --image "$d/ref/oci:latest" "$d/ref/bundle"
     measure mksquashfs root mksquashfs "$d/ref/bundle/rootfs" "$d/ref/out.sqfs" -noappend -no-progress -comp gzip
-    ls -l "$d/ours/out.sif" "$d/ref/out.sqfs" | awk '{print "size", $9, $5}' >> "$WORK/sizes"
+    echo "run $i: SIF $(stat -c %s "$d/ours/out.sif") bytes, reference squashfs $(stat -c %s "$d/ref/out.sqfs") bytes" >> "$WORK/sizes"
     rm -rf "$d"
 done
 
@@ -75,3 +75,4 @@ ref = sum(med(l, 0) for l in ["skopeo", "umoci", "mksquashfs"])
 print(f"{'skopeo + umoci + mksquashfs':<34}{ref:>9.2f}")
 print(f"ours / reference pipeline: {med('ours',0)/ref:.2f} (goal <= 0.40), median of {sys.argv[2]} run(s)")
 EOF
+cat "$WORK/sizes"
