@@ -36,6 +36,9 @@ pub fn sanitize() -> Result<Mode> {
     if secure && euid != 0 {
         return Err(StarterError::Refused("the starter is set-id but not setuid root"));
     }
+    if !sys::stdio_open() {
+        return Err(StarterError::Refused("standard input, output and error must be open"));
+    }
     sys::reset_signal(libc::SIGPIPE);
     sys::reset_signal(libc::SIGCHLD);
     sys::clearenv();

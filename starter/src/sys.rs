@@ -224,6 +224,11 @@ impl Sys for LinuxSys {
 // Process-wide calls used only by the straight-line sequence in main.rs. They are not on
 // the trait because the unit-tested mount planning never makes them.
 
+/// Whether fds 0, 1 and 2 are all open (a closed one would be reused by our own opens).
+pub fn stdio_open() -> bool {
+    // SAFETY: F_GETFD only queries the flags of an fd number; no memory is involved.
+    (0..3).all(|fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)
+}
 pub fn getauxval_secure() -> bool {
     // SAFETY: getauxval only reads the auxiliary vector.
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
