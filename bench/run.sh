@@ -323,7 +323,7 @@ From: $REGISTRY/test/busybox:latest
     cat /built-by-bench
 EOF
     timed_rows build tiny "apptainer build x.sif x.def (ours, root)" root 1 \
-        "rm -f $d/x.sif" "cd $d && $APPTAINER build --no-https x.sif x.def" \
+        "rm -f $d/x.sif" "cd $d && $APPTAINER build --no-https x.sif x.def && test -s x.sif" \
         || say "build: not available yet"
 }
 
