@@ -1,6 +1,8 @@
 //! `apptainer`: the unprivileged frontend. It parses the command line, does all networking,
 //! conversion and caching, and hands a launch Plan to the starter.
 
+mod auth;
+mod build;
 mod cache;
 mod cli;
 mod convert;
@@ -8,6 +10,7 @@ mod deffile;
 mod env;
 mod launch;
 mod oci;
+mod oras;
 mod registry;
 mod sources;
 mod log;

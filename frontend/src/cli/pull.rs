@@ -4,12 +4,10 @@
 
 use super::GlobalOpts;
 use crate::pull::{self, PullOptions};
-use crate::registry::NoCredentials;
 use crate::sources::Source;
 use anyhow::{bail, Result};
 use clap::ArgAction;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -49,6 +47,8 @@ pub struct Args {
     /// specify a custom image name
     #[arg(long, hide = true)]
     pub name: Option<PathBuf>,
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
     /// [output file] <URI>
     #[arg(required = true, num_args = 1..=2, value_name = "ARGS")]
     pub args: Vec<String>,
@@ -70,7 +70,7 @@ impl Args {
             disable_cache: self.disable_cache,
             no_https: self.no_https || pull::no_https_from_env(),
             docker_host: self.docker_host.clone().or_else(pull::docker_host_from_env),
-            credentials: Arc::new(NoCredentials),
+            credentials: self.auth.store()?,
             fix_perms: false,
         })
     }
@@ -82,6 +82,9 @@ pub fn run(args: Args, _g: &GlobalOpts) -> Result<()> {
         [name, uri] => (Some(PathBuf::from(name)), uri.clone()),
         _ => bail!("pull takes an optional output file and a URI"),
     };
+    if uri.starts_with("oras://") {
+        return pull_oras(&args, name, &uri);
+    }
     let source = match Source::parse(&uri)? {
         Some(s) => s,
         // Apptainer reads a bare name as library://, which this build does not serve.
@@ -111,4 +114,29 @@ pub fn run(args: Args, _g: &GlobalOpts) -> Result<()> {
     } else {
         pull::pull_to_file(&source, &dest, args.force, &opts)
     }
+}
+
+/// `pull [dest] oras://host/repo:tag`: the SIF artifact, as is (see `crate::oras`).
+fn pull_oras(args: &Args, name: Option<PathBuf>, uri: &str) -> Result<()> {
+    if args.sandbox {
+        bail!("{uri}: --sandbox is not supported for oras:// images");
+    }
+    let reference = crate::oras::parse_reference(uri)?;
+    let name = name.or_else(|| args.name.clone()).unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "{}_{}.sif",
+            reference.short_name(),
+            reference.tag.as_deref().unwrap_or("latest")
+        ))
+    });
+    let dest = match &args.dir {
+        Some(dir) => dir.join(name),
+        None => name,
+    };
+    let target = crate::oras::Target {
+        credentials: args.auth.store()?.credentials_for(&reference.registry),
+        reference,
+        no_https: args.no_https || pull::no_https_from_env(),
+    };
+    crate::oras::pull(&target, &dest, args.force, args.disable_cache)
 }
