@@ -152,6 +152,16 @@ EOF
     die "docker-registry on $addr did not start: $(first_error "$dir/registry.log")"
 }
 
+# stop_own_registries: stop the registries this script started (pid files under $CACHE).
+stop_own_registries() {
+    local f
+    for f in "$CACHE"/registry-*/pid; do
+        [ -f "$f" ] || continue
+        kill "$(cat "$f")" 2> /dev/null || true
+        rm -f "$f"
+    done
+}
+
 # ensure_tls_registry: our TLS registry on :5443 (for ch-image), reused when it answers.
 ensure_tls_registry() {
     registry_ok "$TLS_ADDR" https || start_registry "$TLS_ADDR" tls
