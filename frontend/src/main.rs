@@ -2,6 +2,7 @@
 //! conversion and caching, and hands a launch Plan to the starter.
 
 mod auth;
+mod build;
 mod cache;
 mod cli;
 mod convert;

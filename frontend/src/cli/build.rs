@@ -42,6 +42,8 @@ pub struct Args {
     /// ensure owner has rwX permissions on all container content for oci/docker sources
     #[arg(long = "fix-perms", env = "APPTAINER_FIXPERMS", value_parser = super::boolish(), action = ArgAction::SetTrue)]
     pub fix_perms: bool,
+    #[command(flatten)]
+    pub def: crate::build::DefFlags,
     /// path of the image (SIF file or sandbox directory) to build
     pub image: PathBuf,
     /// what to build from: an image URI or a definition file
@@ -90,7 +92,7 @@ fn build_from_path(args: &Args, spec: &Path, sandbox: bool) -> Result<()> {
     }
     match local::classify(spec) {
         Some(kind) => build_from_local(args, spec, kind, sandbox),
-        None => super::unimplemented("build from a definition file"),
+        None => build_from_deffile(args, spec, sandbox),
     }
 }
 
@@ -133,4 +135,32 @@ fn build_from_local(args: &Args, spec: &Path, kind: LocalKind, sandbox: bool) ->
     }
     info!("Build complete: {}", dest.display());
     Ok(())
+}
+
+/// A definition file: the definition-file builder (`crate::build`).
+fn build_from_deffile(args: &Args, spec: &Path, sandbox: bool) -> Result<()> {
+    let (arch, arch_variant) = match &args.platform {
+        Some(p) => {
+            let (a, v) = pull::split_platform(p)?;
+            (Some(a), v)
+        }
+        None => (args.arch.clone(), args.arch_variant.clone()),
+    };
+    let pull_opts = PullOptions {
+        arch,
+        arch_variant,
+        disable_cache: args.disable_cache,
+        no_https: args.no_https || pull::no_https_from_env(),
+        docker_host: args.docker_host.clone().or_else(pull::docker_host_from_env),
+        credentials: Arc::new(NoCredentials),
+        fix_perms: args.fix_perms,
+    };
+    let opts = crate::build::BuildOptions::from_flags(
+        &args.def,
+        sandbox,
+        args.force,
+        args.fix_perms,
+        pull_opts,
+    );
+    crate::build::build_from_deffile(spec, &args.image, &opts)
 }

@@ -16,7 +16,7 @@ mod tests;
 pub use error::{BuildArgError, DefError, DefErrorKind};
 pub use header::{Agent, Header, HeaderEntry};
 pub use parse::{parse, parse_bytes, parse_untemplated};
-pub use section::{FileCopy, Section, SectionKind};
+pub use section::{parse_labels, FileCopy, Section, SectionKind};
 pub use template::BuildArgs;
 
 /// One line of the file, numbered from 1. After templating a line may be split in several that

@@ -1,0 +1,137 @@
+//! The output of a build: the last stage's root as a SIF (gzip squashfs made with
+//! mksquashfs on every core, the definition file and `inspect-metadata.json` beside it, as
+//! the reference stores them) or as a sandbox directory. Either appears complete or not at
+//! all.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::{inspect, remove_tree, BuildOptions};
+use crate::deffile::DefFile;
+
+pub fn to_sif(
+    root: &Path,
+    out: &Path,
+    def: &DefFile,
+    opts: &BuildOptions,
+    work: &Path,
+) -> Result<()> {
+    use sif::write::{
+        create_container, CreateOptions, DataSource, DescriptorInput, RUN_SINGULARITY,
+    };
+    crate::info!("Creating SIF file...");
+    let squashfs = work.join("rootfs.sqfs");
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut cmd = Command::new("mksquashfs");
+    cmd.arg(root)
+        .arg(&squashfs)
+        .args([
+            "-noappend",
+            "-comp",
+            "gzip",
+            "-no-progress",
+            "-quiet",
+            "-processors",
+        ])
+        .arg(jobs.to_string());
+    if opts.fakeroot && !nix::unistd::geteuid().is_root() {
+        // Inside the fakeroot build every file belonged to root; on the host they belong
+        // to the caller. The image records what the build saw.
+        cmd.arg("-all-root");
+    }
+    let output = cmd
+        .output()
+        .context("running mksquashfs (is squashfs-tools installed?)")?;
+    if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        bail!(
+            "mksquashfs failed ({}): {}",
+            output.status,
+            err.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+        );
+    }
+    let part =
+        fs::File::open(&squashfs).with_context(|| format!("opening {}", squashfs.display()))?;
+    let arch = sif::Arch::host().unwrap_or(sif::Arch::Amd64);
+    let inputs = vec![
+        DescriptorInput::new(
+            sif::DataType::Deffile,
+            DataSource::Bytes(def.templated_text().into_bytes()),
+        ),
+        DescriptorInput::new(
+            sif::DataType::GenericJson,
+            DataSource::Bytes(inspect::sif_object(root)),
+        )
+        .name("inspect-metadata.json"),
+        DescriptorInput::new(sif::DataType::Partition, DataSource::File(part)).partition(
+            sif::FsType::Squash,
+            sif::PartType::PrimSys,
+            arch,
+        ),
+    ];
+    if out.is_dir() && !out.is_symlink() {
+        // Only reached with --force (the output check refused otherwise).
+        remove_tree(out);
+    }
+    let create = CreateOptions {
+        launch_script: RUN_SINGULARITY.to_string(),
+        ..CreateOptions::default()
+    };
+    create_container(out, create, inputs).with_context(|| format!("writing {}", out.display()))
+}
+
+/// Moves the root into place; across filesystems it is copied beside `out` first.
+pub fn to_sandbox(root: &Path, out: &Path, force: bool) -> Result<()> {
+    crate::info!("Creating sandbox directory...");
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let staged = match fs::rename(root, parent.join(temp_name(out))) {
+        Ok(()) => parent.join(temp_name(out)),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let dest = parent.join(temp_name(out));
+            let status = Command::new("cp")
+                .arg("-a")
+                .arg(root)
+                .arg(&dest)
+                .status()
+                .context("running cp")?;
+            if !status.success() {
+                remove_tree(&dest);
+                bail!("copying the sandbox to {} failed", parent.display());
+            }
+            dest
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("moving the sandbox into {}", parent.display()))
+        }
+    };
+    if force && fs::symlink_metadata(out).is_ok() {
+        if out.is_dir() && !out.is_symlink() {
+            remove_tree(out);
+        } else {
+            let _ = fs::remove_file(out);
+        }
+    }
+    if let Err(e) = fs::rename(&staged, out) {
+        remove_tree(&staged);
+        return Err(e).with_context(|| format!("moving the sandbox to {}", out.display()));
+    }
+    Ok(())
+}
+
+fn temp_name(out: &Path) -> String {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sandbox".into());
+    format!(".{name}.build-{}", std::process::id())
+}

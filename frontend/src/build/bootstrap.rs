@@ -1,0 +1,214 @@
+//! Bootstrap agents: the base root filesystem of a stage, put at `ctx.rootfs` (which does
+//! not exist yet). OCI agents reuse the pull pipeline (cache, verification, conversion to a
+//! sandbox with the image's `/.singularity.d`); `localimage` unpacks a SIF or copies a
+//! sandbox; `scratch` starts empty; `debootstrap` runs Debian's debootstrap (root only).
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::StageContext;
+use crate::deffile::Agent;
+use crate::sources::local::{self, LocalKind};
+use crate::sources::Source;
+
+pub fn run(ctx: &StageContext<'_>) -> Result<()> {
+    let header = &ctx.stage.header;
+    let from = header.from().unwrap_or("").trim();
+    match header.agent {
+        Agent::Docker
+        | Agent::DockerArchive
+        | Agent::DockerDaemon
+        | Agent::Oci
+        | Agent::OciArchive => {
+            let uri = oci_uri(
+                header.agent,
+                from,
+                header.get("registry"),
+                header.get("namespace"),
+            );
+            let source = Source::parse(&uri)?
+                .with_context(|| format!("{uri:?} is not an image reference"))?;
+            let mut pull = ctx.opts.pull.clone();
+            pull.fix_perms |= ctx.opts.fix_perms;
+            crate::pull::pull_to_sandbox(&source, ctx.rootfs, false, &pull)
+        }
+        Agent::Localimage => localimage(Path::new(from), ctx.rootfs),
+        Agent::Scratch => {
+            fs::create_dir(ctx.rootfs).with_context(|| format!("creating {}", ctx.rootfs.display()))
+        }
+        Agent::Debootstrap => debootstrap(ctx),
+        other => bail!(
+            "bootstrap agent {:?} is not supported by this build",
+            other.name()
+        ),
+    }
+}
+
+/// The image URI of an OCI agent's `From:`, with `Registry:` and `Namespace:` prefixed as
+/// the reference does for `docker`.
+fn oci_uri(agent: Agent, from: &str, registry: Option<&str>, namespace: Option<&str>) -> String {
+    match agent {
+        Agent::Docker => {
+            let mut name = from
+                .trim_start_matches("docker://")
+                .trim_start_matches('/')
+                .to_string();
+            if let Some(ns) = namespace.map(str::trim).filter(|n| !n.is_empty()) {
+                name = format!("{}/{name}", ns.trim_matches('/'));
+            }
+            if let Some(reg) = registry.map(str::trim).filter(|r| !r.is_empty()) {
+                name = format!("{}/{name}", reg.trim_end_matches('/'));
+            }
+            format!("docker://{name}")
+        }
+        other => {
+            let prefix = format!("{}:", other.name());
+            if from.starts_with(&prefix) {
+                from.to_string()
+            } else {
+                format!("{prefix}{from}")
+            }
+        }
+    }
+}
+
+fn localimage(from: &Path, rootfs: &Path) -> Result<()> {
+    match local::classify(from) {
+        Some(LocalKind::Sif) => local::sif_to_sandbox(from, rootfs),
+        Some(LocalKind::Sandbox) => copy_sandbox(from, rootfs),
+        None if from.exists() => bail!("{from:?} is neither a SIF image nor a sandbox directory"),
+        None => bail!("{from:?}: no such image"),
+    }
+}
+
+/// `cp -a` keeps ownership (as root), modes, links, special files and xattrs.
+fn copy_sandbox(from: &Path, rootfs: &Path) -> Result<()> {
+    fs::create_dir(rootfs).with_context(|| format!("creating {}", rootfs.display()))?;
+    let mut src = from.as_os_str().to_owned();
+    src.push("/.");
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(rootfs)
+        .output()
+        .context("running cp")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "copying sandbox {}: {}",
+            from.display(),
+            err.lines().next().unwrap_or("").trim()
+        );
+    }
+    Ok(())
+}
+
+/// Debian's debootstrap with the stage's `OSVersion`, `MirrorURL` and `Include`.
+fn debootstrap(ctx: &StageContext<'_>) -> Result<()> {
+    let header = &ctx.stage.header;
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the debootstrap agent needs root (debootstrap creates device nodes and sets ownership)");
+    }
+    let Some(program) = ["/usr/sbin/debootstrap", "/usr/bin/debootstrap"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+    else {
+        bail!("debootstrap is not installed (Debian package debootstrap)");
+    };
+    let suite = header
+        .get("osversion")
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let Some(suite) = suite else {
+        bail!("the debootstrap agent needs an \"OSVersion:\" header");
+    };
+    let mirror = header
+        .get("mirrorurl")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .or_else(debian_mirror)
+        .context("the debootstrap agent needs a \"MirrorURL:\" header (no Debian mirror configured on this machine)")?;
+    let mut cmd = Command::new(program);
+    cmd.arg("--variant=minbase");
+    if let Some(inc) = header
+        .get("include")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let list: Vec<&str> = inc.split([',', ' ']).filter(|s| !s.is_empty()).collect();
+        cmd.arg(format!("--include={}", list.join(",")));
+    }
+    cmd.arg(suite).arg(ctx.rootfs).arg(&mirror);
+    crate::info!("Running debootstrap {suite} from {mirror}");
+    let status = cmd.status().context("running debootstrap")?;
+    if !status.success() {
+        bail!("debootstrap failed ({status})");
+    }
+    Ok(())
+}
+
+/// The first `deb` mirror the host's apt sources name, for a def file without `MirrorURL`.
+fn debian_mirror() -> Option<String> {
+    let mut texts = Vec::new();
+    for p in ["/etc/apt/sources.list"] {
+        if let Ok(t) = fs::read_to_string(p) {
+            texts.push(t);
+        }
+    }
+    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
+        for e in dir.flatten() {
+            if let Ok(t) = fs::read_to_string(e.path()) {
+                texts.push(t);
+            }
+        }
+    }
+    for t in texts {
+        for line in t.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("deb ") {
+                if let Some(url) = rest.split_whitespace().find(|w| w.starts_with("http")) {
+                    return Some(url.to_string());
+                }
+            }
+            if let Some(rest) = line.strip_prefix("URIs:") {
+                if let Some(url) = rest
+                    .split_whitespace()
+                    .find(|w| w.starts_with("http") && !w.contains("security"))
+                {
+                    return Some(url.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_uri_takes_registry_and_namespace_prefixes() {
+        assert_eq!(
+            oci_uri(
+                Agent::Docker,
+                "busybox:latest",
+                Some("127.0.0.1:5000"),
+                Some("test")
+            ),
+            "docker://127.0.0.1:5000/test/busybox:latest"
+        );
+        assert_eq!(
+            oci_uri(Agent::Docker, "alpine", None, None),
+            "docker://alpine"
+        );
+        assert_eq!(
+            oci_uri(Agent::OciArchive, "/x/img.tar", None, None),
+            "oci-archive:/x/img.tar"
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! Building an image from a definition file (`apptainer build OUT DEF`).
+//!
+//! Each stage is built in its own sandbox under a private (0700) temporary directory in
+//! `$APPTAINER_TMPDIR`/`$TMPDIR`, in the reference's order: bootstrap, `%files from`,
+//! `%setup` (host), `%files`, `%post` (in the container, through a nested
+//! `apptainer exec --writable`, with `--fakeroot` when not root), metadata, `%test`.
+//! Only the last stage is assembled, into a SIF or a sandbox, under a temporary name and
+//! renamed, so a failed build leaves no output.
+
+mod apps;
+mod assemble;
+mod bootstrap;
+mod files;
+mod flags;
+pub mod inspect;
+mod labels;
+mod metadata;
+mod rootpath;
+mod scripts;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::deffile::{self, BuildArgs, DefFile, Stage};
+use crate::pull::PullOptions;
+
+pub use flags::DefFlags;
+
+/// What the command line asked for.
+pub struct BuildOptions {
+    pub sandbox: bool,
+    pub force: bool,
+    pub notest: bool,
+    /// `--section`: the sections to run (`all` by default; `none` runs none).
+    pub sections: Vec<String>,
+    pub update: bool,
+    /// `--fakeroot`, or implied for a non-root caller.
+    pub fakeroot: bool,
+    pub fix_perms: bool,
+    pub binds: Vec<String>,
+    pub writable_tmpfs: bool,
+    pub build_args: Vec<String>,
+    pub build_arg_file: Option<PathBuf>,
+    pub warn_unused_build_args: bool,
+    /// How bootstrap agents fetch their base image.
+    pub pull: PullOptions,
+}
+
+impl BuildOptions {
+    /// Whether `--section` lets `name` run, as the reference's `RunSection`.
+    pub fn runs(&self, name: &str) -> bool {
+        if self.sections.is_empty() {
+            return true;
+        }
+        self.sections
+            .iter()
+            .any(|s| s == "all" || s.eq_ignore_ascii_case(name))
+    }
+}
+
+impl BuildOptions {
+    /// Options from the command line. A caller who is not root builds with fakeroot, as
+    /// in the reference.
+    pub fn from_flags(
+        f: &DefFlags,
+        sandbox: bool,
+        force: bool,
+        fix_perms: bool,
+        pull: PullOptions,
+    ) -> BuildOptions {
+        BuildOptions {
+            sandbox,
+            force,
+            notest: f.notest,
+            sections: f
+                .section
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            update: f.update,
+            fakeroot: f.fakeroot || !nix::unistd::geteuid().is_root(),
+            fix_perms,
+            binds: f.bind.clone(),
+            writable_tmpfs: f.writable_tmpfs,
+            build_args: f.build_arg.clone(),
+            build_arg_file: f.build_arg_file.clone(),
+            warn_unused_build_args: f.warn_unused_build_args,
+            pull,
+        }
+    }
+}
+
+/// One stage's built root, kept for `%files from` of later stages.
+struct BuiltStage {
+    name: Option<String>,
+    index: usize,
+    rootfs: PathBuf,
+}
+
+/// Builds `out` from the definition file at `def_path`.
+pub fn build_from_deffile(def_path: &Path, out: &Path, opts: &BuildOptions) -> Result<()> {
+    let def = read_deffile(def_path, opts)?;
+    let update_in_place = opts.update && opts.sandbox && out.is_dir();
+    if opts.update && !opts.sandbox {
+        bail!("--update is only supported with --sandbox");
+    }
+    if !update_in_place {
+        crate::pull::check_output(out, opts.force)?;
+    }
+    let work = Workspace::create()?;
+    if !pulls_first(&def) {
+        // The pull pipeline says it for OCI bootstraps.
+        crate::info!("Starting build...");
+    }
+    let mut built: Vec<BuiltStage> = Vec::new();
+    let last = def.stages.len() - 1;
+    for (i, stage) in def.stages.iter().enumerate() {
+        let rootfs = if i == last && update_in_place {
+            out.to_path_buf()
+        } else {
+            let dir = work.path().join(format!("stage-{i}"));
+            fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.join("rootfs")
+        };
+        let ctx = StageContext {
+            def: &def,
+            stage,
+            index: i,
+            rootfs: &rootfs,
+            opts,
+            earlier: &built,
+            work: work.path(),
+            bootstrap: !(i == last && update_in_place),
+        };
+        build_stage(&ctx)?;
+        built.push(BuiltStage {
+            name: stage.name.clone(),
+            index: i,
+            rootfs,
+        });
+    }
+    let root = &built[last].rootfs;
+    if update_in_place {
+        crate::info!("Build complete: {}", out.display());
+        return Ok(());
+    }
+    if opts.sandbox {
+        assemble::to_sandbox(root, out, opts.force)?;
+    } else {
+        assemble::to_sif(root, out, &def, opts, work.path())?;
+    }
+    crate::info!("Build complete: {}", out.display());
+    Ok(())
+}
+
+fn pulls_first(def: &DefFile) -> bool {
+    use crate::deffile::Agent;
+    matches!(
+        def.stages[0].header.agent,
+        Agent::Docker | Agent::DockerArchive | Agent::DockerDaemon | Agent::Oci | Agent::OciArchive
+    )
+}
+
+/// Reads, templates and parses the definition file; reports its warnings and unused
+/// build args.
+fn read_deffile(def_path: &Path, opts: &BuildOptions) -> Result<DefFile> {
+    let name = def_path.display().to_string();
+    let bytes = fs::read(def_path).with_context(|| format!("reading {name}"))?;
+    let arg_file = match &opts.build_arg_file {
+        Some(p) => Some((
+            p.display().to_string(),
+            fs::read_to_string(p)
+                .with_context(|| format!("reading build arg file {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let args = BuildArgs::new(
+        &opts.build_args,
+        arg_file.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+    )?;
+    let def = deffile::parse_bytes(&name, &bytes, &args).map_err(|e| anyhow!("{e}"))?;
+    for w in &def.warnings {
+        crate::warning!("{w}");
+    }
+    if let Some(msg) = def.unused_build_args_message(opts.warn_unused_build_args) {
+        if opts.warn_unused_build_args {
+            crate::warning!("{msg}");
+        } else {
+            bail!("{msg}");
+        }
+    }
+    Ok(def)
+}
+
+/// Everything one stage's steps need.
+struct StageContext<'a> {
+    def: &'a DefFile,
+    stage: &'a Stage,
+    index: usize,
+    rootfs: &'a Path,
+    opts: &'a BuildOptions,
+    earlier: &'a [BuiltStage],
+    work: &'a Path,
+    /// False for `--update` of an existing sandbox: build on what is there.
+    bootstrap: bool,
+}
+
+impl StageContext<'_> {
+    fn label(&self) -> String {
+        match &self.stage.name {
+            Some(n) => format!("stage {n}"),
+            None => format!("stage {}", self.index + 1),
+        }
+    }
+}
+
+fn build_stage(ctx: &StageContext<'_>) -> Result<()> {
+    if ctx.def.stages.len() > 1 {
+        crate::info!("Building {}", ctx.label());
+    }
+    if ctx.bootstrap {
+        bootstrap::run(ctx).with_context(|| format!("while bootstrapping {}", ctx.label()))?;
+    }
+    metadata::ensure_base(ctx.rootfs)?;
+    let post_apps = apps::prepare(ctx)?;
+    if ctx.opts.runs("files") {
+        for block in ctx.stage.files().iter().filter(|b| b.from.is_some()) {
+            let from = block.from.as_deref().unwrap_or_default();
+            let src = ctx
+                .earlier
+                .iter()
+                .find(|s| s.name.as_deref() == Some(from) || s.index.to_string() == from)
+                .ok_or_else(|| anyhow!("%files from {from:?}: no earlier stage has that name"))?;
+            crate::info!("Copying files from {from}");
+            files::copy_all(&block.copies, Some(&src.rootfs), ctx.rootfs, &ctx.def.file)?;
+        }
+    }
+    if ctx.opts.runs("setup") {
+        scripts::run_setup(ctx)?;
+    }
+    if ctx.opts.runs("files") {
+        for block in ctx.stage.files().iter().filter(|b| b.from.is_none()) {
+            crate::info!("Copying files from host");
+            files::copy_all(&block.copies, None, ctx.rootfs, &ctx.def.file)?;
+        }
+    }
+    if ctx.opts.runs("post") {
+        scripts::run_post(ctx, &post_apps)?;
+    }
+    metadata::insert(ctx)?;
+    if !ctx.opts.notest && ctx.opts.runs("test") {
+        scripts::run_test(ctx)?;
+    }
+    Ok(())
+}
+
+/// The private temporary directory of one build, removed with everything in it (even
+/// directories the image made read-only) when the build ends.
+struct Workspace {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Workspace {
+    fn create() -> Result<Workspace> {
+        let base = ["APPTAINER_TMPDIR", "TMPDIR"]
+            .iter()
+            .find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        // tempfile makes the directory 0700: other users must not reach the root being built.
+        let dir = tempfile::Builder::new()
+            .prefix("build-temp-")
+            .tempdir_in(&base)
+            .with_context(|| format!("creating a temporary directory in {}", base.display()))?;
+        Ok(Workspace { dir: Some(dir) })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.as_ref().expect("workspace is open").path()
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let path = dir.keep();
+            remove_tree(&path);
+        }
+    }
+}
+
+/// Removes a tree, first giving the owner rwx on its directories (images have read-only
+/// ones, which would stop the removal).
+pub(crate) fn remove_tree(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if fs::remove_dir_all(root).is_ok() {
+        return;
+    }
+    for entry in walkdir::WalkDir::new(root).into_iter().flatten() {
+        if entry.file_type().is_dir() {
+            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
+        }
+    }
+    if let Err(e) = fs::remove_dir_all(root) {
+        crate::warning!("could not remove {}: {e}", root.display());
+    }
+}
