@@ -155,7 +155,7 @@ fn write_squashfs(
             )
         })?;
     let root = dir.path().join("root");
-    extract(tree, open, layers, &root, opts)?;
+    extract(tree, open, layers, &root, opts, false)?;
     let result = squashfs::write_with_mksquashfs(&mksquashfs, &root, out, opts.procs);
     remove_tree(&root);
     result
@@ -230,25 +230,29 @@ pub fn to_sandbox(image: &FetchedImage, dir: &Path, opts: &ConvertOptions) -> Re
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = extract(&prepared.tree, &open, image.layers.len(), &tmp, opts).and_then(|()| {
-        if dir.exists() {
-            fs::remove_dir(dir).with_context(|| format!("replacing empty {}", dir.display()))?;
-        }
-        fs::rename(&tmp, dir).with_context(|| format!("renaming into {}", dir.display()))
-    });
+    let result =
+        extract(&prepared.tree, &open, image.layers.len(), &tmp, opts, true).and_then(|()| {
+            if dir.exists() {
+                fs::remove_dir(dir)
+                    .with_context(|| format!("replacing empty {}", dir.display()))?;
+            }
+            fs::rename(&tmp, dir).with_context(|| format!("renaming into {}", dir.display()))
+        });
     if result.is_err() {
         remove_tree(&tmp);
     }
     result
 }
 
-/// Extracts the tree into a new directory `root`.
+/// Extracts the tree into a new directory `root`; `is_sandbox`: the user keeps it (so
+/// warn about directories they will not be able to remove).
 fn extract(
     tree: &Tree,
     open: &OpenLayer<'_>,
     layers: usize,
     root: &Path,
     opts: &ConvertOptions,
+    is_sandbox: bool,
 ) -> Result<()> {
     fs::create_dir(root).with_context(|| format!("creating {}", root.display()))?;
     let fd: OwnedFd = fs::File::open(root)
@@ -261,10 +265,11 @@ fn extract(
     if devices > 0 {
         crate::verbose!("skipped {devices} device nodes (only root can create them)");
     }
-    if restrictive > 0 {
-        crate::warning!(
-            "{restrictive} directories lack owner rwx permissions; use --fix-perms to be able to modify or delete the sandbox"
-        );
+    if restrictive > 0 && is_sandbox {
+        crate::debug!("{restrictive} directories without owner rwx permissions");
+        crate::warning!("The sandbox contains files/dirs that cannot be removed with 'rm'.");
+        crate::warning!("Use 'chmod -R u+rwX' to set permissions that allow removal.");
+        crate::warning!("Use the '--fix-perms' option to 'apptainer build' to modify permissions at build time.");
     }
     Ok(())
 }

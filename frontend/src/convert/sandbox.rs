@@ -137,7 +137,7 @@ impl Sink for DirSink {
             rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
                 .with_context(|| format!("creating directory {}", show(path)))?;
         }
-        if meta.mode & 0o700 != 0o700 && !self.fix_perms && !self.as_root {
+        if meta.mode & 0o700 != 0o700 && !self.fix_perms {
             self.restrictive_dirs += 1;
         }
         self.dirs.push((path.to_vec(), meta.clone()));

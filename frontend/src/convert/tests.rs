@@ -99,10 +99,21 @@ fn fixture(dir: &Path) -> FetchedImage {
         .file("escape/outside-convert-test", b"must stay inside")
         .file("etc/passwd", b"root:x:0:0::/root:/bin/bash\n")
         .finish();
+    // A layer written by our own tar writer, for its PAX xattr records.
+    let mut sink = super::tarsink::TarSink::new(Vec::new());
+    let meta = super::tree::Meta {
+        mode: 0o644,
+        xattrs: Some(Box::new(vec![(b"user.test".to_vec(), b"yes".to_vec())])),
+        ..Default::default()
+    };
+    super::emit::Sink::file(&mut sink, b"xattr-file", &meta, 2, &mut &b"x\n"[..]).unwrap();
+    super::emit::Sink::finish(&mut sink).unwrap();
+    let l4 = sink.into_inner();
     let blobs = [
         (gzip(&l1), "application/vnd.oci.image.layer.v1.tar+gzip"),
         (zstd(&l2), "application/vnd.oci.image.layer.v1.tar+zstd"),
         (l3, "application/vnd.oci.image.layer.v1.tar"),
+        (l4, "application/vnd.oci.image.layer.v1.tar"),
     ];
     let layers = blobs
         .into_iter()
@@ -168,12 +179,20 @@ fn list_squashfs(sif_path: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The `user.test` xattr of a file, if the filesystem kept it.
+fn user_xattr(path: &Path) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 64];
+    let n = rustix::fs::getxattr(path, "user.test", &mut buf[..]).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
 fn cat_squashfs(sif_path: &Path, path: &str, dir: &Path) -> Vec<u8> {
     let mut f = fs::File::open(sif_path).unwrap();
     let part = sif::primary_partition(&mut f).unwrap();
     let dest = dir.join(format!("cat-{}", path.replace('/', "_")));
     let out = Command::new("unsquashfs")
-        .args(["-no-xattrs", "-f", "-d"])
+        .args(["-f", "-d"])
         .arg(&dest)
         .arg("-o")
         .arg(part.offset.to_string())
@@ -237,6 +256,9 @@ fn a_sif_holds_the_merged_layers_and_the_reference_objects() {
         cat_squashfs(&out, "/usr/bin/tool-link", dir.path()),
         b"#!/bin/sh\necho tool\n"
     );
+    cat_squashfs(&out, "/xattr-file", dir.path());
+    let extracted = dir.path().join("cat-_xattr-file/xattr-file");
+    assert_eq!(user_xattr(&extracted), Some(b"yes".to_vec()));
     // /.singularity.d and the root symlinks.
     for p in [
         "/.singularity.d/actions/exec",
@@ -407,6 +429,7 @@ fn a_sandbox_holds_the_merged_layers_inside_its_directory() {
         0o500
     );
     assert!(root.join(".singularity.d/runscript").exists());
+    assert_eq!(user_xattr(&root.join("xattr-file")), Some(b"yes".to_vec()));
     assert_eq!(
         fs::read_link(root.join("singularity")).unwrap(),
         PathBuf::from(".singularity.d/runscript")
