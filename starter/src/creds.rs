@@ -47,6 +47,7 @@ pub fn sanitize() -> Result<Mode> {
     if secure {
         // A dumpable privileged process can be ptraced by the caller (CVE-2016-8659).
         sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(syserr("PR_SET_DUMPABLE"))?;
+        keep_only_needed_caps()?;
         let rgid = sys::getresgid().0;
         if !sys::setfsids(ruid, rgid) {
             return Err(StarterError::DropFailed("setfsuid to the caller"));
@@ -129,6 +130,20 @@ pub fn clear_caps(sets: &[CapSet]) -> Result<()> {
         if !caps::read(None, set).is_ok_and(|s| s.is_empty()) {
             return Err(StarterError::DropFailed("capabilities"));
         }
+    }
+    Ok(())
+}
+
+/// What the setuid starter needs until the drop: mounts and namespaces (SYS_ADMIN), the id
+/// changes (SETUID, SETGID, SETPCAP for the bounding set), and, with fsuid 0 only, reading
+/// the image's own directories to find mount points (DAC_*, FOWNER).
+fn keep_only_needed_caps() -> Result<()> {
+    use caps::Capability::*;
+    let keep = [CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER];
+    let keep: caps::CapsHashSet = keep.into_iter().collect();
+    clear_caps(&[CapSet::Ambient, CapSet::Inheritable])?;
+    for set in [CapSet::Effective, CapSet::Permitted] {
+        caps::set(None, set, &keep).map_err(|_| StarterError::DropFailed("reducing capabilities"))?;
     }
     Ok(())
 }
