@@ -87,18 +87,45 @@ pub fn emit(tree: &Tree, open: &OpenLayer<'_>, layers: usize, sink: &mut dyn Sin
         }
     })?;
 
+    let total: u64 = per_layer
+        .iter()
+        .flatten()
+        .map(|(_, (id, _))| match tree.inode(*id).kind {
+            Kind::File { size, .. } => size,
+            _ => 0,
+        })
+        .sum();
+    let bar = progress_bar(total);
     for (i, mut wanted) in per_layer.into_iter().enumerate() {
         if wanted.is_empty() {
             continue;
         }
         wanted.sort_by_key(|(ordinal, _)| *ordinal);
         read_wanted(open(i)?, &wanted, |(id, path), size, data| {
-            sink.file(paths.get(*path), &tree.inode(*id).meta, size, data)
+            sink.file(paths.get(*path), &tree.inode(*id).meta, size, data)?;
+            bar.inc(size);
+            Ok(())
         })?;
     }
+    bar.finish_and_clear();
 
     for (path, id) in links {
         sink.hardlink(paths.get(path), paths.get(first[id as usize]))?;
     }
     sink.finish()
+}
+
+/// A bar of the file bytes written, on a terminal only (`crate::log::progress_enabled`).
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    if !crate::log::progress_enabled() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(
+        "{bytes:>10} / {total_bytes:<10} [{wide_bar}] {percent:>3} %",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar
 }
