@@ -118,7 +118,9 @@ pub fn apply(
             }
             Op::BindHost { dst, devices, .. } => {
                 let tree = tree.expect("clone_sources cloned every bind");
-                let at = mountpoint(sys, root, dst, dir_mode(&tree).is_some(), *devices)?;
+                // The kernel filesystems must land on real directories, never via a symlink.
+                let strict = *devices || ["/proc", "/sys"].contains(&dst.as_str());
+                let at = mountpoint(sys, root, dst, dir_mode(&tree).is_some(), strict)?;
                 sys.move_mount(tree.as_fd(), at.as_fd()).map_err(path("cannot bind onto", dst.as_str()))?;
             }
             Op::File { dst, contents } => bind_file(sys, root, session, i, dst, contents)?,

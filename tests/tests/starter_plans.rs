@@ -32,6 +32,8 @@ __attribute__((constructor)) static void hit(void){fprintf(stderr,\"PRELOADED in
 struct Fixture {
     _dir: TempDir,
     sif: PathBuf,
+    /// /proc, /sys and /dev are symlinks to /etc in this one.
+    symlinked: PathBuf,
     preload: PathBuf,
     user_dir: PathBuf,
 }
@@ -82,41 +84,57 @@ fn build_fixture() -> Option<Fixture> {
         .ok()?;
     std::os::unix::fs::symlink("/etc", r.join("mnt/abs")).ok()?;
     std::os::unix::fs::symlink("../../../../etc", r.join("mnt/rel")).ok()?;
-    let sqfs = root.path().with_extension("sqfs");
-    let ok = Command::new("mksquashfs")
-        .arg(r)
-        .arg(&sqfs)
-        .args(["-noappend", "-quiet", "-no-progress"])
-        .status()
-        .ok()?;
-    assert!(ok.success(), "mksquashfs failed");
     let sif = dir.path().join("test.sif");
-    let part = sif::write::DescriptorInput::new(
-        sif::DataType::Partition,
-        sif::write::DataSource::File(std::fs::File::open(&sqfs).ok()?),
-    )
-    .partition(
-        sif::FsType::Squash,
-        sif::PartType::PrimSys,
-        sif::Arch::Amd64,
-    );
-    sif::write::create_container(&sif, sif::write::CreateOptions::default(), vec![part]).ok()?;
-    std::fs::remove_file(&sqfs).ok()?;
+    make_sif(r, &sif)?;
+    // The same image with /proc, /sys and /dev replaced by symlinks into /etc.
+    for d in ["proc", "sys", "dev"] {
+        std::fs::remove_dir_all(r.join(d)).ok()?;
+        std::os::unix::fs::symlink("/etc", r.join(d)).ok()?;
+    }
+    let symlinked = dir.path().join("symlinked.sif");
+    make_sif(r, &symlinked)?;
     let preload = dir.path().join("evil.so");
     compile(PRELOAD_C, &preload, &["-shared", "-fPIC"])?;
     let user_dir = dir.path().join("data");
     std::fs::create_dir(&user_dir).ok()?;
     std::fs::write(user_dir.join("marker"), "from-the-host\n").ok()?;
     let acct = test_account();
-    for p in [&sif, &preload, &user_dir, &user_dir.join("marker")] {
+    for p in [
+        &sif,
+        &symlinked,
+        &preload,
+        &user_dir,
+        &user_dir.join("marker"),
+    ] {
         std::os::unix::fs::chown(p, Some(acct.uid), Some(acct.gid)).ok()?;
     }
     Some(Fixture {
         _dir: dir,
         sif,
+        symlinked,
         preload,
         user_dir,
     })
+}
+
+/// Squashes `rootfs` and wraps it in a SIF at `sif`.
+fn make_sif(rootfs: &Path, sif: &Path) -> Option<()> {
+    let sqfs = sif.with_extension("sqfs");
+    let ok = Command::new("mksquashfs")
+        .arg(rootfs)
+        .arg(&sqfs)
+        .args(["-noappend", "-quiet", "-no-progress"])
+        .status()
+        .ok()?;
+    assert!(ok.success(), "mksquashfs failed");
+    let data = sif::write::DataSource::File(std::fs::File::open(&sqfs).ok()?);
+    let part = sif::write::DescriptorInput::new(sif::DataType::Partition, data).partition(
+        sif::FsType::Squash,
+        sif::PartType::PrimSys,
+        sif::Arch::Amd64,
+    );
+    sif::write::create_container(sif, sif::write::CreateOptions::default(), vec![part]).ok()?;
+    std::fs::remove_file(&sqfs).ok()
 }
 
 fn busybox_path() -> Option<PathBuf> {
@@ -532,11 +550,7 @@ fn a_pid_namespace_shows_only_the_containers_processes() {
     let f = fixture().unwrap();
     for mode in [Mode::Userns, Mode::Setuid] {
         let Some(st) = starter(mode) else { continue };
-        let mut p = plan(
-            mode,
-            f,
-            "echo pid=$$; echo /proc/[0-9]*; hostname",
-        );
+        let mut p = plan(mode, f, "echo pid=$$; echo /proc/[0-9]*; hostname");
         p["namespaces"]["pid"] = json!(true);
         p["namespaces"]["uts"] = json!(true);
         p["hostname"] = json!("box");
@@ -673,4 +687,33 @@ fn without_fuse_the_user_namespace_starter_extracts_to_a_temporary_sandbox() {
     );
     assert_eq!(stdout, format!("euid={}\n", test_account().uid), "{stderr}");
     assert_eq!(leftovers(), before, "the temporary sandbox was not removed");
+}
+
+#[test]
+fn kernel_filesystems_are_not_mounted_through_symlinks_in_the_image() {
+    let _guard = serial();
+    require!(
+        fixture().is_some(),
+        "mksquashfs, gcc, busybox and the apptest user"
+    );
+    let f = fixture().unwrap();
+    for mode in [Mode::Userns, Mode::Setuid] {
+        let Some(st) = starter(mode) else { continue };
+        for (mount, pid) in [
+            (json!("proc"), true),
+            (json!("proc"), false),
+            (json!("sys"), false),
+            (json!({"dev": {"minimal": true}}), false),
+        ] {
+            let mut p = plan(mode, f, "true");
+            p["image"]["path"] = json!(f.symlinked);
+            p["namespaces"]["pid"] = json!(pid);
+            p["mounts"] = json!([mount]);
+            assert_refused(
+                &st,
+                &serde_json::to_vec(&p).unwrap(),
+                "Too many levels of symbolic links",
+            );
+        }
+    }
 }
