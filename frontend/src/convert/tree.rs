@@ -249,8 +249,8 @@ impl Tree {
 
     /// Resolves `comps` to a directory, following symlinks inside the tree (an absolute
     /// target restarts at the root, `..` stops at the root). With `create`, missing
-    /// directories are made and a non-directory in the way is replaced, as extraction
-    /// onto disk would; without it, `None` when the path does not lead to a directory.
+    /// directories are made, as extraction onto disk would. `None` when the path does not
+    /// lead to a directory (a file in the way, a symlink loop).
     fn resolve_dir(&mut self, comps: &[&[u8]], create: Option<u16>) -> Option<NodeId> {
         let mut pending: VecDeque<Vec<u8>> = comps.iter().map(|c| c.to_vec()).collect();
         let mut cur = ROOT;
@@ -285,7 +285,10 @@ impl Tree {
                     }
                     continue;
                 }
-                Some(_) | None => match create {
+                // A file where a directory is needed: extraction onto disk fails here
+                // (ENOTDIR); the entry is skipped rather than the file replaced.
+                Some(_) => return None,
+                None => match create {
                     Some(layer) => self.implicit_dir(cur, &c, layer),
                     None => return None,
                 },
@@ -318,7 +321,7 @@ impl Tree {
         }
         let Some(dir) = self.resolve_dir(parents, Some(layer)) else {
             self.warn(format!(
-                "skipping {:?}: its parent directory cannot be resolved (symlink loop)",
+                "skipping {:?}: a file or a symlink loop is in the way of its parent directory",
                 String::from_utf8_lossy(&entry.path)
             ));
             return;
@@ -719,6 +722,20 @@ mod tests {
         layer(&mut t, 1, &[file("up/.wh.keep")]);
         // `up` resolves to the root itself, so the whiteout removes /keep inside the tree.
         assert_eq!(paths(&t), ["up"]);
+    }
+
+    #[test]
+    fn entries_below_a_file_are_skipped_and_the_file_kept() {
+        let mut t = Tree::new();
+        layer(
+            &mut t,
+            0,
+            &[file("etc/passwd"), symlink("link", "/etc/passwd")],
+        );
+        layer(&mut t, 1, &[file("etc/passwd/x"), file("link/y")]);
+        assert_eq!(paths(&t), ["etc", "etc/passwd", "link"]);
+        assert_eq!(source(&mut t, "etc/passwd"), Some((0, 0)));
+        assert_eq!(t.warnings().0.len(), 2);
     }
 
     #[test]
