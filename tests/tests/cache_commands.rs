@@ -133,8 +133,55 @@ fn clean_asks_first_and_removes_by_type() {
     );
     assert_eq!((count(&blobs), count(&oci_tmp)), (0, 1));
 
+    // An entry whose lock a pull holds is kept.
+    let entry = std::fs::read_dir(&oci_tmp)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .file_name();
+    let lock = tmp.path().join(format!(
+        "cachedir/cache/.locks/oci-tmp-{}.lock",
+        entry.to_string_lossy()
+    ));
+    let mut holder = std::process::Command::new("flock")
+        .arg("--no-fork")
+        .arg(&lock)
+        .args(["sleep", "600"])
+        .spawn()
+        .expect("flock");
+    // Wait until the holder has the lock (flock -n fails while it is held).
+    while std::process::Command::new("flock")
+        .arg("-n")
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let busy = apptainer_in(tmp.path(), &["cache", "clean", "-f"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    busy.assert_success();
+    assert!(
+        busy.stderr.contains("is in use by a pull: kept"),
+        "{busy:?}"
+    );
+    assert_eq!(count(&oci_tmp), 1);
+
     apptainer_in(tmp.path(), &["cache", "clean", "--force"]).assert_success();
     assert_eq!(count(&oci_tmp), 0);
+    let locks: Vec<_> = std::fs::read_dir(tmp.path().join("cachedir/cache/.locks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        locks.is_empty(),
+        "lock files of removed entries are left: {locks:?}"
+    );
     let list = apptainer_in(tmp.path(), &["cache", "list"]);
     assert!(
         list.stdout.contains("There are 0 container file(s)"),

@@ -4,6 +4,7 @@
 
 use super::KINDS;
 use anyhow::{bail, Context, Result};
+use fs4::fs_std::FileExt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -125,14 +126,33 @@ pub fn format_time(t: SystemTime) -> String {
     dt.format(&fmt).unwrap_or_default()
 }
 
-/// Removes one entry (file or directory).
-pub fn remove(entry: &Entry) -> Result<()> {
+/// Removes one entry (file or directory) and its lock file. Returns `false`, removing
+/// nothing, when a pull holds the entry's lock right now.
+pub fn remove(root: &Path, entry: &Entry) -> Result<bool> {
+    let lock_path = root
+        .join(".locks")
+        .join(format!("{}-{}.lock", entry.kind, entry.name));
+    let lock = match fs::OpenOptions::new().write(true).open(&lock_path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("opening {}", lock_path.display())),
+    };
+    if let Some(f) = &lock {
+        if !f.try_lock_exclusive().unwrap_or(false) {
+            return Ok(false);
+        }
+    }
     let result = if entry.path.is_dir() {
         fs::remove_dir_all(&entry.path)
     } else {
         fs::remove_file(&entry.path)
     };
-    result.with_context(|| format!("removing {}", entry.path.display()))
+    result.with_context(|| format!("removing {}", entry.path.display()))?;
+    if lock.is_some() {
+        // Lock files would otherwise pile up, one per blob ever pulled.
+        let _ = fs::remove_file(&lock_path);
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

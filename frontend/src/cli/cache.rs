@@ -129,8 +129,11 @@ fn clean(args: &CleanArgs) -> Result<()> {
             if args.dry_run {
                 info!("Would remove {} cache entry: {}", kind, e.name);
             } else {
-                info!("Removing {} cache entry: {}", kind, e.name);
-                listing::remove(e)?;
+                if listing::remove(&root, e)? {
+                    info!("Removing {} cache entry: {}", kind, e.name);
+                } else {
+                    crate::warning!("{} cache entry {} is in use by a pull: kept", kind, e.name);
+                }
             }
         }
     }
