@@ -310,19 +310,28 @@ fn is_loopback(host: &str) -> bool {
     h == "localhost" || h.starts_with("127.") || h == "[::1]"
 }
 
-/// A transport error in words; certificate problems say so plainly.
+/// A transport error in words, with its causes (rustls says why a handshake failed only
+/// there); certificate problems say so plainly.
 fn describe_transport(t: &ureq::Transport) -> String {
-    let msg = t
+    let mut msg = t
         .message()
         .map(String::from)
         .unwrap_or_else(|| t.kind().to_string());
-    if msg.contains("UnknownIssuer")
-        || msg.contains("certificate")
+    let mut cause = std::error::Error::source(t);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg = format!("{msg}: {text}");
+        }
+        cause = c.source();
+    }
+    if msg.contains("certificate")
+        || msg.contains("UnknownIssuer")
         || msg.contains("NotValidForName")
     {
         format!("TLS certificate not trusted ({msg}); install the registry's CA in the system trust store, or use --no-https only for a plain-HTTP registry")
     } else {
-        format!("{}: {msg}", t.kind())
+        msg
     }
 }
 
