@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
+pub mod token_server;
+
 /// Skips the current test (prints `SKIPPED: why` and returns) when `cond` is false, or
 /// panics when `CI=true`: CI must provide every prerequisite.
 #[macro_export]
