@@ -33,7 +33,14 @@ pub fn run(ctx: &StageContext<'_>) -> Result<()> {
                 .with_context(|| format!("{uri:?} is not an image reference"))?;
             let mut pull = ctx.opts.pull.clone();
             pull.fix_perms |= ctx.opts.fix_perms;
-            crate::pull::pull_to_sandbox(&source, ctx.rootfs, false, &pull)
+            crate::pull::pull_to_sandbox(&source, ctx.rootfs, false, &pull)?;
+            // The conversion records a definition naming the image; this build records
+            // its own, and an image pulled as a base has no history of its own.
+            let def = ctx.rootfs.join(".singularity.d/Singularity");
+            if fs::symlink_metadata(&def).is_ok() {
+                fs::remove_file(&def).context("removing the base image's definition")?;
+            }
+            Ok(())
         }
         Agent::Localimage => localimage(Path::new(from), ctx.rootfs),
         Agent::Scratch => {
