@@ -1,5 +1,5 @@
-//! Compiles the container's seccomp filters to BPF at build time, so the starter links no
-//! filter compiler. Two programs (seccomp stacks them; each has one match action):
+//! Compiles the container's seccomp filters to BPF at build time (as Rust statics in
+//! OUT_DIR/filters.rs), so the starter links no filter compiler. Two programs (seccomp stacks them; each has one match action):
 //! `tty.bpf` fails TIOCSTI/TIOCLINUX with EPERM, comparing only the low 32 bits of the ioctl
 //! request as the kernel does (CVE-2019-10063); `mountapi.bpf` fails the new mount API and
 //! clone3 with ENOSYS, so the container cannot reach host mounts through stray fds
@@ -27,7 +27,7 @@ fn main() {
         })
         .to_vec();
     let tty = BTreeMap::from([(libc::SYS_ioctl, ioctl_rules)]);
-    write(&out.join("tty.bpf"), tty, libc::EPERM, target);
+    let mut rust = program("TTY", tty, libc::EPERM, target);
 
     let mount_api = [
         libc::SYS_open_tree,
@@ -40,14 +40,17 @@ fn main() {
         libc::SYS_clone3,
     ];
     let rules = mount_api.iter().map(|&nr| (nr, vec![])).collect();
-    write(&out.join("mountapi.bpf"), rules, libc::ENOSYS, target);
+    rust += &program("MOUNT_API", rules, libc::ENOSYS, target);
+    std::fs::write(out.join("filters.rs"), rust).unwrap();
 }
 
-fn write(path: &std::path::Path, rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32, arch: TargetArch) {
+/// A `static NAME: &[libc::sock_filter]` item holding the compiled program.
+fn program(name: &str, rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32, arch: TargetArch) -> String {
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno as u32), arch).unwrap();
     let prog: BpfProgram = filter.try_into().unwrap();
-    // struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; } in native byte order.
-    let bytes: Vec<u8> =
-        prog.iter().flat_map(|f| [&f.code.to_ne_bytes()[..], &[f.jt, f.jf], &f.k.to_ne_bytes()[..]].concat()).collect();
-    std::fs::write(path, bytes).unwrap();
+    let body: String = prog
+        .iter()
+        .map(|f| format!("libc::sock_filter {{ code: {}, jt: {}, jf: {}, k: {} }},\n", f.code, f.jt, f.jf, f.k))
+        .collect();
+    format!("pub static {name}: &[libc::sock_filter] = &[\n{body}];\n")
 }

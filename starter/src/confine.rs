@@ -5,8 +5,7 @@ use crate::creds::User;
 use crate::error::{sys as syserr, Result};
 use crate::sys;
 
-static TTY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tty.bpf"));
-static MOUNT_API: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mountapi.bpf"));
+include!(concat!(env!("OUT_DIR"), "/filters.rs"));
 
 /// Installs both filters. Taking `&User` means this cannot run before the drop.
 pub fn apply(_user: &User) -> Result<()> {

@@ -39,11 +39,8 @@ pub fn sanitize() -> Result<Mode> {
     if !sys::stdio_open() {
         return Err(StarterError::Refused("standard input, output and error must be open"));
     }
-    sys::reset_signal(libc::SIGPIPE);
-    sys::reset_signal(libc::SIGCHLD);
-    sys::clearenv();
+    sys::reset_process();
     sys::close_range_from(4).map_err(syserr("close_range"))?;
-    sys::umask(0o022);
     if secure {
         // A dumpable privileged process can be ptraced by the caller (CVE-2016-8659).
         sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(syserr("PR_SET_DUMPABLE"))?;

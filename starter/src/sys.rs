@@ -331,10 +331,17 @@ pub fn clear_cloexec(fd: RawFd) -> SysResult<()> {
     // SAFETY: integer arguments; F_SETFD only changes the fd's flags.
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } as libc::c_long).map(drop)
 }
-/// Restores default dispositions (Rust sets SIGPIPE to ignore; a caller may ignore SIGCHLD).
-pub fn reset_signal(sig: i32) {
-    // SAFETY: SIG_DFL is always a valid disposition.
-    unsafe { libc::signal(sig, libc::SIG_DFL) };
+/// Default SIGPIPE and SIGCHLD (Rust ignores SIGPIPE; a caller may ignore SIGCHLD), an
+/// empty environment (nothing of the caller's is read after this), umask 022.
+pub fn reset_process() {
+    // SAFETY: SIG_DFL is always a valid disposition; the starter is single-threaded, so no
+    // other thread reads environ concurrently; umask takes an integer.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        libc::clearenv();
+        libc::umask(0o022);
+    }
 }
 /// Makes `sig` interrupt blocking calls and set a flag instead of killing the supervisor.
 pub fn catch_signal(sig: i32, handler: extern "C" fn(i32)) {
@@ -345,23 +352,12 @@ pub fn catch_signal(sig: i32, handler: extern "C" fn(i32)) {
         libc::sigaction(sig, &sa, std::ptr::null_mut());
     }
 }
-/// Installs one BPF program (bytes as struct sock_filter, native order) with SECCOMP_MODE_FILTER.
-pub fn seccomp_install(prog: &[u8]) -> SysResult<()> {
-    let filters: Vec<libc::sock_filter> = prog
-        .chunks_exact(8)
-        .map(|c| libc::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect();
-    let fprog = libc::sock_fprog { len: filters.len() as u16, filter: filters.as_ptr() as *mut _ };
-    // SAFETY: `fprog` points at `filters`, alive for the call; the kernel copies the program.
-    check(unsafe {
-        libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog as *const _ as libc::c_ulong, 0, 0)
-    } as libc::c_long)
-    .map(drop)
+/// Installs one BPF program with SECCOMP_MODE_FILTER.
+pub fn seccomp_install(prog: &[libc::sock_filter]) -> SysResult<()> {
+    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
+    let arg = &fprog as *const libc::sock_fprog as libc::c_ulong;
+    // SAFETY: `fprog` points at `prog`, alive for the call; the kernel copies the program.
+    check(unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, arg, 0, 0) } as libc::c_long).map(drop)
 }
 pub fn execve(argv: &[String], env: &[String]) -> Errno {
     let to_c = |v: &[String]| v.iter().map(|s| CString::new(s.as_str()).ok()).collect::<Option<Vec<_>>>();
@@ -418,13 +414,4 @@ pub fn read_fd(fd: RawFd, max: usize) -> SysResult<Vec<u8>> {
     }
     buf.truncate(len);
     Ok(buf)
-}
-/// Empties the environment; nothing of the caller's environment reaches any code after this.
-pub fn clearenv() {
-    // SAFETY: the starter is single-threaded, so no other thread reads environ concurrently.
-    unsafe { libc::clearenv() };
-}
-pub fn umask(mask: u32) {
-    // SAFETY: integer argument.
-    unsafe { libc::umask(mask) };
 }
