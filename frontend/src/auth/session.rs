@@ -28,6 +28,14 @@ pub enum SessionError {
         code: u16,
         detail: String,
     },
+    #[error("{what}: {registry} refused the access token from {realm} (HTTP {code}: {detail}); the token is invalid or expired, or these credentials lack access")]
+    TokenRefused {
+        what: String,
+        registry: String,
+        realm: String,
+        code: u16,
+        detail: String,
+    },
     #[error("{what}: registry {registry} answered HTTP {code} ({detail})")]
     Status {
         what: String,
@@ -83,6 +91,8 @@ pub struct Session {
     actions: &'static str,
     credentials: Credentials,
     authorization: Option<String>,
+    /// The realm of the current Bearer token, if any.
+    token_realm: Option<String>,
 }
 
 impl Session {
@@ -111,6 +121,7 @@ impl Session {
             actions: if push { "pull,push" } else { "pull" },
             credentials,
             authorization: None,
+            token_realm: None,
         }
     }
 
@@ -210,6 +221,17 @@ impl Session {
     }
 
     fn denied(&self, code: u16, detail: String, what: &str) -> SessionError {
+        if let Some(realm) = &self.token_realm {
+            if !matches!(self.credentials, Credentials::Anonymous) {
+                return SessionError::TokenRefused {
+                    what: what.to_string(),
+                    registry: self.host.clone(),
+                    realm: realm.clone(),
+                    code,
+                    detail,
+                };
+            }
+        }
         if matches!(self.credentials, Credentials::Anonymous) {
             SessionError::NeedsLogin {
                 what: what.to_string(),
@@ -236,8 +258,10 @@ impl Session {
         let challenge = parse_challenge(header).filter(|c| !c.scheme.is_empty());
         match challenge {
             Some(c) if c.scheme == "bearer" => {
+                self.token_realm = None;
                 let token = self.fetch_token(&c, what)?;
                 self.authorization = Some(format!("Bearer {token}"));
+                self.token_realm = c.params.get("realm").cloned();
                 Ok(())
             }
             Some(c) if c.scheme == "basic" => match self.credentials.basic_header() {
