@@ -6,7 +6,7 @@
 
 use apptainer_tests::{
     assert_no_leftover_mounts, mounts_snapshot, require, serial, setuid_starter, starter_bin,
-    test_account, test_user_exists, user_tempdir, Out, TempDir,
+    test_account, test_user_exists, user_tempdir, Out,
 };
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
@@ -30,7 +30,6 @@ __attribute__((constructor)) static void hit(void){fprintf(stderr,\"PRELOADED in
 /// The test image: a SIF (squashfs of a busybox rootfs) built once per run, plus a
 /// user-owned directory with a preload library and bind sources.
 struct Fixture {
-    _dir: TempDir,
     sif: PathBuf,
     /// /proc, /sys and /dev are symlinks to /etc in this one.
     symlinked: PathBuf,
@@ -54,7 +53,7 @@ fn build_fixture() -> Option<Fixture> {
     if !["mksquashfs", "gcc", "busybox"].iter().all(|t| have(t)) || !test_user_exists() {
         return None;
     }
-    let dir = user_tempdir();
+    let dir = fixture_dir()?;
     let root = tempfile::tempdir_in("/var/tmp").ok()?;
     let r = root.path();
     for d in [
@@ -84,18 +83,18 @@ fn build_fixture() -> Option<Fixture> {
         .ok()?;
     std::os::unix::fs::symlink("/etc", r.join("mnt/abs")).ok()?;
     std::os::unix::fs::symlink("../../../../etc", r.join("mnt/rel")).ok()?;
-    let sif = dir.path().join("test.sif");
+    let sif = dir.join("test.sif");
     make_sif(r, &sif)?;
     // The same image with /proc, /sys and /dev replaced by symlinks into /etc.
     for d in ["proc", "sys", "dev"] {
         std::fs::remove_dir_all(r.join(d)).ok()?;
         std::os::unix::fs::symlink("/etc", r.join(d)).ok()?;
     }
-    let symlinked = dir.path().join("symlinked.sif");
+    let symlinked = dir.join("symlinked.sif");
     make_sif(r, &symlinked)?;
-    let preload = dir.path().join("evil.so");
+    let preload = dir.join("evil.so");
     compile(PRELOAD_C, &preload, &["-shared", "-fPIC"])?;
-    let user_dir = dir.path().join("data");
+    let user_dir = dir.join("data");
     std::fs::create_dir(&user_dir).ok()?;
     std::fs::write(user_dir.join("marker"), "from-the-host\n").ok()?;
     let acct = test_account();
@@ -109,12 +108,23 @@ fn build_fixture() -> Option<Fixture> {
         std::os::unix::fs::chown(p, Some(acct.uid), Some(acct.gid)).ok()?;
     }
     Some(Fixture {
-        _dir: dir,
         sif,
         symlinked,
         preload,
         user_dir,
     })
+}
+
+/// A fixed directory, emptied on every run: the fixture lives in a static, which is never
+/// dropped, so a temporary directory would be left behind by each run.
+fn fixture_dir() -> Option<&'static Path> {
+    let dir = Path::new("/var/tmp/apptainer-test-starter-fixture");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir(dir).ok()?;
+    let acct = test_account();
+    std::os::unix::fs::chown(dir, Some(acct.uid), Some(acct.gid)).ok()?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).ok()?;
+    Some(dir)
 }
 
 /// Squashes `rootfs` and wraps it in a SIF at `sif`.
