@@ -1,0 +1,267 @@
+//! `apptainer push IMAGE.sif oras://...` and `apptainer pull oras://...` against the htpasswd
+//! TLS registry (127.0.0.1:5001) and the plain-HTTP one (127.0.0.1:5000): the artifact has the
+//! reference's manifest shape, another user pulls a byte-identical SIF, the pulled SIF is
+//! cached by digest, and bad input (not a SIF, unknown tag, an image that is not a SIF
+//! artifact, a wrong pinned digest) fails in one line without leaving a file.
+
+use apptainer_tests::{
+    installed, registry_up, require, tempdir_for, test_user_exists, user_tempdir, Out, UserCmd,
+    TEST_USER, TEST_USER2,
+};
+use base64::Engine as _;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const REG: &str = "127.0.0.1:5001";
+const ALICE_PW: &str = "Alice-pw-7f2e9c";
+const BOB_PW: &str = "Bob-pw-31d8aa";
+
+fn ready() -> bool {
+    installed()
+        && test_user_exists()
+        && registry_up()
+        && Path::new("/var/lib/apptainer-test/registry-auth/htpasswd").is_file()
+        && TcpStream::connect(REG).is_ok()
+}
+
+/// A small SIF (the busybox fixture converted once) readable by both test users.
+fn sample_sif() -> PathBuf {
+    static SIF: OnceLock<PathBuf> = OnceLock::new();
+    SIF.get_or_init(|| {
+        let dir = Path::new("/var/tmp/apptainer-test-oras");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let sif = dir.join("busybox.sif");
+        if !sif.is_file() {
+            UserCmd::new(&[
+                "pull",
+                "--force",
+                sif.to_str().unwrap(),
+                &apptainer_tests::docker_ref("busybox:latest"),
+            ])
+            .root()
+            .run()
+            .assert_success();
+            std::fs::set_permissions(&sif, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .unwrap();
+        }
+        sif
+    })
+    .clone()
+}
+
+fn as_user(user: &str, dir: &Path, creds: Option<(&str, &str)>, args: &[&str]) -> Out {
+    let mut cmd = UserCmd::new(args)
+        .user(user)
+        .cwd(dir)
+        .env("APPTAINER_AUTH_FILE", dir.join("no-authfile.json"))
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+        .env("APPTAINER_CACHEDIR", dir.join("cache"));
+    if let Some((u, p)) = creds {
+        cmd = cmd
+            .env("APPTAINER_DOCKER_USERNAME", u)
+            .env("APPTAINER_DOCKER_PASSWORD", p);
+    }
+    cmd.run()
+}
+
+#[track_caller]
+fn assert_one_error(out: &Out, expect: &str) {
+    out.assert_failure();
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("FATAL:") || l.starts_with("ERROR:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "want one error line: {out:?}");
+    assert!(errors[0].contains(expect), "want {expect:?}: {out:?}");
+    assert!(!out.stderr.contains(ALICE_PW) && !out.stderr.contains(BOB_PW));
+}
+
+/// The manifest as the registry serves it, fetched with curl (independent of our client).
+fn registry_manifest(repo_tag: &str) -> (serde_json::Value, String) {
+    let (repo, tag) = repo_tag.split_once(':').unwrap();
+    let out = Command::new("curl")
+        .args(["-fsS", "-u", &format!("alice:{ALICE_PW}"), "-D", "-"])
+        .args(["-H", "Accept: application/vnd.oci.image.manifest.v1+json"])
+        .arg(format!("https://{REG}/v2/{repo}/manifests/{tag}"))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let digest = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("docker-content-digest: ")
+                .map(|d| d.trim().to_string())
+        })
+        .expect("digest header");
+    (serde_json::from_str(body).unwrap(), digest)
+}
+
+#[test]
+fn push_then_another_user_pulls_the_same_bytes() {
+    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    let sif = sample_sif();
+    let dir = user_tempdir();
+    let uri = "oras://127.0.0.1:5001/private/oras-roundtrip:v1";
+    let out = as_user(
+        TEST_USER,
+        dir.path(),
+        Some(("alice", ALICE_PW)),
+        &["push", sif.to_str().unwrap(), uri],
+    );
+    out.assert_success();
+
+    let (manifest, digest) = registry_manifest("private/oras-roundtrip:v1");
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.sylabs.sif.config.v1+json"
+    );
+    assert_eq!(manifest["config"]["size"], 2);
+    let data = manifest["config"]["data"].as_str().unwrap();
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+        b"{}"
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    assert_eq!(
+        layers[0]["mediaType"],
+        "application/vnd.sylabs.sif.layer.v1.sif"
+    );
+    assert_eq!(
+        layers[0]["annotations"]["org.opencontainers.image.title"],
+        "busybox.sif"
+    );
+    let pushed = std::fs::read(&sif).unwrap();
+    assert_eq!(layers[0]["size"], pushed.len() as u64);
+
+    let dir2 = tempdir_for(TEST_USER2);
+    let out = as_user(
+        TEST_USER2,
+        dir2.path(),
+        Some(("bob", BOB_PW)),
+        &["pull", uri],
+    );
+    out.assert_success();
+    let pulled = std::fs::read(dir2.path().join("oras-roundtrip_v1.sif")).unwrap();
+    assert!(pushed == pulled, "pulled SIF differs from the pushed one");
+
+    // Cached by digest: the second pull does not download, and a pinned digest works.
+    let pinned = format!("oras://127.0.0.1:5001/private/oras-roundtrip@{digest}");
+    let out = as_user(
+        TEST_USER2,
+        dir2.path(),
+        Some(("bob", BOB_PW)),
+        &["pull", "pinned.sif", &pinned],
+    );
+    out.assert_success();
+    assert!(out.stderr.contains("Using cached image"), "{out:?}");
+    assert!(std::fs::read(dir2.path().join("pinned.sif")).unwrap() == pushed);
+}
+
+#[test]
+fn plain_http_loopback_registry_round_trip() {
+    require!(ready(), "local registry (scripts/test-setup.sh)");
+    let sif = sample_sif();
+    let dir = user_tempdir();
+    let uri = "oras://127.0.0.1:5000/test/oras-plain:v1";
+    as_user(
+        TEST_USER,
+        dir.path(),
+        None,
+        &["push", "--no-https", sif.to_str().unwrap(), uri],
+    )
+    .assert_success();
+    as_user(TEST_USER, dir.path(), None, &["pull", "out.sif", uri]).assert_success();
+    assert!(std::fs::read(dir.path().join("out.sif")).unwrap() == std::fs::read(&sif).unwrap());
+}
+
+#[test]
+fn pushing_a_file_that_is_not_a_sif_is_refused() {
+    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    let dir = user_tempdir();
+    let bogus = dir.path().join("bogus.sif");
+    std::fs::write(&bogus, b"#!/bin/sh\necho not a sif\n").unwrap();
+    let out = as_user(
+        TEST_USER,
+        dir.path(),
+        Some(("alice", ALICE_PW)),
+        &[
+            "push",
+            bogus.to_str().unwrap(),
+            "oras://127.0.0.1:5001/private/bogus:v1",
+        ],
+    );
+    assert_one_error(&out, "is not a SIF image");
+}
+
+#[test]
+fn unknown_tag_leaves_no_file() {
+    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    let dir = user_tempdir();
+    let out = as_user(
+        TEST_USER,
+        dir.path(),
+        Some(("alice", ALICE_PW)),
+        &[
+            "pull",
+            "out.sif",
+            "oras://127.0.0.1:5001/private/never-pushed:v9",
+        ],
+    );
+    assert_one_error(&out, "manifest unknown");
+    assert!(!dir.path().join("out.sif").exists());
+}
+
+#[test]
+fn an_image_that_is_not_a_sif_artifact_is_refused() {
+    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    let dir = user_tempdir();
+    let out = as_user(
+        TEST_USER,
+        dir.path(),
+        Some(("alice", ALICE_PW)),
+        &[
+            "pull",
+            "out.sif",
+            "oras://127.0.0.1:5001/private/busybox:latest",
+        ],
+    );
+    assert_one_error(&out, "not a SIF artifact");
+    assert!(!dir.path().join("out.sif").exists());
+}
+
+#[test]
+fn push_without_credentials_asks_for_a_login() {
+    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    let sif = sample_sif();
+    let dir = user_tempdir();
+    let out = as_user(
+        TEST_USER,
+        dir.path(),
+        None,
+        &[
+            "push",
+            sif.to_str().unwrap(),
+            "oras://127.0.0.1:5001/private/anon:v1",
+        ],
+    );
+    assert_one_error(&out, "requires authentication");
+}
