@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use fs4::fs_std::FileExt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The cache kinds Apptainer knows; we fill `blob` and `oci-tmp`, and list/clean them all.
@@ -173,15 +173,26 @@ impl Cache {
         let dir = self.root.join(".locks");
         make_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{kind}-{key}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening lock file {}", path.display()))?;
-        file.lock_exclusive()
-            .with_context(|| format!("locking {}", path.display()))?;
-        Ok(EntryLock { _file: file })
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening lock file {}", path.display()))?;
+            file.lock_exclusive()
+                .with_context(|| format!("locking {}", path.display()))?;
+            // `cache clean` removes lock files of the entries it removes. If it removed
+            // this one while we waited, our lock is on an orphan inode that a newcomer
+            // would not see: start again on the current file.
+            let same = match fs::metadata(&path) {
+                Ok(m) => m.ino() == file.metadata()?.ino() && m.dev() == file.metadata()?.dev(),
+                Err(_) => false,
+            };
+            if same {
+                return Ok(EntryLock { _file: file });
+            }
+        }
     }
 
     /// The converted-SIF entry for a cache key under `oci-tmp/`.

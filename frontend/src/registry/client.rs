@@ -199,6 +199,16 @@ impl Client {
                     })
                 }
                 ureq::Error::Transport(t) => {
+                    let detail = describe_transport(&t);
+                    if is_certificate_problem(&detail) {
+                        // An HTTPS server whose certificate we do not trust: never fall
+                        // back to plain HTTP, and never retry; say what is wrong.
+                        return Err(RegistryError::Transport {
+                            what: what.into(),
+                            registry: self.reference.registry.clone(),
+                            detail: format!("TLS certificate not trusted ({detail}); install the registry's CA in the system trust store, or use --no-https only for a plain-HTTP registry"),
+                        });
+                    }
                     if self.may_downgrade {
                         // Docker treats loopback registries as insecure: plain HTTP is fine
                         // there, and the local test registry speaks nothing else.
@@ -215,11 +225,11 @@ impl Client {
                         return Err(RegistryError::Transport {
                             what: what.into(),
                             registry: self.reference.registry.clone(),
-                            detail: t.to_string(),
+                            detail,
                         });
                     }
                     let wait = backoff(attempt);
-                    crate::warning!("{what}: {t}; retrying in {}s", wait.as_secs());
+                    crate::warning!("{what}: {detail}; retrying in {}s", wait.as_secs());
                     std::thread::sleep(wait);
                 }
             }
@@ -325,6 +335,26 @@ impl Client {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| token_err("no token in the answer".into()))
     }
+}
+
+/// A transport error with its causes (rustls says why a handshake failed only there).
+fn describe_transport(t: &ureq::Transport) -> String {
+    let mut msg = t.to_string();
+    let mut cause = std::error::Error::source(t);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg = format!("{msg}: {text}");
+        }
+        cause = c.source();
+    }
+    msg
+}
+
+fn is_certificate_problem(detail: &str) -> bool {
+    ["UnknownIssuer", "NotValidForName", "certificate"]
+        .iter()
+        .any(|w| detail.contains(w))
 }
 
 /// Reads a small response body, refusing more than [`MAX_DOCUMENT`] bytes.
