@@ -108,7 +108,11 @@ pub fn labels(
     l.insert("org.label-schema.schema-version".into(), "1.0".into());
     l.insert(
         "org.opencontainers.image.created".into(),
-        now.format(&rfc3339).unwrap_or_default(),
+        // Whole seconds, as the reference's RFC 3339 layout writes them.
+        now.replace_nanosecond(0)
+            .unwrap_or(now)
+            .format(&rfc3339)
+            .unwrap_or_default(),
     );
     l.insert("org.label-schema.build-date".into(), build_date(now));
     l.insert(
@@ -337,6 +341,26 @@ mod tests {
     fn build_date_has_the_reference_shape() {
         let t = time::macros::datetime!(2026-12-04 09:05:03 UTC);
         assert_eq!(build_date(t), "Friday_4_December_2026_9:5:3_UTC");
+    }
+
+    #[test]
+    fn created_label_has_whole_seconds() {
+        let image = FetchedImage {
+            reference: "docker://x".into(),
+            manifest_digest: "sha256:1".into(),
+            config: b"{}".to_vec(),
+            layers: Vec::new(),
+            platform: "linux/arm64/v8".into(),
+        };
+        let t = time::macros::datetime!(2026-12-04 09:05:03.123456 UTC);
+        let l = labels(&image, &ImageConfig::default(), t);
+        assert_eq!(
+            l["org.opencontainers.image.created"],
+            "2026-12-04T09:05:03Z"
+        );
+        assert_eq!(l["org.opencontainers.image.architecture"], "arm64");
+        assert_eq!(l["org.opencontainers.image.variant"], "v8");
+        assert_eq!(l["org.opencontainers.image.base.digest"], "sha256:1");
     }
 
     #[test]
