@@ -460,3 +460,31 @@ fn syntax_errors_and_missing_files_name_the_file_and_line() {
     );
     assert!(!dir.join("x.sif").exists() && !dir.join("y.sif").exists());
 }
+
+#[test]
+fn a_user_without_a_subuid_range_builds_with_root_mapped_fakeroot() {
+    use apptainer_tests::{account, tempdir_for, TEST_USER2};
+    require!(
+        ready() && account(TEST_USER2).is_some(),
+        "second test user apptest2 (scripts/test-setup.sh)"
+    );
+    let tmp = tempdir_for(TEST_USER2);
+    let dir = tmp.path();
+    let def = write(
+        dir,
+        "nosub.def",
+        &format!("Bootstrap: docker\nFrom: {REGISTRY}/test/busybox:latest\n\n%post\n    id -u > /uid-in-post\n"),
+    );
+    let build = UserCmd::new(&["build", "nosub.sif", &def])
+        .user(TEST_USER2)
+        .cwd(dir)
+        .env("APPTAINER_CACHEDIR", dir.join("cache"))
+        .env("APPTAINER_NOHTTPS", "1")
+        .run();
+    build.assert_success();
+    let out = UserCmd::new(&["exec", "nosub.sif", "cat", "/uid-in-post"])
+        .user(TEST_USER2)
+        .cwd(dir)
+        .run();
+    assert_eq!(out.stdout, "0\n", "{out:?}");
+}

@@ -159,39 +159,26 @@ fn debootstrap(ctx: &StageContext<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The first `deb` mirror the host's apt sources name, for a def file without `MirrorURL`.
+/// The host's Debian mirror (from its apt sources), for a def file without `MirrorURL`.
 fn debian_mirror() -> Option<String> {
-    let mut texts = Vec::new();
-    for p in ["/etc/apt/sources.list"] {
-        if let Ok(t) = fs::read_to_string(p) {
-            texts.push(t);
-        }
-    }
+    let mut texts: Vec<String> = fs::read_to_string("/etc/apt/sources.list")
+        .into_iter()
+        .collect();
     if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
-        for e in dir.flatten() {
-            if let Ok(t) = fs::read_to_string(e.path()) {
-                texts.push(t);
-            }
-        }
+        let mut paths: Vec<_> = dir.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        texts.extend(paths.iter().filter_map(|p| fs::read_to_string(p).ok()));
     }
-    for t in texts {
-        for line in t.lines().map(str::trim) {
-            if let Some(rest) = line.strip_prefix("deb ") {
-                if let Some(url) = rest.split_whitespace().find(|w| w.starts_with("http")) {
-                    return Some(url.to_string());
-                }
-            }
-            if let Some(rest) = line.strip_prefix("URIs:") {
-                if let Some(url) = rest
-                    .split_whitespace()
-                    .find(|w| w.starts_with("http") && !w.contains("security"))
-                {
-                    return Some(url.to_string());
-                }
-            }
-        }
-    }
-    None
+    texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("deb ").or_else(|| l.strip_prefix("URIs:"))
+        })
+        .flat_map(str::split_whitespace)
+        .find(|w| w.starts_with("http") && w.trim_end_matches('/').ends_with("/debian"))
+        .map(str::to_string)
 }
 
 #[cfg(test)]
