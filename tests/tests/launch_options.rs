@@ -285,6 +285,66 @@ fn writable_sandbox_keeps_changes() {
     assert!(!sbx.join("opt/other").exists());
 }
 
+/// A squashfs image with no /bin/sh: only a copy of busybox named `env` (busybox picks its
+/// applet from argv[0]) and the directories the default mounts need.
+fn shell_less_image(dir: &std::path::Path) -> PathBuf {
+    let root = dir.join("root");
+    for d in [
+        "proc", "sys", "dev", "tmp", "var/tmp", "home", "root", "etc", "tools",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for f in [
+        "passwd",
+        "group",
+        "hosts",
+        "resolv.conf",
+        "hostname",
+        "localtime",
+    ] {
+        std::fs::write(root.join("etc").join(f), "").unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("tools/env")).unwrap();
+    let img = dir.join("noshell.sqfs");
+    let st = std::process::Command::new("mksquashfs")
+        .arg(&root)
+        .arg(&img)
+        .args(["-noappend", "-quiet", "-all-root"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    img
+}
+
+fn exec_without_a_shell_in_the_image_runs_the_command_directly(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    require!(
+        std::path::Path::new("/bin/busybox").exists(),
+        "busybox on the host"
+    );
+    let dir = tempdir_for(TEST_USER);
+    let img = shell_less_image(dir.path());
+    let mut argv = vec!["exec"];
+    if let Mode::Userns = mode {
+        argv.push("--userns");
+    }
+    argv.extend([img.to_str().unwrap(), "/tools/env"]);
+    let out = UserCmd::new(&argv)
+        .env("APPTAINERENV_FOO", "$bar")
+        .env("HOST_V", "1")
+        .run();
+    let lines: Vec<&str> = stdout(&out).lines().collect();
+    // Without a shell nothing evaluates the override: it arrives literally.
+    assert!(lines.contains(&"FOO=$bar"), "{out:?}");
+    assert!(lines.contains(&"HOST_V=1"), "{out:?}");
+    let run = UserCmd::new(&["run", img.to_str().unwrap()]).run();
+    assert_eq!(run.code(), 255, "run needs /bin/sh: {run:?}");
+}
+
 #[test]
 fn conflicting_writable_flags_are_refused() {
     require!(
@@ -349,4 +409,5 @@ both_modes!(
     shell_reads_commands_from_stdin,
     test_without_a_test_script_says_so_and_succeeds,
     hostname_sets_the_uts_name,
+    exec_without_a_shell_in_the_image_runs_the_command_directly,
 );

@@ -160,6 +160,105 @@ pub fn display_name(path: &Path) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
+/// A running `unsquashfs -lls` of the image's /bin and /usr/bin, to learn whether it has a
+/// `/bin/sh` without mounting it. Started early so it overlaps the other reads.
+pub struct ShellProbe(Option<std::process::Child>);
+
+impl ShellProbe {
+    /// Starts the listing for SIF and squashfs images; sandboxes are checked directly.
+    pub fn start(img: &ResolvedImage) -> ShellProbe {
+        if img.kind == ImageKind::Sandbox {
+            return ShellProbe(None);
+        }
+        let child = squashfs_offset(img).and_then(|offset| {
+            std::process::Command::new("unsquashfs")
+                .args(["-o", &offset.to_string(), "-lls", "-d", ""])
+                .arg(&img.path)
+                .args(["bin", "usr/bin"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .ok()
+        });
+        ShellProbe(child)
+    }
+
+    /// Whether `/bin/sh` resolves to a regular file. When the listing cannot be had, the
+    /// image is assumed to have a shell, as nearly all do.
+    pub fn has_shell(self, img: &ResolvedImage) -> bool {
+        if img.kind == ImageKind::Sandbox {
+            return sandbox_has_shell(&img.path);
+        }
+        let Some(out) = self.0.and_then(wait_cat) else {
+            return true;
+        };
+        let listing = parse_listing(&out);
+        resolve_in_listing(&listing, "/bin/sh", 0).is_some()
+    }
+}
+
+/// `unsquashfs -lls -d ""` lines: `perms owner/group size date time /path[ -> target]`,
+/// as path -> (type letter, link target).
+fn parse_listing(out: &str) -> std::collections::HashMap<String, (char, String)> {
+    let mut map = std::collections::HashMap::new();
+    for line in out.lines() {
+        let Some(kind) = line.chars().next() else {
+            continue;
+        };
+        let Some(idx) = line.find(" /") else { continue };
+        let rest = &line[idx + 1..];
+        let (path, target) = match (kind, rest.split_once(" -> ")) {
+            ('l', Some((p, t))) => (p, t),
+            _ => (rest, ""),
+        };
+        map.insert(path.to_string(), (kind, target.to_string()));
+    }
+    map
+}
+
+/// Follows symlinks component by component inside the listing (absolute targets are
+/// relative to the image root); returns the final path of a regular file.
+fn resolve_in_listing(
+    listing: &std::collections::HashMap<String, (char, String)>,
+    path: &str,
+    depth: u32,
+) -> Option<String> {
+    if depth > 16 {
+        return None;
+    }
+    let comps: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let mut cur = String::new();
+    for (i, c) in comps.iter().enumerate() {
+        if *c == ".." {
+            cur.truncate(cur.rfind('/').unwrap_or(0));
+            continue;
+        }
+        let next = format!("{cur}/{c}");
+        let Some((kind, target)) = listing.get(&next) else {
+            // A parent of listed entries, even if its own line is missing.
+            let prefix = format!("{next}/");
+            listing.keys().any(|k| k.starts_with(&prefix)).then_some(())?;
+            cur = next;
+            continue;
+        };
+        if *kind == 'l' {
+            let rest = comps[i + 1..].join("/");
+            let joined = if target.starts_with('/') {
+                format!("{target}/{rest}")
+            } else {
+                format!("{cur}/{target}/{rest}")
+            };
+            return resolve_in_listing(listing, &joined, depth + 1);
+        }
+        cur = next;
+    }
+    matches!(listing.get(&cur), Some(('-', _))).then_some(cur)
+}
+
 /// Whether a sandbox has an executable `/bin/sh`, resolving symlinks inside the sandbox (an
 /// absolute link target means the sandbox root, not the host's).
 pub fn sandbox_has_shell(root: &Path) -> bool {
@@ -235,6 +334,31 @@ mod tests {
         assert!(resolve("instance://x", false, false).is_err());
         let err = resolve("ftp://x/y", false, false).unwrap_err().to_string();
         assert!(err.contains("unsupported image URI scheme"), "{err}");
+    }
+
+    #[test]
+    fn shell_lookup_in_a_squashfs_listing_follows_links() {
+        let busybox = "drwxr-xr-x root/root 185 2026-12-04 16:34 \n\
+            drwxr-xr-x root/root 996 2023-11-14 22:13 /bin\n\
+            -rwxr-xr-x root/root 1000 2023-11-14 22:13 /bin/busybox\n\
+            lrwxrwxrwx root/root 12 2023-11-14 22:13 /bin/sh -> /bin/busybox\n";
+        assert_eq!(
+            resolve_in_listing(&parse_listing(busybox), "/bin/sh", 0).as_deref(),
+            Some("/bin/busybox")
+        );
+        let merged = "lrwxrwxrwx root/root 7 2023-11-14 22:13 /bin -> usr/bin\n\
+            drwxr-xr-x root/root 9 2023-11-14 22:13 /usr/bin\n\
+            lrwxrwxrwx root/root 4 2023-11-14 22:13 /usr/bin/sh -> dash\n\
+            -rwxr-xr-x root/root 9 2023-11-14 22:13 /usr/bin/dash\n";
+        assert_eq!(
+            resolve_in_listing(&parse_listing(merged), "/bin/sh", 0).as_deref(),
+            Some("/usr/bin/dash")
+        );
+        let distroless = "drwxr-xr-x root/root 185 2026-12-04 16:34 \n";
+        assert_eq!(
+            resolve_in_listing(&parse_listing(distroless), "/bin/sh", 0),
+            None
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use bind::BindSpec;
 use identity::Identity;
 use image::ResolvedImage;
-use starter::plan::{ImageKind, Namespaces, Plan, PlanImage, PLAN_VERSION};
+use starter::plan::{Namespaces, Plan, PlanImage, PLAN_VERSION};
 use std::path::{Path, PathBuf};
 
 /// Everything the action flags ask for, independent of clap.
@@ -77,7 +77,7 @@ pub fn launch(
         starter.setuid
     );
     let env_file = environment::read_env_files(&opts.env_files, image)?;
-    let host = HostInputs::read(&conf, &img);
+    let host = HostInputs::read(&conf, &img, action);
     let inputs = PlanInputs {
         action,
         args: &args,
@@ -143,8 +143,9 @@ pub struct HostInputs {
 }
 
 impl HostInputs {
-    fn read(conf: &conf::Conf, img: &ResolvedImage) -> HostInputs {
-        let sandbox = img.kind == ImageKind::Sandbox;
+    fn read(conf: &conf::Conf, img: &ResolvedImage, action: Action) -> HostInputs {
+        // Only `exec` can do without a shell; the others fail clearly in the container.
+        let probe = (action == Action::Exec).then(|| image::ShellProbe::start(img));
         // The image's passwd and group are only needed to extend them with the caller.
         let mut etc = if conf.config_passwd || conf.config_group {
             image::read_files(img, &["etc/passwd", "etc/group"]).into_iter()
@@ -164,7 +165,7 @@ impl HostInputs {
                 passwd: etc.next().flatten(),
                 group: etc.next().flatten(),
             },
-            has_shell: !sandbox || image::sandbox_has_shell(&img.path),
+            has_shell: probe.is_none_or(|p| p.has_shell(img)),
         }
     }
 }
