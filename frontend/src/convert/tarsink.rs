@@ -94,6 +94,14 @@ impl<W: Write> TarSink<W> {
             h.set_device_minor(device.1)?;
         }
         for (k, v) in meta.xattrs.iter().flat_map(|x| x.iter()) {
+            if !squashfs_keeps_xattr(k) {
+                crate::debug!(
+                    "dropping xattr {:?} of {:?}: squashfs cannot store it",
+                    String::from_utf8_lossy(k),
+                    String::from_utf8_lossy(path)
+                );
+                continue;
+            }
             let mut key = b"SCHILY.xattr.".to_vec();
             key.extend_from_slice(k);
             pax.push((key, v.clone()));
@@ -133,6 +141,14 @@ impl<W: Write> TarSink<W> {
         }
         Ok(())
     }
+}
+
+/// Squashfs stores only these xattr namespaces; tar2sqfs (with `--no-skip`) would abort
+/// on any other, e.g. `system.posix_acl_access`, which mksquashfs also leaves out.
+fn squashfs_keeps_xattr(name: &[u8]) -> bool {
+    [&b"user."[..], b"trusted.", b"security."]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// One `"<len> <key>=<value>\n"` record; `<len>` counts the whole record, itself included.
@@ -202,6 +218,25 @@ impl<W: Write> Sink for TarSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xattrs_squashfs_cannot_store_are_left_out() {
+        assert!(squashfs_keeps_xattr(b"security.capability"));
+        assert!(squashfs_keeps_xattr(b"user.x"));
+        assert!(!squashfs_keeps_xattr(b"system.posix_acl_access"));
+        let mut sink = TarSink::new(Vec::new());
+        let meta = Meta {
+            xattrs: Some(Box::new(vec![(
+                b"system.posix_acl_access".to_vec(),
+                vec![2, 0, 0, 0],
+            )])),
+            ..Meta::default()
+        };
+        sink.file(b"f", &meta, 0, &mut &b""[..]).unwrap();
+        sink.finish().unwrap();
+        let bytes = sink.into_inner();
+        assert!(!bytes.windows(6).any(|w| w == b"system"));
+    }
 
     #[test]
     fn pax_record_length_counts_itself() {
