@@ -287,3 +287,47 @@ fn unreachable_registry_is_one_line() {
         .run();
     assert_refused(&out, dir.path(), "cannot reach registry 127.0.0.1:5999");
 }
+
+#[test]
+fn exec_of_a_private_image_uses_environment_credentials() {
+    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    let dir = user_tempdir();
+    let out = isolated(
+        UserCmd::new(&["exec", IMAGE, "echo", "hello-from-private"]),
+        dir.path(),
+    )
+    .cwd(dir.path())
+    .env("APPTAINER_DOCKER_USERNAME", "alice")
+    .env("APPTAINER_DOCKER_PASSWORD", ALICE_PW)
+    .run();
+    out.assert_success();
+    assert!(out.stdout.contains("hello-from-private"), "{out:?}");
+    let anon = isolated(UserCmd::new(&["exec", IMAGE, "true"]), dir.path())
+        .cwd(dir.path())
+        .run();
+    anon.assert_failure();
+    assert!(anon.stderr.contains(REG), "{anon:?}");
+}
+
+#[test]
+fn docker_pull_with_an_untrusted_certificate_names_the_host() {
+    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    let dir = user_tempdir();
+    let other = dir.path().join("other-ca.pem");
+    std::fs::copy(
+        "/var/lib/apptainer-test/registry-auth/token/cert.pem",
+        &other,
+    )
+    .unwrap();
+    let out = pull(
+        dir.path(),
+        &[],
+        &[
+            ("SSL_CERT_FILE", other.to_str().unwrap()),
+            ("APPTAINER_DOCKER_USERNAME", "alice"),
+            ("APPTAINER_DOCKER_PASSWORD", ALICE_PW),
+        ],
+    );
+    assert_refused(&out, dir.path(), REG);
+    assert!(out.stderr.contains("certificate"), "{out:?}");
+}

@@ -181,3 +181,31 @@ pub fn prompt_secret(prompt: &str) -> Result<String> {
     }
     Ok(secret)
 }
+
+/// The store for commands without credential flags (`run|exec|shell docker://...`): the
+/// environment and the credential files. A half-set username/password pair is warned about
+/// and ignored, so the files still apply.
+pub fn environment_store() -> Arc<dyn CredentialStore> {
+    let args = AuthArgs {
+        docker_login: false,
+        docker_username: non_empty_env("APPTAINER_DOCKER_USERNAME"),
+        docker_password: non_empty_env("APPTAINER_DOCKER_PASSWORD"),
+        authfile: std::env::var_os("APPTAINER_AUTH_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+    };
+    let explicit = args.explicit().unwrap_or_else(|e| {
+        crate::warning!("{e:#}: ignoring these credentials");
+        None
+    });
+    match args.files() {
+        Ok(files) => Arc::new(Store { explicit, files }),
+        Err(e) => {
+            crate::warning!("no stored registry credentials: {e:#}");
+            Arc::new(Store {
+                explicit,
+                files: Vec::new(),
+            })
+        }
+    }
+}
