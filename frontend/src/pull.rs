@@ -7,7 +7,7 @@
 
 use crate::cache::{Cache, Digest};
 use crate::oci::FetchedImage;
-use crate::registry::{ClientOptions, CredentialStore, NoCredentials, Platform};
+use crate::registry::{ClientOptions, CredentialStore, Platform};
 use crate::sources::{self, FetchOptions, Source};
 use crate::{env, info};
 use anyhow::{bail, Context, Result};
@@ -39,7 +39,8 @@ pub struct PullOptions {
 
 impl PullOptions {
     /// Options from `APPTAINER_NOHTTPS`/`APPTAINER_NO_HTTPS`, `APPTAINER_DISABLE_CACHE`,
-    /// `APPTAINER_DOCKER_HOST`/`DOCKER_HOST`, with host platform and no credentials.
+    /// `APPTAINER_DOCKER_HOST`/`DOCKER_HOST`, with host platform and the credentials of
+    /// the environment and the credential files.
     #[allow(dead_code)] // for the action commands (run/exec/shell/inspect docker://)
     pub fn from_env() -> PullOptions {
         PullOptions {
@@ -48,7 +49,7 @@ impl PullOptions {
             disable_cache: env::flag("APPTAINER_DISABLE_CACHE"),
             no_https: no_https_from_env(),
             docker_host: docker_host_from_env(),
-            credentials: Arc::new(NoCredentials),
+            credentials: crate::auth::environment_store(),
             fix_perms: false,
         }
     }
