@@ -183,6 +183,27 @@ fn bind_of_a_missing_path_fails_with_one_line(mode: Mode) {
     );
 }
 
+fn bind_of_an_unreadable_file_is_refused(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let out = exec(
+        mode,
+        &["--bind", "/etc/shadow:/mnt/shadow"],
+        &img,
+        &["/bin/cat", "/mnt/shadow"],
+    )
+    .run();
+    assert_eq!(out.code(), 255, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "FATAL:   bind source \"/etc/shadow\" is not readable by you\n"
+    );
+    assert!(!out.stdout.contains("root:"), "{out:?}");
+}
+
 fn apptainerenv_reaches_the_container_and_beats_the_image(mode: Mode) {
     require!(
         ready(mode),
@@ -297,6 +318,7 @@ both_modes!(
     home_and_current_directory_are_bound,
     bind_read_write_and_read_only,
     bind_of_a_missing_path_fails_with_one_line,
+    bind_of_an_unreadable_file_is_refused,
     apptainerenv_reaches_the_container_and_beats_the_image,
     image_env_wins_over_host_env,
     cleanenv_drops_host_variables,

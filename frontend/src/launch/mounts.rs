@@ -251,8 +251,19 @@ fn conf_bind_paths(conf: &Conf, req: &MountRequest, skip: &dyn Fn(&str) -> bool)
 
 fn user_bind(b: &BindSpec, cwd: &Path) -> Result<PlanMount> {
     let src = absolute(&b.src, cwd);
-    if std::fs::metadata(&src).is_err() {
+    let Ok(meta) = std::fs::metadata(&src) else {
         bail!("bind source {:?} does not exist", b.src.display());
+    };
+    // A bind must not show the caller anything it could not read on the host. The starter
+    // enforces this itself; checking here gives the same refusal before any set-up.
+    use nix::unistd::{access, AccessFlags};
+    let need = if meta.is_dir() {
+        AccessFlags::R_OK | AccessFlags::X_OK
+    } else {
+        AccessFlags::R_OK
+    };
+    if access(&src, need).is_err() {
+        bail!("bind source {:?} is not readable by you", b.src.display());
     }
     Ok(PlanMount::Bind {
         src,
