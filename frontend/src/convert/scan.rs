@@ -56,7 +56,9 @@ pub fn parse_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Option<Entr
     };
     use tar::EntryType as T;
     let kind = match header.entry_type() {
-        T::Regular | T::Continuous => EntryKind::File { size: entry.size() },
+        // For GNU sparse files the tar crate reports the expanded size and reads the holes
+        // as zeros, so they become plain files.
+        T::Regular | T::Continuous | T::GNUSparse => EntryKind::File { size: entry.size() },
         T::Directory => EntryKind::Dir,
         T::Symlink => EntryKind::Symlink(link()),
         T::Link => EntryKind::Hardlink(link()),

@@ -498,3 +498,49 @@ fn a_corrupt_layer_fails_and_leaves_no_output() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn gnu_sparse_files_become_plain_files() {
+    if !have("tar") {
+        eprintln!("SKIPPED: GNU tar needed to make a sparse archive");
+        return;
+    }
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let f = fs::File::create(src.join("sparse.bin")).unwrap();
+    f.set_len(5 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"hello", 3_000_000).unwrap();
+    let archive = dir.path().join("sparse.tar");
+    let ok = Command::new("tar")
+        .args(["--sparse", "--format=gnu", "-cf"])
+        .arg(&archive)
+        .arg("-C")
+        .arg(&src)
+        .arg("sparse.bin")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let data = fs::read(&archive).unwrap();
+    let open = |_: usize| -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(std::io::Cursor::new(data.clone())))
+    };
+    let tree = scan::build_tree(1, &open).unwrap();
+    let mut sink = tarsink::TarSink::new(Vec::new());
+    emit::emit(&tree, &open, 1, &mut sink).unwrap();
+    let out = sink.into_inner();
+    let mut ar = tar::Archive::new(out.as_slice());
+    let mut found = false;
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path_bytes().as_ref() == b"./sparse.bin" {
+            assert_eq!(e.header().entry_type(), tar::EntryType::Regular);
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut content).unwrap();
+            assert_eq!(content.len(), 5 << 20);
+            assert_eq!(&content[3_000_000..3_000_005], b"hello");
+            found = true;
+        }
+    }
+    assert!(found);
+}
