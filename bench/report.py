@@ -189,7 +189,10 @@ def write_markdown(rows, meta, path):
     out.append("")
     out.append("## Machine and versions")
     out.append("")
-    for key in ["kernel", "cores", "load at start", "load at end", "priority", "cpu", "memory", "os", "filesystem", "ours", "versions", "registry",
+    if "warning" in meta:
+        out.append("**Warning: %s.**" % meta["warning"])
+        out.append("")
+    for key in ["kernel", "cores", "load at start", "load at end", "priority", "cpu", "memory", "os", "filesystem", "ours", "installed", "versions", "registry",
                 "image-tiny", "image-debian", "sif-tiny", "sif-debian", "runs"]:
         if key in meta:
             out.append("- %s: %s" % (key, meta[key]))

@@ -86,6 +86,12 @@ cleanup_work() {
 
 meta() { printf '%s\t%s\n' "$1" "$2" >> "$META"; }
 
+# install_stamp: modification times of our installed binaries (others may reinstall mid-run).
+install_stamp() {
+    stat -c '%n %y' "$APPTAINER" "$PREFIX"/libexec/apptainer/bin/starter* 2> /dev/null \
+        | sed "s|$PREFIX/||; s|\.[0-9]* +0000||" | paste -sd ';'
+}
+
 record_machine_facts() {
     meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
     meta kernel "$(uname -r)"
@@ -301,7 +307,8 @@ bench_parallel() {
             record_na parallel "$img" "$name" "$SIF_ERROR"
             continue
         fi
-        local batch="p=''; for i in \$(seq $PARALLEL); do ( $cmd ) > /dev/null 2>&1 & p=\"\$p \$!\"; done; r=0; for q in \$p; do wait \$q || r=1; done; exit \$r"
+        # The instances' stderr goes to one file, so a failed batch can show why.
+        local batch="l=\$(mktemp /tmp/bench-par.XXXXXX); p=''; for i in \$(seq $PARALLEL); do ( $cmd ) > /dev/null 2>> \$l & p=\"\$p \$!\"; done; r=0; for q in \$p; do wait \$q || r=1; done; [ \$r -eq 0 ] || grep -m1 . \$l >&2; rm -f \$l; exit \$r"
         hyperfine_row parallel "$img" "$name" "${START_AS[k]}" "$PAR_RUNS" 1 "$batch"
     done
 }
@@ -335,6 +342,8 @@ main() {
     # of some rows more than others. Every tool measured inherits it.
     renice -n "$BENCH_NICE" -p $$ > /dev/null || say "renice $BENCH_NICE failed: running at the default priority"
     record_machine_facts
+    INSTALLED_AT_START=$(install_stamp)
+    meta installed "$INSTALLED_AT_START"
     meta priority "nice $(nice) for every command measured"
     case " $IMAGES " in
         *" debian "*) build_debian_rootfs && build_debian_oci ;;
@@ -353,6 +362,11 @@ main() {
     done
     bench_build
     meta "load at end" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    local installed_now
+    installed_now=$(install_stamp)
+    if [ "$installed_now" != "$INSTALLED_AT_START" ]; then
+        meta warning "our installed binaries changed during the run ($INSTALLED_AT_START, then $installed_now): rows of ours may mix two builds"
+    fi
     meta runs "$RUNS sequential starts (3 warm-up), $PAR_RUNS batches of $PARALLEL (1 warm-up), pulls: tiny $PULL_RUNS_TINY, debian $PULL_RUNS_DEBIAN"
     install -d -m 0755 "$OUT"
     cp "$RESULTS" "$META" "$CACHE/" 2> /dev/null
