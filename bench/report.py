@@ -240,6 +240,8 @@ HOW = [
     "serving the same images, because ch-image 0.31 speaks only HTTPS; `podman pull` runs as root "
     "into an empty storage root (overlay driver). ch-image and podman stop at an unpacked tree; "
     "neither makes a squashfs.",
+    "- Floors: `gzip -dc` of the fetched layers to /dev/null, and `gzip -dc | tar -x` of each layer "
+    "in turn into one directory (no whiteouts applied), as root.",
     "- Build: `apptainer build --no-https x.sif x.def` as root, the def bootstraps from the local "
     "registry's busybox and runs one `%post` line.",
     "- Times from hyperfine (start rows) include the spawn of `sh -c` minus hyperfine's estimate of "

@@ -193,6 +193,22 @@ pull_peers() {
     rm -rf "$WORK/user/ch" "$WORK/user/ours"
 }
 
+# pull_floors IMAGE RUNS: what no converter can beat, on the layers the pipeline fetched:
+# decompressing them, and decompressing plus writing every file (in layer order, whiteouts
+# not applied).
+pull_floors() {
+    local img=$1 runs=$2 d=$WORK/img/$1/oci layers
+    layers=$(jq -r '.manifests[0].digest' "$d/index.json" | sed 's|^sha256:|'"$d"'/blobs/sha256/|' \
+        | xargs jq -r '.layers[].digest' | sed 's|^sha256:|'"$d"'/blobs/sha256/|' | paste -sd ' ')
+    [ -n "$layers" ] || { record_na pull "$img" "floor: gzip -dc of the layers" "no layers found in $d"; return 0; }
+    timed_rows pull "$img" "floor: gzip -dc of the layers" root "$runs" ":" \
+        "for l in $layers; do gzip -dc < \$l; done > /dev/null"
+    timed_rows pull "$img" "floor: gzip -dc | tar -x of the layers" root "$runs" \
+        "rm -rf $WORK/floor && mkdir $WORK/floor" \
+        "for l in $layers; do gzip -dc < \$l | tar -C $WORK/floor -xf - || exit 1; done"
+    rm -rf "$WORK/floor"
+}
+
 bench_pull() {
     local img runs
     for img in $IMAGES; do
@@ -201,6 +217,7 @@ bench_pull() {
         [ "$img" = debian ] && runs=$PULL_RUNS_DEBIAN
         pull_pipeline "$img" "$runs" || die "the peer pipeline failed on $img: nothing to start"
         pull_peers "$img" "$runs"
+        pull_floors "$img" "$runs"
     done
 }
 
