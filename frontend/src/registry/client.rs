@@ -27,6 +27,13 @@ pub enum RegistryError {
         registry: String,
         detail: String,
     },
+    #[error("{what}: {registry} refused the credentials of user {user:?} ({detail}); check the username and the password or token")]
+    Refused {
+        what: String,
+        registry: String,
+        user: String,
+        detail: String,
+    },
     #[error("{what}: rate limit reached at {registry} (HTTP 429 Too Many Requests) after {attempts} attempts; wait and retry, or log in to the registry for a higher limit")]
     RateLimited {
         what: String,
@@ -156,7 +163,8 @@ impl Client {
                     let header = resp.header("www-authenticate").unwrap_or("").to_string();
                     self.authenticate(&header, what)?;
                 }
-                ureq::Error::Status(401, resp) | ureq::Error::Status(403, resp) => {
+                ureq::Error::Status(401, resp) => return Err(self.denied(what, error_detail(resp))),
+                ureq::Error::Status(403, resp) => {
                     return Err(RegistryError::Unauthorized {
                         what: what.into(),
                         registry: self.reference.registry.clone(),
@@ -234,6 +242,23 @@ impl Client {
                 }
             }
             // Once a request got through, the scheme is settled.
+        }
+    }
+
+    /// A 401: the user's credentials were refused, or there were none.
+    fn denied(&self, what: &str, detail: String) -> RegistryError {
+        match &self.credentials {
+            Credentials::Basic { username, .. } => RegistryError::Refused {
+                what: what.into(),
+                registry: self.reference.registry.clone(),
+                user: username.clone(),
+                detail,
+            },
+            _ => RegistryError::Unauthorized {
+                what: what.into(),
+                registry: self.reference.registry.clone(),
+                detail,
+            },
         }
     }
 
@@ -315,11 +340,7 @@ impl Client {
         let resp = match req.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) if code == 401 || code == 403 => {
-                return Err(RegistryError::Unauthorized {
-                    what: what.into(),
-                    registry: self.reference.registry.clone(),
-                    detail: format!("token refused: {}", error_detail(r)),
-                })
+                return Err(self.denied(what, format!("token refused: {}", error_detail(r))))
             }
             Err(e) => return Err(token_err(e.to_string())),
         };
