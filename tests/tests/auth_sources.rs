@@ -246,7 +246,11 @@ fn wrong_password_is_one_line_without_the_password() {
             ("APPTAINER_DOCKER_PASSWORD", WRONG_PW),
         ],
     );
-    assert_refused(&out, dir.path(), REG);
+    assert_refused(
+        &out,
+        dir.path(),
+        "127.0.0.1:5001 refused the credentials of user \"alice\"",
+    );
 }
 
 #[test]
