@@ -132,7 +132,16 @@ pub fn run_test(ctx: &StageContext<'_>) -> Result<()> {
 /// This same binary, with the caller's environment minus the `APPTAINER_*` settings that
 /// would change what the nested command does (as the reference filters them).
 fn nested(_ctx: &StageContext<'_>) -> Result<Command> {
-    let exe = std::env::current_exe().context("locating the apptainer binary")?;
+    // /proc/self/exe is this very binary even if the installed file was replaced while
+    // the build ran (its path then no longer names it), so the nested command always
+    // matches the build's version.
+    let exe = Path::new("/proc/self/exe");
+    if !exe.exists() {
+        bail!(
+            "cannot run {} in the container: /proc is not mounted",
+            "the build sections"
+        );
+    }
     let mut cmd = Command::new(exe);
     cmd.env_clear();
     for (k, v) in std::env::vars_os() {
