@@ -80,7 +80,7 @@ fn layer_opener(image: &FetchedImage) -> impl Fn(usize) -> Result<Box<dyn Read +
     }
 }
 
-fn prepare(image: &FetchedImage, open: &OpenLayer<'_>) -> Result<Prepared> {
+fn prepare(image: &FetchedImage, open: &OpenLayer<'_>, fix_perms: bool) -> Result<Prepared> {
     let config = ImageConfig::parse(&image.config)?;
     let mut tree = scan::build_tree(image.layers.len(), open)?;
     let (warnings, more) = tree.warnings();
@@ -89,6 +89,10 @@ fn prepare(image: &FetchedImage, open: &OpenLayer<'_>) -> Result<Prepared> {
     }
     if more > 0 {
         crate::warning!("{more} more layer entries were skipped");
+    }
+    if fix_perms {
+        crate::warning!("--fix-perms: giving the owner rwX on every file of the container");
+        tree.add_owner_rwx();
     }
     let now = time::OffsetDateTime::now_utc();
     let generated = image_meta::generate(image, &config, now);
@@ -105,7 +109,7 @@ fn prepare(image: &FetchedImage, open: &OpenLayer<'_>) -> Result<Prepared> {
 /// (written beside `out` under a temporary name, then renamed).
 pub fn to_sif(image: &FetchedImage, out: &Path, opts: &ConvertOptions) -> Result<()> {
     let open = layer_opener(image);
-    let prepared = prepare(image, &open)?;
+    let prepared = prepare(image, &open, opts.fix_perms)?;
     let squashfs = tempfile::Builder::new()
         .prefix("squashfs-")
         .suffix(".img")
@@ -220,7 +224,7 @@ pub fn to_sandbox(image: &FetchedImage, dir: &Path, opts: &ConvertOptions) -> Re
         }
     }
     let open = layer_opener(image);
-    let prepared = prepare(image, &open)?;
+    let prepared = prepare(image, &open, opts.fix_perms)?;
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -267,9 +271,11 @@ fn extract(
     }
     if restrictive > 0 && is_sandbox {
         crate::debug!("{restrictive} directories without owner rwx permissions");
-        crate::warning!("The sandbox contains files/dirs that cannot be removed with 'rm'.");
-        crate::warning!("Use 'chmod -R u+rwX' to set permissions that allow removal.");
-        crate::warning!("Use the '--fix-perms' option to 'apptainer build' to modify permissions at build time.");
+        crate::warning!(
+            "Some directories of the sandbox lack owner rwx: 'rm -r' cannot remove them."
+        );
+        crate::warning!("Run 'chmod -R u+rwX' on the sandbox before removing it,");
+        crate::warning!("or build it with '--fix-perms' to give the owner rwX at build time.");
     }
     Ok(())
 }

@@ -468,6 +468,12 @@ fn fix_perms_gives_the_owner_rwx() {
         0o700
     );
     fs::remove_dir_all(&root).unwrap();
+    if have("tar2sqfs") && have("unsquashfs") {
+        let out = dir.path().join("fixed.sif");
+        to_sif(&image, &out, &opts).unwrap();
+        let list = list_squashfs(&out);
+        assert_eq!(entry(&list, "/locked").unwrap().1, "drwx------");
+    }
 }
 
 #[test]

@@ -177,6 +177,23 @@ impl Tree {
         self.nodes[node as usize].inode
     }
 
+    /// Gives the owner read and write on everything, and execute on directories and on
+    /// files someone may execute (`chmod -R u+rwX`, the reference's `--fix-perms`).
+    pub fn add_owner_rwx(&mut self) {
+        for inode in &mut self.inodes {
+            match inode.kind {
+                Kind::Symlink(_) => {}
+                Kind::Dir => inode.meta.mode |= 0o700,
+                _ => {
+                    inode.meta.mode |= 0o600;
+                    if inode.meta.mode & 0o111 != 0 {
+                        inode.meta.mode |= 0o100;
+                    }
+                }
+            }
+        }
+    }
+
     /// How many inodes were made (ids are below this).
     pub fn inode_count(&self) -> usize {
         self.inodes.len()
@@ -757,6 +774,29 @@ mod tests {
         layer(&mut t, 1, &[file("link")]);
         assert_eq!(source(&mut t, "target"), Some((0, 0)));
         assert_eq!(source(&mut t, "link"), Some((1, 0)));
+    }
+
+    #[test]
+    fn owner_rwx_is_added_as_chmod_u_plus_rwx() {
+        let mut t = Tree::new();
+        let e = |p: &str, kind, mode| Entry {
+            path: p.into(),
+            kind,
+            meta: meta(mode),
+        };
+        layer(
+            &mut t,
+            0,
+            &[
+                e("d", EntryKind::Dir, 0o500),
+                e("d/x", EntryKind::File { size: 0 }, 0o011),
+                e("d/y", EntryKind::File { size: 0 }, 0o000),
+            ],
+        );
+        t.add_owner_rwx();
+        assert_eq!(t.get(b"d").unwrap().meta.mode, 0o700);
+        assert_eq!(t.get(b"d/x").unwrap().meta.mode, 0o711);
+        assert_eq!(t.get(b"d/y").unwrap().meta.mode, 0o600);
     }
 
     #[test]
