@@ -8,7 +8,13 @@
 //! 2. the surviving entries, plus the generated `/.singularity.d`, streamed as one tar
 //!    into `tar2sqfs` (or into a directory for a sandbox), reading each layer once more.
 //!
-//! Memory is the path index (about 150 bytes a name), never a layer or a file.
+//! Memory is the path index (about 250 bytes a name: 75 MB for a 300k-entry image; a
+//! 7k-file Debian image stays under 10 MB), never a layer or a file.
+//!
+//! Why tar2sqfs: on a 3-layer Debian minbase image (65 MB compressed, 6.7k files) the
+//! stream took 4.7 s of CPU against 18.9 s for `umoci unpack` + `mksquashfs` of the same
+//! image, and our own extract-then-mksquashfs route (kept as the fallback) about twice the
+//! wall time of the stream: writing and re-reading every file on disk is what costs.
 
 mod emit;
 mod image_meta;
