@@ -345,6 +345,27 @@ fn exec_without_a_shell_in_the_image_runs_the_command_directly(mode: Mode) {
     assert_eq!(run.code(), 255, "run needs /bin/sh: {run:?}");
 }
 
+fn caller_umask_is_kept_unless_no_umask(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let userns = if let Mode::Userns = mode {
+        "--userns"
+    } else {
+        ""
+    };
+    let bin = apptainer_tests::apptainer_bin();
+    let script = format!(
+        "umask 027; {b} exec {userns} {s} sh -c umask; {b} exec {userns} --no-umask {s} sh -c umask",
+        b = bin.display(),
+        s = img.sif.display()
+    );
+    let out = UserCmd::program("/bin/sh", &["-c", &script]).run();
+    assert_eq!(stdout(&out), "0027\n0022");
+}
+
 #[test]
 fn conflicting_writable_flags_are_refused() {
     require!(
@@ -410,4 +431,5 @@ both_modes!(
     test_without_a_test_script_says_so_and_succeeds,
     hostname_sets_the_uts_name,
     exec_without_a_shell_in_the_image_runs_the_command_directly,
+    caller_umask_is_kept_unless_no_umask,
 );

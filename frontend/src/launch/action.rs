@@ -45,8 +45,9 @@ pub struct Process {
 /// Extra inputs of the action script.
 #[derive(Clone, Debug, Default)]
 pub struct ScriptOptions {
-    /// `--no-umask`: the container gets umask 0022 instead of the caller's.
-    pub no_umask: bool,
+    /// The umask the container process gets: the caller's (the starter may reset its own),
+    /// or 0022 with `--no-umask`. `None` leaves it as inherited.
+    pub umask: Option<String>,
     /// INFO messages hidden (`-q`, `-s`).
     pub quiet: bool,
 }
@@ -71,8 +72,8 @@ pub fn through_shell(
         env.snapshot_names().join(" "),
     ));
     vars.push(("__APPTAINER_OVERRIDES".into(), env.overrides_script()));
-    if opts.no_umask {
-        vars.push(("__APPTAINER_UMASK".into(), "0022".into()));
+    if let Some(umask) = &opts.umask {
+        vars.push(("__APPTAINER_UMASK".into(), umask.clone()));
     }
     if opts.quiet {
         vars.push(("__APPTAINER_QUIET".into(), "1".into()));

@@ -4,7 +4,7 @@
 # then replaces itself with the payload. Inputs, removed from the environment on entry:
 #   __APPTAINER_ENV_NAMES  names of the variables the frontend set (the "host snapshot")
 #   __APPTAINER_OVERRIDES  shell text of `export K=...` lines (APPTAINERENV_K, --env, ...)
-#   __APPTAINER_UMASK      umask to set (--no-umask), empty to keep the inherited one
+#   __APPTAINER_UMASK      umask to set (the caller's, 0022 with --no-umask), empty to keep it
 #   __APPTAINER_QUIET      non-empty to hide INFO messages
 # Rules (the reference's): the image's env scripts see none of the snapshot variables except
 # PWD and HOME; afterwards every snapshot variable the image did not define is restored, and

@@ -241,7 +241,10 @@ fn resolve_in_listing(
         let Some((kind, target)) = listing.get(&next) else {
             // A parent of listed entries, even if its own line is missing.
             let prefix = format!("{next}/");
-            listing.keys().any(|k| k.starts_with(&prefix)).then_some(())?;
+            listing
+                .keys()
+                .any(|k| k.starts_with(&prefix))
+                .then_some(())?;
             cur = next;
             continue;
         };

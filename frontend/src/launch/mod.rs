@@ -256,7 +256,11 @@ fn container_process(
     env: &environment::ContainerEnv,
 ) -> Result<action::Process> {
     let script_opts = action::ScriptOptions {
-        no_umask: inp.opts.no_umask,
+        umask: if inp.opts.no_umask {
+            Some("0022".into())
+        } else {
+            caller_umask()
+        },
         quiet: !crate::log::enabled(crate::log::Level::Info),
     };
     if inp.host.has_shell {
@@ -284,4 +288,15 @@ fn container_process(
         p.path
     );
     Ok(p)
+}
+
+/// The caller's umask, read without changing it (`Umask:` of /proc/self/status).
+fn caller_umask() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))?
+        .trim();
+    (value.len() <= 4 && value.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        .then(|| value.to_string())
 }
