@@ -221,6 +221,9 @@ fn build_stage(ctx: &StageContext<'_>) -> Result<()> {
     if ctx.def.stages.len() > 1 {
         crate::info!("Building {}", ctx.label());
     }
+    if ctx.opts.runs("pre") {
+        scripts::run_pre(ctx)?;
+    }
     if ctx.bootstrap {
         bootstrap::run(ctx).with_context(|| format!("while bootstrapping {}", ctx.label()))?;
     }

@@ -67,6 +67,28 @@ pub fn run_setup(ctx: &StageContext<'_>) -> Result<()> {
     check_status("%setup", status)
 }
 
+/// `%pre` (deprecated in the reference, still run): on the host before the bootstrap.
+pub fn run_pre(ctx: &StageContext<'_>) -> Result<()> {
+    let Some(script) = ctx.stage.script(SectionKind::Pre) else {
+        return Ok(());
+    };
+    if script.body.trim().is_empty() {
+        return Ok(());
+    }
+    crate::info!("Running pre scriptlet");
+    let path = ctx.work.join(format!("pre-{}.sh", ctx.index));
+    write_script(&path, &script.body)?;
+    let status = Command::new("/bin/sh")
+        .args(sh_args(&script.args_words, &path.to_string_lossy()))
+        .env("APPTAINER_ROOTFS", ctx.rootfs)
+        .env("SINGULARITY_ROOTFS", ctx.rootfs)
+        .env("APPTAINER_ENVIRONMENT", ENVIRONMENT_FILE)
+        .env("SINGULARITY_ENVIRONMENT", ENVIRONMENT_FILE)
+        .status()
+        .context("running %pre with /bin/sh")?;
+    check_status("%pre", status)
+}
+
 /// `%post` (plus the apps' `%appinstall`) in the container.
 pub fn run_post(ctx: &StageContext<'_>, apps_install: &str) -> Result<()> {
     let post = ctx.stage.script(SectionKind::Post);
