@@ -1,20 +1,46 @@
-//! apptainer.conf and /etc/subuid parsing on arbitrary bytes. Both files are root-owned in
+//! apptainer.conf, /etc/subuid and /etc/passwd (or /etc/group) parsing on arbitrary bytes. Both files are root-owned in
 //! setuid mode, but the user-namespace starter and the frontend parse copies anyone may
 //! write, and a parser that panics on a corrupt file takes every container start down
 //! with it. Beyond "no panic": errors are one bounded line without control characters
 //! (the starter prints them as they are), hiding values changes only the message, and the
-//! subid lookup only ever returns a range the file declared, of at least 65536 ids.
+//! subid lookup only ever returns a range the file declared, of at least 65536 ids, and an
+//! account lookup only an entry the file declared (an unknown name allows nobody).
 #![no_main]
 
 use std::path::Path;
 
-use conf::{Conf, SubIdOwner, SubIds, MIN_SUBID_COUNT};
+use conf::{Accounts, Conf, SubIdOwner, SubIds, MIN_SUBID_COUNT};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     check_conf(data);
     check_subids(data);
+    check_accounts(data);
 });
+
+fn check_accounts(data: &[u8]) {
+    let accounts = Accounts::parse(data);
+    for a in accounts.0.iter().take(16) {
+        assert!(!a.name.is_empty() && !a.name.contains([':', '\n']), "{a:?}");
+        let first = accounts.by_id(a.id).expect("an id the file declares");
+        assert_eq!(first.id, a.id);
+        let ids = accounts.ids_of(std::slice::from_ref(&a.name));
+        assert_eq!(ids.len(), 1);
+        assert!(accounts
+            .0
+            .iter()
+            .any(|b| b.name == a.name && b.id == ids[0]));
+    }
+    let unknown = ["no-such-account-\u{1}".to_string()];
+    if !accounts.0.iter().any(|a| a.name == unknown[0]) {
+        assert_eq!(
+            accounts.ids_of(&unknown),
+            [u32::MAX],
+            "an unknown name allows nobody"
+        );
+    }
+    assert!(accounts.ids_of(&[]).is_empty());
+}
 
 fn check_conf(data: &[u8]) {
     let shown = conf::parse_bytes("fuzz.conf", data, true);

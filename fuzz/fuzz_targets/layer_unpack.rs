@@ -10,8 +10,8 @@
 //! Decompression (flate2, zstd) is left out: those crates are fuzzed upstream.
 //!
 //! The frontend is a binary crate, so the convert files that need nothing outside the
-//! module (tree, scan, emit, sandbox, tarsink) are compiled in here by path, with a stub
-//! for the one log macro they use. A small library target in the frontend would make
+//! module (tree, scan, emit, sandbox, tarsink) are compiled in here by path, with stubs
+//! for the frontend's `debug!` and `log::progress_enabled` they use. A small library target in the frontend would make
 //! this independent of the module's file layout.
 #![no_main]
 
@@ -32,6 +32,14 @@ macro_rules! debug {
     ($($arg:tt)*) => {{
         let _ = format_args!($($arg)*);
     }};
+}
+
+/// The one function of the frontend's `log` module the convert files call.
+mod log {
+    /// No progress bars while fuzzing.
+    pub fn progress_enabled() -> bool {
+        false
+    }
 }
 
 #[path = "frontend_convert.rs"]

@@ -45,3 +45,23 @@ fn a_header_value_ending_in_a_backslash_survives_rendering() {
     let (first, again) = render_round_trip("Bootstrap: docker\nFrom: a\\\\\n");
     assert_eq!(first, again);
 }
+
+/// deffile_parser, crash-7b9dd6a5 (minimised): a body line ending in a carriage return, in a
+/// file with CRLF line ends, is rendered as `\r\n`, which the parser reads as an empty CRLF
+/// line, so the `\r` is lost. Input: `42 6f 6f 74 73 74 72 61 70 3a 64 6f 63 6b 65 72 0a 46
+/// 72 6f 6d 3a 66 0a 25 6c 61 62 65 6c 73 0a 0d 0d 0a 72` ("Bootstrap:docker\nFrom:f\n
+/// %labels\n\r\r\nr").
+#[test]
+fn a_body_line_ending_in_a_carriage_return_survives_rendering() {
+    let text = "Bootstrap:docker\nFrom:f\n%labels\n\r\r\nr";
+    let bodies = |d: &deffile::DefFile| -> Vec<String> {
+        d.stages
+            .iter()
+            .flat_map(|s| s.sections.iter().map(|x| x.body.trim_end().to_owned()))
+            .collect()
+    };
+    let first = deffile::parse_untemplated("in.def", text).expect("the input parses");
+    let again = deffile::parse_untemplated("rendered.def", &first.to_string())
+        .expect("the rendering parses");
+    assert_eq!(bodies(&first), bodies(&again));
+}
