@@ -300,3 +300,95 @@ fn caller_umask() -> Option<String> {
     (value.len() <= 4 && value.bytes().all(|b| (b'0'..=b'7').contains(&b)))
         .then(|| value.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starter::plan::ImageKind;
+
+    fn identity(home: &Path, cwd: &Path) -> Identity {
+        Identity {
+            uid: 1000,
+            gid: 1000,
+            groups: vec![1000],
+            name: "u".into(),
+            gecos: String::new(),
+            passwd_home: home.into(),
+            shell: "/bin/sh".into(),
+            cwd: cwd.into(),
+        }
+    }
+
+    fn host(home: &Path) -> HostInputs {
+        HostInputs {
+            env: vec![("HOME".into(), home.into()), ("FOO".into(), "bar".into())],
+            env_home: Some(home.into()),
+            resolv_conf: Some("nameserver 127.0.0.1\n".into()),
+            hostname: Some("node1".into()),
+            files: mounts::ImageFiles::default(),
+            has_shell: true,
+        }
+    }
+
+    /// The plans the frontend builds for the default conf pass the starter's own rules,
+    /// in both modes and with the common options.
+    #[test]
+    fn default_plans_pass_the_starters_validation() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let conf = conf::Conf::default();
+        let img = ResolvedImage {
+            path: "/images/x.sif".into(),
+            kind: ImageKind::Sif,
+        };
+        let id = identity(&home, &home);
+        let host = host(&home);
+        let args = vec!["/bin/true".to_string()];
+        let variants = [
+            LaunchOptions::default(),
+            LaunchOptions {
+                contain: true,
+                cleanenv: true,
+                pid: true,
+                ipc: true,
+                ..Default::default()
+            },
+            LaunchOptions {
+                hostname: Some("box".into()),
+                uts: true,
+                ..Default::default()
+            },
+        ];
+        for opts in &variants {
+            for setuid in [true, false] {
+                let inputs = PlanInputs {
+                    action: Action::Exec,
+                    args: &args,
+                    opts,
+                    conf: &conf,
+                    img: &img,
+                    id: &id,
+                    host: &host,
+                    env_file: Vec::new(),
+                    setuid,
+                };
+                let plan = build_plan(&inputs).unwrap();
+                assert_eq!(plan.namespaces.user, !setuid);
+                assert_eq!(plan.process.argv[0], "/bin/sh");
+                assert_eq!(plan.process.argv[3], "/.singularity.d/actions/exec");
+                assert_eq!(plan.process.argv[4], "/bin/true");
+                assert!(plan
+                    .process
+                    .env
+                    .iter()
+                    .any(|e| e == "APPTAINER_COMMAND=exec"));
+                let foo = plan.process.env.iter().any(|e| e == "FOO=bar");
+                assert_eq!(foo, !opts.cleanenv, "{opts:?}");
+                let policy = policy::from_conf(&conf);
+                let validated = starter::plan::validate(plan, &policy, &id.caller(setuid));
+                assert!(validated.is_ok(), "{opts:?} setuid={setuid}: {validated:?}");
+            }
+        }
+    }
+}
