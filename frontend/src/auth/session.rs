@@ -78,8 +78,13 @@ pub enum Body<'a> {
     File {
         path: &'a Path,
         content_type: &'a str,
+        /// Advanced as the file is sent.
+        progress: Option<&'a indicatif::ProgressBar>,
     },
 }
+
+/// How often a 429 or 5xx answer is retried (after 2 s, then 4 s).
+const BUSY_RETRIES: u32 = 2;
 
 pub struct Session {
     agent: ureq::Agent,
@@ -152,6 +157,7 @@ impl Session {
         what: &str,
     ) -> Result<ureq::Response, SessionError> {
         let mut answered_challenge = false;
+        let mut busy_answers = 0;
         loop {
             let url = if target.contains("://") {
                 target.to_string()
@@ -170,15 +176,26 @@ impl Session {
                 Body::Bytes { data, content_type } => {
                     req.set("Content-Type", content_type).send_bytes(data)
                 }
-                Body::File { path, content_type } => {
+                Body::File {
+                    path,
+                    content_type,
+                    progress,
+                } => {
                     let f = std::fs::File::open(path).map_err(|e| SessionError::File {
                         path: path.display().to_string(),
                         source: e,
                     })?;
                     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    let reader: Box<dyn Read> = match progress {
+                        Some(bar) => {
+                            bar.set_position(0);
+                            Box::new(bar.wrap_read(f))
+                        }
+                        None => Box::new(f),
+                    };
                     req.set("Content-Type", content_type)
                         .set("Content-Length", &len.to_string())
-                        .send(f)
+                        .send(reader)
                 }
             };
             match result {
@@ -190,6 +207,20 @@ impl Session {
                 }
                 Err(ureq::Error::Status(code, resp)) if code == 401 || code == 403 => {
                     return Err(self.denied(code, error_detail(resp), what));
+                }
+                Err(ureq::Error::Status(code, _))
+                    if (code == 429 || code >= 500) && busy_answers < BUSY_RETRIES =>
+                {
+                    // A busy or briefly failing registry: wait and ask again (bodies are
+                    // re-sent from the start; files are reopened).
+                    busy_answers += 1;
+                    let wait = Duration::from_secs(1 << busy_answers);
+                    crate::warning!(
+                        "{what}: registry {} answered HTTP {code}, retrying in {}s",
+                        self.host,
+                        wait.as_secs()
+                    );
+                    std::thread::sleep(wait);
                 }
                 Err(ureq::Error::Status(code, resp)) => {
                     return Err(SessionError::Status {

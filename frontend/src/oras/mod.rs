@@ -124,14 +124,18 @@ pub fn push(image: &Path, target: &Target) -> Result<Digest> {
         },
     )?;
     crate::info!("Uploading {} ({} bytes)", image.display(), size);
+    let group = crate::registry::progress::multi();
+    let bar = crate::registry::progress::bytes_bar(Some(&group), size, &layer.hex()[..12]);
     upload_blob(
         &mut session,
         &layer,
         &Body::File {
             path: image,
             content_type: "application/octet-stream",
+            progress: Some(&bar),
         },
     )?;
+    bar.finish_and_clear();
     let title = image
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -223,16 +227,18 @@ pub fn pull(target: &Target, dest: &Path, force: bool, disable_cache: bool) -> R
             let what = format!("blob {layer}");
             let resp = session.send("GET", &format!("blobs/{layer}"), None, &Body::Empty, &what)?;
             let mut reader = resp.into_reader();
+            let group = crate::registry::progress::multi();
+            let bar = crate::registry::progress::bytes_bar(Some(&group), size, &layer.hex()[..12]);
             writer
-                .fill(&mut reader as &mut dyn Read, &|_| {})
+                .fill(&mut reader as &mut dyn Read, &|n| bar.set_position(n))
                 .with_context(|| format!("downloading {what}"))?;
+            bar.finish_and_clear();
             writer.commit()?
         }
     };
     ensure_sif(&blob.path).with_context(|| format!("{uri}: the artifact's layer"))?;
-    crate::pull::copy_atomic(&blob.path, dest, force)?;
-    cache.keep();
-    Ok(())
+    // A temporary cache (--disable-cache) goes away with `cache` once the copy is made.
+    crate::pull::copy_atomic(&blob.path, dest, force)
 }
 
 /// The SIF layer's digest and size from an artifact manifest.
