@@ -335,3 +335,29 @@ fn docker_pull_with_an_untrusted_certificate_names_the_host() {
     assert_refused(&out, dir.path(), REG);
     assert!(out.stderr.contains("certificate"), "{out:?}");
 }
+
+#[test]
+fn debug_output_never_shows_the_password() {
+    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    let dir = user_tempdir();
+    let out = pull(
+        dir.path(),
+        &[],
+        &[
+            ("APPTAINER_DEBUG", "1"),
+            ("APPTAINER_DOCKER_USERNAME", "alice"),
+            ("APPTAINER_DOCKER_PASSWORD", ALICE_PW),
+        ],
+    );
+    assert_pulled(&out, dir.path());
+    assert!(out.stderr.contains("DEBUG"), "no debug output: {out:?}");
+    assert!(
+        !out.stderr.contains(ALICE_PW) && !out.stdout.contains(ALICE_PW),
+        "{out:?}"
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("alice:{ALICE_PW}"));
+    assert!(
+        !out.stderr.contains(&basic),
+        "Authorization header printed: {out:?}"
+    );
+}
