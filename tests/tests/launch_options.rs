@@ -345,6 +345,28 @@ fn exec_without_a_shell_in_the_image_runs_the_command_directly(mode: Mode) {
     assert_eq!(run.code(), 255, "run needs /bin/sh: {run:?}");
 }
 
+fn dns_sets_the_name_servers(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let out = action(
+        mode,
+        "exec",
+        &["--dns", "10.0.0.1,fd00::1"],
+        &img,
+        &["cat", "/etc/resolv.conf"],
+    )
+    .run();
+    assert_eq!(stdout(&out), "nameserver 10.0.0.1\nnameserver fd00::1");
+    let bad = action(mode, "exec", &["--dns", "not-an-ip"], &img, &["true"]).run();
+    assert_eq!(
+        bad.stderr,
+        "FATAL:   --dns \"not-an-ip\": not an IP address\n"
+    );
+}
+
 fn caller_umask_is_kept_unless_no_umask(mode: Mode) {
     require!(
         ready(mode),
@@ -432,4 +454,5 @@ both_modes!(
     hostname_sets_the_uts_name,
     exec_without_a_shell_in_the_image_runs_the_command_directly,
     caller_umask_is_kept_unless_no_umask,
+    dns_sets_the_name_servers,
 );

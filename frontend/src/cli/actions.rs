@@ -255,6 +255,7 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
         ipc: f.ipc || containall || envvars::flag("APPTAINER_UNSHARE_IPC"),
         uts: f.uts || f.hostname.is_some() || envvars::flag("APPTAINER_UNSHARE_UTS"),
         hostname: f.hostname,
+        dns: f.dns.as_deref().map(parse_dns).transpose()?,
         net: f.net || !f.network.is_empty() || envvars::flag("APPTAINER_UNSHARE_NET"),
         no_init: f.no_init || compat,
         no_umask: f.no_umask || compat,
@@ -268,11 +269,10 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
 /// Options this build parses (so scripts that pass them get a clear answer) but whose
 /// machinery does not exist yet. Refusing is better than silently running without them.
 fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
-    let refused: [(&str, bool); 12] = [
+    let refused: [(&str, bool); 11] = [
         ("--scratch", !f.scratch.is_empty()),
         ("--overlay", !f.overlay.is_empty()),
         ("--network", !f.network.is_empty()),
-        ("--dns", f.dns.is_some()),
         ("--nv", f.nv),
         ("--rocm", f.rocm),
         ("--add-caps", f.add_caps.is_some()),
@@ -286,6 +286,18 @@ fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
         bail!("{name} is not supported by this build yet");
     }
     Ok(())
+}
+
+/// `--dns 1.1.1.1,8.8.8.8`: comma-separated IPv4 or IPv6 addresses.
+fn parse_dns(list: &str) -> Result<Vec<String>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(ip.to_string()),
+            Err(_) => bail!("--dns {s:?}: not an IP address"),
+        })
+        .collect()
 }
 
 /// `APPTAINER_MOUNT` holds one mount spec per line in the reference (a spec itself contains

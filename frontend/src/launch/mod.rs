@@ -9,7 +9,6 @@ pub mod environment;
 pub mod identity;
 pub mod image;
 pub mod mounts;
-pub mod policy;
 pub mod starter_exec;
 
 pub use action::Action;
@@ -45,6 +44,8 @@ pub struct LaunchOptions {
     pub ipc: bool,
     pub uts: bool,
     pub hostname: Option<String>,
+    /// `--dns` name servers.
+    pub dns: Option<Vec<String>>,
     pub net: bool,
     pub no_init: bool,
     pub no_umask: bool,
@@ -90,7 +91,7 @@ pub fn launch(
         setuid: starter.setuid,
     };
     let plan = build_plan(&inputs)?;
-    let policy = policy::from_conf(&conf);
+    let policy = starter::plan::Policy::from_conf(&conf);
     starter::plan::validate(plan.clone(), &policy, &id.caller(starter.setuid))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let json = serde_json::to_vec(&plan).context("cannot encode the launch plan")?;
@@ -196,6 +197,7 @@ pub fn build_plan(inp: &PlanInputs<'_>) -> Result<Plan> {
         cwd: opts.cwd.clone(),
         fakeroot: opts.fakeroot,
         hostname: opts.hostname.clone(),
+        dns: opts.dns.clone(),
     };
     let facts = mounts::HostFacts {
         id: inp.id,
@@ -385,7 +387,7 @@ mod tests {
                     .any(|e| e == "APPTAINER_COMMAND=exec"));
                 let foo = plan.process.env.iter().any(|e| e == "FOO=bar");
                 assert_eq!(foo, !opts.cleanenv, "{opts:?}");
-                let policy = policy::from_conf(&conf);
+                let policy = starter::plan::Policy::from_conf(&conf);
                 let validated = starter::plan::validate(plan, &policy, &id.caller(setuid));
                 assert!(validated.is_ok(), "{opts:?} setuid={setuid}: {validated:?}");
             }

@@ -25,6 +25,8 @@ pub struct MountRequest {
     pub cwd: Option<String>,
     pub fakeroot: bool,
     pub hostname: Option<String>,
+    /// `--dns`: name server addresses for the container's /etc/resolv.conf.
+    pub dns: Option<Vec<String>>,
 }
 
 /// The image's /etc/passwd and /etc/group, when the frontend could read them.
@@ -343,13 +345,22 @@ fn etc_files(
             contents,
         });
     }
-    if conf.config_resolv_conf {
-        if let Some(contents) = &host.resolv_conf {
-            out.push(PlanMount::File {
-                dst: "/etc/resolv.conf".into(),
-                contents: contents.clone(),
-            });
-        }
+    // `--dns` replaces the host's name servers with the user's.
+    let resolv = match &req.dns {
+        Some(servers) => Some(
+            servers
+                .iter()
+                .map(|s| format!("nameserver {s}\n"))
+                .collect(),
+        ),
+        None if conf.config_resolv_conf => host.resolv_conf.clone(),
+        None => None,
+    };
+    if let Some(contents) = resolv {
+        out.push(PlanMount::File {
+            dst: "/etc/resolv.conf".into(),
+            contents,
+        });
     }
     if let Some(name) = req.hostname.as_ref().or(host.hostname.as_ref()) {
         out.push(PlanMount::File {
@@ -623,6 +634,26 @@ mod tests {
         let p = f.plan(&MountRequest::default(), Path::new("/")).unwrap();
         assert_eq!(p.cwd, "/");
         assert!(!dsts(&p).iter().any(|m| m.starts_with("Cwd:")));
+    }
+
+    #[test]
+    fn dns_replaces_the_host_name_servers() {
+        let f = Fixture::new();
+        let req = MountRequest {
+            dns: Some(vec!["10.0.0.1".into(), "fd00::1".into()]),
+            ..Default::default()
+        };
+        let p = f.plan(&req, &f.home()).unwrap();
+        let resolv = p.mounts.iter().find_map(|m| match m {
+            PlanMount::File { dst, contents } if dst == "/etc/resolv.conf" => {
+                Some(contents.clone())
+            }
+            _ => None,
+        });
+        assert_eq!(
+            resolv.as_deref(),
+            Some("nameserver 10.0.0.1\nnameserver fd00::1\n")
+        );
     }
 
     #[test]
