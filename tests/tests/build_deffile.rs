@@ -488,3 +488,55 @@ fn a_user_without_a_subuid_range_builds_with_root_mapped_fakeroot() {
         .run();
     assert_eq!(out.stdout, "0\n", "{out:?}");
 }
+
+#[test]
+fn files_post_chowns_to_subordinate_ids_keep_their_owner_in_the_image() {
+    require!(ready(), WHY);
+    let tmp = user_tempdir();
+    let dir = tmp.path();
+    // What apt-get does: files and a private directory owned by a system user.
+    let def = write(
+        dir,
+        "owners.def",
+        &format!(
+            "Bootstrap: docker\nFrom: {REGISTRY}/test/busybox:latest\n\n%post\n    mkdir /d\n    echo secret > /d/f\n    chmod 600 /d/f\n    chown -R 100:101 /d\n    chmod 700 /d\n"
+        ),
+    );
+    let tmpdir = dir.join("buildtmp");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let acct = apptainer_tests::test_account();
+    std::os::unix::fs::chown(&tmpdir, Some(acct.uid), Some(acct.gid)).unwrap();
+    UserCmd::new(&["build", "owners.sif", &def])
+        .cwd(dir)
+        .env("APPTAINER_CACHEDIR", dir.join("cache"))
+        .env("APPTAINER_NOHTTPS", "1")
+        .env("APPTAINER_TMPDIR", &tmpdir)
+        .run()
+        .assert_success();
+    let sif = dir.join("owners.sif");
+    let mut f = std::fs::File::open(&sif).unwrap();
+    let offset = sif::primary_partition(&mut f).unwrap().offset;
+    let out = std::process::Command::new("unsquashfs")
+        .args(["-lln", "-o", &offset.to_string(), "-d", ""])
+        .arg(&sif)
+        .arg("d")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let owner_of = |path: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(path))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_string)
+    };
+    assert_eq!(owner_of(" /d").as_deref(), Some("100/101"), "{listing}");
+    assert_eq!(owner_of(" /d/f").as_deref(), Some("100/101"), "{listing}");
+    // The temporary build tree, subordinate-owned files included, is gone.
+    let left: Vec<_> = std::fs::read_dir(&tmpdir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

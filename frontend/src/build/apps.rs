@@ -134,7 +134,7 @@ fn layout_app(ctx: &StageContext<'_>, app: &str) -> Result<()> {
                 c
             })
             .collect();
-        files::copy_all(&rel, None, root, &ctx.def.file)?;
+        files::copy_all(&rel, None, root, &ctx.def.file, None)?;
     }
     Ok(())
 }

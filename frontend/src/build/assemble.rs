@@ -25,23 +25,33 @@ pub fn to_sif(
     crate::info!("Creating SIF file...");
     let squashfs = work.join("rootfs.sqfs");
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut cmd = Command::new("mksquashfs");
-    cmd.arg(root)
-        .arg(&squashfs)
-        .args([
-            "-noappend",
-            "-comp",
-            "gzip",
-            "-no-progress",
-            "-quiet",
-            "-processors",
-        ])
-        .arg(jobs.to_string());
-    if opts.fakeroot && !nix::unistd::geteuid().is_root() {
-        // Inside the fakeroot build every file belonged to root; on the host they belong
-        // to the caller. The image records what the build saw.
-        cmd.arg("-all-root");
+    let mut args: Vec<std::ffi::OsString> = vec![root.into(), squashfs.clone().into()];
+    for a in [
+        "-noappend",
+        "-comp",
+        "gzip",
+        "-no-progress",
+        "-quiet",
+        "-processors",
+    ] {
+        args.push(a.into());
     }
+    args.push(jobs.to_string().into());
+    let mut cmd = match &opts.subids {
+        // Inside the fakeroot mapping every file reads as the build saw it (root, or a
+        // subordinate id), and files only those ids may read are readable.
+        Some(map) => map.command("mksquashfs", &args),
+        None => {
+            let mut c = Command::new("mksquashfs");
+            c.args(&args);
+            if opts.fakeroot && !nix::unistd::geteuid().is_root() {
+                // Root-mapped fakeroot: every file the build saw as root's is the
+                // caller's on the host. The image records what the build saw.
+                c.arg("-all-root");
+            }
+            c
+        }
+    };
     let output = cmd
         .output()
         .context("running mksquashfs (is squashfs-tools installed?)")?;

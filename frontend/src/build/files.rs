@@ -10,26 +10,34 @@ use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::idmap::SubIdMap;
 use super::rootpath;
 use crate::deffile::FileCopy;
 
 /// Copies every line of a block. `src_root` is the root of an earlier stage for
 /// `%files from`, or None for the host (relative sources are relative to the current
-/// directory, as in the reference).
+/// directory, as in the reference). `subids`: copy inside the fakeroot mapping (for a
+/// stage whose files may belong to subordinate ids).
 pub fn copy_all(
     copies: &[FileCopy],
     src_root: Option<&Path>,
     root: &Path,
     file: &str,
+    subids: Option<&SubIdMap>,
 ) -> Result<()> {
     for copy in copies {
-        copy_one(copy, src_root, root)
+        copy_one(copy, src_root, root, subids)
             .map_err(|e| anyhow!("{file}:{}: %files: {e:#}", copy.line))?;
     }
     Ok(())
 }
 
-fn copy_one(copy: &FileCopy, src_root: Option<&Path>, root: &Path) -> Result<()> {
+fn copy_one(
+    copy: &FileCopy,
+    src_root: Option<&Path>,
+    root: &Path,
+    subids: Option<&SubIdMap>,
+) -> Result<()> {
     let sources = match_sources(&copy.src, src_root)?;
     let dst = if copy.dst.is_empty() {
         &copy.src
@@ -44,13 +52,18 @@ fn copy_one(copy: &FileCopy, src_root: Option<&Path>, root: &Path) -> Result<()>
             .with_context(|| format!("creating the parent of {dst:?} in the container"))?;
     }
     crate::verbose!("copying {:?} to {:?}", copy.src, dst);
-    let out = Command::new("cp")
-        .arg("-fLr")
-        .arg("--")
-        .args(&sources)
-        .arg(&dest)
-        .output()
-        .context("running cp")?;
+    let mut args: Vec<std::ffi::OsString> = vec!["-fLr".into(), "--".into()];
+    args.extend(sources.iter().map(|p| p.as_os_str().to_owned()));
+    args.push(dest.as_os_str().to_owned());
+    let mut cmd = match subids {
+        Some(map) => map.command("cp", &args),
+        None => {
+            let mut c = Command::new("cp");
+            c.args(&args);
+            c
+        }
+    };
+    let out = cmd.output().context("running cp")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         bail!(
@@ -130,7 +143,14 @@ mod tests {
         fs::write(host.path().join("a.txt"), "a").unwrap();
         fs::write(host.path().join("b.txt"), "b").unwrap();
         let pattern = format!("{}/*.txt", host.path().display());
-        copy_all(&[copy(&pattern, "/opt/data")], None, root.path(), "x.def").unwrap();
+        copy_all(
+            &[copy(&pattern, "/opt/data")],
+            None,
+            root.path(),
+            "x.def",
+            None,
+        )
+        .unwrap();
         assert_eq!(
             fs::read_to_string(root.path().join("opt/data/a.txt")).unwrap(),
             "a"
@@ -144,8 +164,14 @@ mod tests {
     #[test]
     fn a_missing_source_names_the_file_and_line() {
         let root = tempfile::tempdir().unwrap();
-        let err =
-            copy_all(&[copy("/nonexistent/zzz", "")], None, root.path(), "x.def").unwrap_err();
+        let err = copy_all(
+            &[copy("/nonexistent/zzz", "")],
+            None,
+            root.path(),
+            "x.def",
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "x.def:3: %files: no such file or directory: \"/nonexistent/zzz\""
@@ -164,6 +190,7 @@ mod tests {
             Some(stage.path()),
             root.path(),
             "x.def",
+            None,
         )
         .unwrap();
         assert_eq!(

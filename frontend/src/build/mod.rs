@@ -12,6 +12,7 @@ mod assemble;
 mod bootstrap;
 mod files;
 mod flags;
+mod idmap;
 pub mod inspect;
 mod labels;
 mod metadata;
@@ -46,6 +47,8 @@ pub struct BuildOptions {
     pub warn_unused_build_args: bool,
     /// How bootstrap agents fetch their base image.
     pub pull: PullOptions,
+    /// The caller's subordinate ids when a fakeroot build maps them.
+    pub subids: Option<idmap::SubIdMap>,
 }
 
 impl BuildOptions {
@@ -89,7 +92,16 @@ impl BuildOptions {
             build_arg_file: f.build_arg_file.clone(),
             warn_unused_build_args: f.warn_unused_build_args,
             pull,
+            subids: None,
         }
+        .with_subids()
+    }
+
+    fn with_subids(mut self) -> BuildOptions {
+        if self.fakeroot {
+            self.subids = idmap::SubIdMap::for_caller();
+        }
+        self
     }
 }
 
@@ -110,7 +122,7 @@ pub fn build_from_deffile(def_path: &Path, out: &Path, opts: &BuildOptions) -> R
     if !update_in_place {
         crate::pull::check_output(out, opts.force)?;
     }
-    let work = Workspace::create()?;
+    let work = Workspace::create(opts.subids)?;
     if !pulls_first(&def) {
         // The pull pipeline says it for OCI bootstraps.
         crate::info!("Starting build...");
@@ -141,6 +153,7 @@ pub fn build_from_deffile(def_path: &Path, out: &Path, opts: &BuildOptions) -> R
             index: i,
             rootfs,
         });
+        release_unused_stages(&def, &built, i, opts);
     }
     let root = &built[last].rootfs;
     if update_in_place {
@@ -154,6 +167,23 @@ pub fn build_from_deffile(def_path: &Path, out: &Path, opts: &BuildOptions) -> R
     }
     crate::info!("Build complete: {}", out.display());
     Ok(())
+}
+
+/// Removes the roots of earlier stages that no stage after `done` copies from: a
+/// multi-stage build then holds only the roots it still needs.
+fn release_unused_stages(def: &DefFile, built: &[BuiltStage], done: usize, opts: &BuildOptions) {
+    let last = def.stages.len() - 1;
+    for s in &built[..done.min(last)] {
+        let needed = def.stages[done + 1..].iter().any(|later| {
+            later.files().iter().any(|b| match b.from.as_deref() {
+                Some(from) => s.name.as_deref() == Some(from) || from == s.index.to_string(),
+                None => false,
+            })
+        });
+        if !needed && s.rootfs.exists() {
+            remove_root(&s.rootfs, opts.subids.as_ref());
+        }
+    }
 }
 
 fn pulls_first(def: &DefFile) -> bool {
@@ -238,7 +268,13 @@ fn build_stage(ctx: &StageContext<'_>) -> Result<()> {
                 .find(|s| s.name.as_deref() == Some(from) || s.index.to_string() == from)
                 .ok_or_else(|| anyhow!("%files from {from:?}: no earlier stage has that name"))?;
             crate::info!("Copying files from {from}");
-            files::copy_all(&block.copies, Some(&src.rootfs), ctx.rootfs, &ctx.def.file)?;
+            files::copy_all(
+                &block.copies,
+                Some(&src.rootfs),
+                ctx.rootfs,
+                &ctx.def.file,
+                ctx.opts.subids.as_ref(),
+            )?;
         }
     }
     if ctx.opts.runs("setup") {
@@ -247,7 +283,7 @@ fn build_stage(ctx: &StageContext<'_>) -> Result<()> {
     if ctx.opts.runs("files") {
         for block in ctx.stage.files().iter().filter(|b| b.from.is_none()) {
             crate::info!("Copying files from host");
-            files::copy_all(&block.copies, None, ctx.rootfs, &ctx.def.file)?;
+            files::copy_all(&block.copies, None, ctx.rootfs, &ctx.def.file, None)?;
         }
     }
     if ctx.opts.runs("post") {
@@ -264,10 +300,11 @@ fn build_stage(ctx: &StageContext<'_>) -> Result<()> {
 /// directories the image made read-only) when the build ends.
 struct Workspace {
     dir: Option<tempfile::TempDir>,
+    subids: Option<idmap::SubIdMap>,
 }
 
 impl Workspace {
-    fn create() -> Result<Workspace> {
+    fn create(subids: Option<idmap::SubIdMap>) -> Result<Workspace> {
         let base = ["APPTAINER_TMPDIR", "TMPDIR"]
             .iter()
             .find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()))
@@ -278,7 +315,10 @@ impl Workspace {
             .prefix("build-temp-")
             .tempdir_in(&base)
             .with_context(|| format!("creating a temporary directory in {}", base.display()))?;
-        Ok(Workspace { dir: Some(dir) })
+        Ok(Workspace {
+            dir: Some(dir),
+            subids,
+        })
     }
 
     fn path(&self) -> &Path {
@@ -290,9 +330,20 @@ impl Drop for Workspace {
     fn drop(&mut self) {
         if let Some(dir) = self.dir.take() {
             let path = dir.keep();
-            remove_tree(&path);
+            remove_root(&path, self.subids.as_ref());
         }
     }
+}
+
+/// Removes a build tree, inside the fakeroot mapping when the build wrote subordinate
+/// ids into it.
+fn remove_root(root: &Path, subids: Option<&idmap::SubIdMap>) {
+    if let Some(map) = subids {
+        if map.remove_tree(root) {
+            return;
+        }
+    }
+    remove_tree(root);
 }
 
 /// Removes a tree, first giving the owner rwx on its directories (images have read-only
