@@ -265,3 +265,85 @@ fn push_without_credentials_asks_for_a_login() {
     );
     assert_one_error(&out, "requires authentication");
 }
+
+/// The registry's architecture name for this machine.
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+#[test]
+fn an_index_of_sif_artifacts_resolves_to_the_host_architecture() {
+    require!(ready(), "local registry (scripts/test-setup.sh)");
+    let sif = sample_sif();
+    let dir = user_tempdir();
+    let base = "127.0.0.1:5000/test/oras-index";
+    as_user(
+        TEST_USER,
+        dir.path(),
+        None,
+        &[
+            "push",
+            sif.to_str().unwrap(),
+            &format!("oras://{base}:single"),
+        ],
+    )
+    .assert_success();
+    // The manifest just pushed, then an index naming it for this architecture (and a
+    // decoy for another one), put in place with curl.
+    let accept = "Accept: application/vnd.oci.image.manifest.v1+json";
+    let out = Command::new("curl")
+        .args(["-fsS", "-D", "-", "-o", "/dev/null", "-H", accept])
+        .arg(format!(
+            "http://127.0.0.1:5000/v2/test/oras-index/manifests/single"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let head = String::from_utf8(out.stdout).unwrap().to_ascii_lowercase();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap()
+    };
+    let digest = header("docker-content-digest:");
+    let size: u64 = header("content-length:").parse().unwrap();
+    let other_arch = if host_arch() == "amd64" {
+        "riscv64"
+    } else {
+        "amd64"
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size,
+             "platform": {"os": "linux", "architecture": other_arch}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size,
+             "platform": {"os": "linux", "architecture": host_arch()}},
+        ],
+    });
+    let put = Command::new("curl")
+        .args(["-fsS", "-X", "PUT", "-H"])
+        .arg("Content-Type: application/vnd.oci.image.index.v1+json")
+        .args(["--data-binary", &index.to_string()])
+        .arg("http://127.0.0.1:5000/v2/test/oras-index/manifests/multi")
+        .output()
+        .unwrap();
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    as_user(
+        TEST_USER,
+        dir.path(),
+        None,
+        &["pull", "out.sif", &format!("oras://{base}:multi")],
+    )
+    .assert_success();
+    assert!(std::fs::read(dir.path().join("out.sif")).unwrap() == std::fs::read(&sif).unwrap());
+}

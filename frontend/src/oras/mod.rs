@@ -25,6 +25,9 @@ use std::path::Path;
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.sylabs.sif.config.v1+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.sylabs.sif.layer.v1.sif";
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// What Singularity before 3.7 pushed (with its typo), still accepted on pull.
+const PROTO_LAYER_MEDIA_TYPE: &str = "appliciation/vnd.sylabs.sif.layer.tar";
 const TITLE: &str = "org.opencontainers.image.title";
 const CREATED: &str = "org.opencontainers.image.created";
 /// The config is always an empty JSON object.
@@ -200,19 +203,20 @@ pub fn pull(target: &Target, dest: &Path, force: bool, disable_cache: bool) -> R
     crate::pull::check_output(dest, force)?;
     let mut session = target.session(false);
     let mref = target.reference.manifest_ref();
-    let resp = session.send(
-        "GET",
-        &format!("manifests/{mref}"),
-        Some(MANIFEST_MEDIA_TYPE),
-        &Body::Empty,
-        &uri,
-    )?;
-    let body = crate::registry::client::read_document(resp)
-        .with_context(|| format!("{uri}: reading the manifest"))?;
+    let mut body = get_manifest(&mut session, &mref, &uri)?;
     if let Some(pinned) = &target.reference.digest {
         let got = Digest::of_bytes(&body);
         if &got != pinned {
             bail!("{uri}: manifest digest mismatch: expected {pinned}, got {got}");
+        }
+    }
+    if let Some(chosen) =
+        index_choice(&body).with_context(|| format!("{uri}: reading the index"))?
+    {
+        body = get_manifest(&mut session, &chosen.to_string(), &uri)?;
+        let got = Digest::of_bytes(&body);
+        if got != chosen {
+            bail!("{uri}: manifest digest mismatch: expected {chosen}, got {got}");
         }
     }
     let (layer, size) = sif_layer(&body).with_context(|| format!("{uri}: not a SIF artifact"))?;
@@ -241,7 +245,54 @@ pub fn pull(target: &Target, dest: &Path, force: bool, disable_cache: bool) -> R
     crate::pull::copy_atomic(&blob.path, dest, force)
 }
 
-/// The SIF layer's digest and size from an artifact manifest.
+fn get_manifest(session: &mut Session, mref: &str, uri: &str) -> Result<Vec<u8>> {
+    let accept = format!("{MANIFEST_MEDIA_TYPE}, {INDEX_MEDIA_TYPE}");
+    let resp = session.send(
+        "GET",
+        &format!("manifests/{mref}"),
+        Some(&accept),
+        &Body::Empty,
+        uri,
+    )?;
+    crate::registry::client::read_document(resp)
+        .with_context(|| format!("{uri}: reading the manifest"))
+}
+
+/// For an image index, the manifest for this host's architecture (or its only one).
+fn index_choice(body: &[u8]) -> Result<Option<Digest>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        manifests: Option<Vec<Entry>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        digest: String,
+        platform: Option<Platform>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Platform {
+        #[serde(default)]
+        architecture: String,
+    }
+    let Ok(Index {
+        manifests: Some(entries),
+    }) = serde_json::from_slice::<Index>(body)
+    else {
+        return Ok(None);
+    };
+    let host = crate::registry::Platform::host().architecture;
+    let chosen = match entries.as_slice() {
+        [only] => only,
+        _ => entries
+            .iter()
+            .find(|e| e.platform.as_ref().is_some_and(|p| p.architecture == host))
+            .with_context(|| format!("no SIF for architecture {host}"))?,
+    };
+    Ok(Some(Digest::parse(&chosen.digest)?))
+}
+
+/// The SIF layer's digest and size from an artifact manifest: exactly one layer, of the
+/// SIF media type (or the misspelt one of Singularity before 3.7).
 fn sif_layer(manifest: &[u8]) -> Result<(Digest, u64)> {
     #[derive(serde::Deserialize)]
     struct Manifest {
@@ -256,9 +307,18 @@ fn sif_layer(manifest: &[u8]) -> Result<(Digest, u64)> {
         size: u64,
     }
     let m: Manifest = serde_json::from_slice(manifest).context("the manifest is not valid JSON")?;
-    let Some(l) = m.layers.iter().find(|l| l.media_type == LAYER_MEDIA_TYPE) else {
-        bail!("no layer of media type {LAYER_MEDIA_TYPE}");
+    let [l] = m.layers.as_slice() else {
+        bail!(
+            "a SIF artifact has one layer, this one has {}",
+            m.layers.len()
+        );
     };
+    if l.media_type != LAYER_MEDIA_TYPE && l.media_type != PROTO_LAYER_MEDIA_TYPE {
+        bail!(
+            "layer media type {:?} is not {LAYER_MEDIA_TYPE}",
+            l.media_type
+        );
+    }
     Ok((Digest::parse(&l.digest)?, l.size))
 }
 
@@ -281,5 +341,33 @@ mod tests {
         assert_eq!(m["layers"][0]["annotations"][TITLE], "x.sif");
         let body = serde_json::to_vec(&m).unwrap();
         assert_eq!(sif_layer(&body).unwrap(), (d, 3));
+    }
+
+    #[test]
+    fn older_layer_type_is_accepted_and_extra_layers_are_not() {
+        let d = Digest::of_bytes(b"x");
+        let one = json!({"layers": [{"mediaType": PROTO_LAYER_MEDIA_TYPE, "digest": d.to_string(), "size": 1}]});
+        assert_eq!(
+            sif_layer(one.to_string().as_bytes()).unwrap(),
+            (d.clone(), 1)
+        );
+        let layer = json!({"mediaType": LAYER_MEDIA_TYPE, "digest": d.to_string(), "size": 1});
+        let two = json!({"layers": [layer.clone(), layer]});
+        assert!(sif_layer(two.to_string().as_bytes()).is_err());
+        let tar = json!({"layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.to_string(), "size": 1}]});
+        assert!(sif_layer(tar.to_string().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn index_picks_the_host_architecture() {
+        let host = crate::registry::Platform::host().architecture;
+        let (a, b) = (Digest::of_bytes(b"a"), Digest::of_bytes(b"b"));
+        let index = json!({"manifests": [
+            {"digest": a.to_string(), "platform": {"os": "linux", "architecture": "no-such-arch"}},
+            {"digest": b.to_string(), "platform": {"os": "linux", "architecture": host}},
+        ]});
+        assert_eq!(index_choice(index.to_string().as_bytes()).unwrap(), Some(b));
+        let manifest = json!({"schemaVersion": 2, "layers": []});
+        assert_eq!(index_choice(manifest.to_string().as_bytes()).unwrap(), None);
     }
 }
