@@ -9,7 +9,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::{inspect, remove_tree, BuildOptions};
+use super::idmap::SubIdMap;
+use super::{inspect, remove_root, BuildOptions};
 use crate::deffile::DefFile;
 
 pub fn to_sif(
@@ -88,7 +89,7 @@ pub fn to_sif(
     ];
     if out.is_dir() && !out.is_symlink() {
         // Only reached with --force (the output check refused otherwise).
-        remove_tree(out);
+        remove_root(out, opts.subids.as_ref());
     }
     let create = CreateOptions {
         launch_script: RUN_SINGULARITY.to_string(),
@@ -98,7 +99,9 @@ pub fn to_sif(
 }
 
 /// Moves the root into place; across filesystems it is copied beside `out` first.
-pub fn to_sandbox(root: &Path, out: &Path, force: bool) -> Result<()> {
+/// With `subids` the copy and the removals run inside the fakeroot mapping, since the
+/// tree may hold files of the caller's subordinate ids.
+pub fn to_sandbox(root: &Path, out: &Path, force: bool, subids: Option<&SubIdMap>) -> Result<()> {
     crate::info!("Creating sandbox directory...");
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -108,14 +111,22 @@ pub fn to_sandbox(root: &Path, out: &Path, force: bool) -> Result<()> {
         Ok(()) => parent.join(temp_name(out)),
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
             let dest = parent.join(temp_name(out));
-            let status = Command::new("cp")
-                .arg("-a")
-                .arg(root)
-                .arg(&dest)
-                .status()
-                .context("running cp")?;
+            let args = [
+                std::ffi::OsStr::new("-a"),
+                root.as_os_str(),
+                dest.as_os_str(),
+            ];
+            let mut cmd = match subids {
+                Some(map) => map.command("cp", &args),
+                None => {
+                    let mut c = Command::new("cp");
+                    c.args(args);
+                    c
+                }
+            };
+            let status = cmd.status().context("running cp")?;
             if !status.success() {
-                remove_tree(&dest);
+                remove_root(&dest, subids);
                 bail!("copying the sandbox to {} failed", parent.display());
             }
             dest
@@ -126,13 +137,13 @@ pub fn to_sandbox(root: &Path, out: &Path, force: bool) -> Result<()> {
     };
     if force && fs::symlink_metadata(out).is_ok() {
         if out.is_dir() && !out.is_symlink() {
-            remove_tree(out);
+            remove_root(out, subids);
         } else {
             let _ = fs::remove_file(out);
         }
     }
     if let Err(e) = fs::rename(&staged, out) {
-        remove_tree(&staged);
+        remove_root(&staged, subids);
         return Err(e).with_context(|| format!("moving the sandbox to {}", out.display()));
     }
     Ok(())

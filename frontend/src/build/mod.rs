@@ -161,7 +161,7 @@ pub fn build_from_deffile(def_path: &Path, out: &Path, opts: &BuildOptions) -> R
         return Ok(());
     }
     if opts.sandbox {
-        assemble::to_sandbox(root, out, opts.force)?;
+        assemble::to_sandbox(root, out, opts.force, opts.subids.as_ref())?;
     } else {
         assemble::to_sif(root, out, &def, opts, work.path())?;
     }
