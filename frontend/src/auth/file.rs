@@ -6,10 +6,11 @@
 use crate::registry::auth::Credentials;
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
+use fs4::fs_std::FileExt;
 use serde_json::{Map, Value};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Files larger than this are not credential files.
@@ -117,6 +118,7 @@ pub fn list(path: &Path) -> Result<Vec<(String, String)>> {
 
 /// Stores `username`/`password` for `host`, replacing any entry for the same registry.
 pub fn store(path: &Path, host: &str, username: &str, password: &str) -> Result<()> {
+    let _lock = lock_for(path)?;
     let mut doc = read_doc(path)?;
     let host = normalize_host(host);
     let auths = doc
@@ -135,6 +137,10 @@ pub fn store(path: &Path, host: &str, username: &str, password: &str) -> Result<
 
 /// Removes the entry for `host`; false if there was none.
 pub fn remove(path: &Path, host: &str) -> Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let _lock = lock_for(path)?;
     let mut doc = read_doc(path)?;
     let host = normalize_host(host);
     let Some(Value::Object(auths)) = doc.get_mut("auths") else {
@@ -167,6 +173,28 @@ fn write_private(path: &Path, doc: &Map<String, Value>) -> Result<()> {
         .map_err(|e| e.error)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Serialises the read-modify-write of `path` between processes (two logins at once must
+/// not lose one): an exclusive lock on `.<name>.lock` beside it, released on drop.
+fn lock_for(path: &Path) -> Result<fs::File> {
+    let parent = parent_of(path);
+    private_dir(&parent)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lock = parent.join(format!(".{name}.lock"));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock)
+        .with_context(|| format!("opening {}", lock.display()))?;
+    file.lock_exclusive()
+        .with_context(|| format!("locking {}", lock.display()))?;
+    Ok(file)
 }
 
 fn parent_of(path: &Path) -> PathBuf {
@@ -236,5 +264,18 @@ mod tests {
         fs::write(&path, "{not json").unwrap();
         let err = lookup(&path, "x").unwrap_err().to_string();
         assert!(err.contains("c.json"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_stores_lose_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let path = &path;
+                scope.spawn(move || store(path, &format!("host{i}:5000"), "u", "p").unwrap());
+            }
+        });
+        assert_eq!(list(&path).unwrap().len(), 8);
     }
 }
