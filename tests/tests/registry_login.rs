@@ -281,3 +281,24 @@ fn login_through_a_token_realm() {
     );
     pulled.assert_success();
 }
+
+#[test]
+fn help_never_shows_passwords_from_the_environment() {
+    require!(
+        installed() && test_user_exists(),
+        "installed apptainer and test user"
+    );
+    for args in [
+        vec!["registry", "login", "--help"],
+        vec!["pull", "--help"],
+        vec!["push", "--help"],
+    ] {
+        let out = UserCmd::new(&args)
+            .env("APPTAINER_LOGIN_PASSWORD", ALICE_PW)
+            .env("APPTAINER_DOCKER_PASSWORD", ALICE_PW)
+            .env("DOCKER_PASSWORD", ALICE_PW)
+            .run();
+        out.assert_success();
+        assert_no_secret(&out);
+    }
+}
