@@ -31,6 +31,10 @@
 //! - [`SubIds::lookup`]`(name, uid) -> Result<`[`SubIdRange`]`, `[`SubIdError`]`>`.
 //! - [`SUBUID_FILE`], [`SUBGID_FILE`], [`MIN_SUBID_COUNT`].
 //!
+//! /etc/passwd and /etc/group (no NSS):
+//! - [`load_accounts`]`(path)`, [`load_accounts_trusted`]`(path) -> Result<`[`Accounts`]`, ConfError>`;
+//!   [`Accounts::by_id`], [`Accounts::ids_of`]; [`PASSWD_FILE`], [`GROUP_FILE`].
+//!
 //! Errors are one [`ConfError`] line naming the file, the line and the rule, e.g.
 //! `/etc/apptainer/apptainer.conf:12: "allow setuid" must be yes or no, not "maybe"`.
 
@@ -46,6 +50,7 @@
     )
 )]
 
+mod accounts;
 mod directives;
 mod error;
 mod parse;
@@ -53,6 +58,10 @@ pub mod paths;
 mod subid;
 mod trusted;
 
+pub use accounts::{
+    load_accounts, load_accounts_trusted, Account, Accounts, GROUP_FILE, MAX_ACCOUNTS_BYTES,
+    PASSWD_FILE,
+};
 pub use directives::{
     BindPathEntry, Conf, EnableOverlay, EnableUnderlay, MemoryFsType, MountDev,
     RootDefaultCapabilities, SetuidMountSquashfs, DEFAULT_BINARY_PATH,

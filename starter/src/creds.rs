@@ -5,7 +5,9 @@
 
 use crate::error::{sys as syserr, Result, StarterError};
 use crate::sys;
+use crate::userns::IdMaps;
 use caps::CapSet;
+use conf::Accounts;
 use starter::plan::Caller;
 
 /// How this starter was installed, decided once from AT_SECURE.
@@ -23,6 +25,11 @@ pub struct Root {
     mode: Mode,
     /// Ids the container process gets, in its own user namespace's terms.
     target: (u32, u32),
+    fakeroot: bool,
+    /// Subordinate ranges are mapped, so the namespace allows setgroups.
+    ranged: bool,
+    /// The process is in a user namespace it created: its capabilities count only there.
+    userns: bool,
 }
 
 /// What is left after the drop: proof that `drop_all` ran.
@@ -50,26 +57,52 @@ pub fn sanitize() -> Result<Mode> {
             return Err(StarterError::DropFailed("setfsuid to the caller"));
         }
     }
-    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(syserr("PR_SET_NO_NEW_PRIVS"))?;
-    if sys::prctl(libc::PR_GET_NO_NEW_PRIVS, 0) != Ok(1) {
-        return Err(StarterError::DropFailed("no_new_privs"));
+    // User-namespace mode sets it once in its namespace: the parent that maps subordinate
+    // ids must still be able to run the setuid newuidmap.
+    if secure {
+        no_new_privs()?;
     }
     Ok(if secure { Mode::Setuid } else { Mode::Userns })
 }
 
-/// The caller from the kernel's real ids and the host's /etc/passwd.
-pub fn caller(mode: Mode) -> Result<Caller> {
+/// No exec from here on can gain privileges (setuid bits, file capabilities); verified.
+pub fn no_new_privs() -> Result<()> {
+    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(syserr("PR_SET_NO_NEW_PRIVS"))?;
+    if sys::prctl(libc::PR_GET_NO_NEW_PRIVS, 0) != Ok(1) {
+        return Err(StarterError::DropFailed("no_new_privs"));
+    }
+    Ok(())
+}
+
+/// The host's passwd or group file: root-owned ones only in setuid mode. Unreadable reads as
+/// empty, so names resolve to nothing (a `limit container owners` then allows nobody).
+pub fn accounts(mode: Mode, file: &str) -> Accounts {
+    let loaded = if mode == Mode::Setuid { conf::load_accounts_trusted(file) } else { conf::load_accounts(file) };
+    loaded.unwrap_or_default()
+}
+
+/// The caller from the kernel's real ids and the host's passwd file.
+pub fn caller(mode: Mode, users: &Accounts) -> Result<Caller> {
     let (uid, gid) = (sys::getresuid().0, sys::getresgid().0);
     let groups = sys::getgroups().map_err(syserr("getgroups"))?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let home = starter::host::home_of(uid).unwrap_or_else(|| "/".into());
+    let home = users.by_id(uid).map_or_else(|| "/".into(), |a| a.home.clone());
     Ok(Caller { uid, gid, groups, home, cwd, setuid: mode == Mode::Setuid })
 }
 
 impl Root {
-    pub fn new(caller: Caller, mode: Mode, fakeroot: bool) -> Root {
-        let target = if fakeroot { (0, 0) } else { (caller.uid, caller.gid) };
-        Root { caller, mode, target }
+    pub fn new(caller: Caller, mode: Mode, maps: &IdMaps) -> Root {
+        let (target, fakeroot, ranged) = (maps.target(), maps.fakeroot, maps.ranges.is_some());
+        Root { caller, mode, target, fakeroot, ranged, userns: mode == Mode::Userns }
+    }
+    /// After `unshare(CLONE_NEWUSER)` in setuid mode (fakeroot).
+    pub fn entered_userns(&mut self) {
+        self.userns = true;
+    }
+    /// The setuid parent of a container: it drops to the caller, whatever the container gets.
+    pub fn into_supervisor(self) -> Root {
+        let target = (self.caller.uid, self.caller.gid);
+        Root { target, fakeroot: false, ..self }
     }
     pub fn caller(&self) -> &Caller {
         &self.caller
@@ -98,18 +131,27 @@ impl Root {
 }
 
 /// Drops every privilege for good: bounding and ambient sets, groups, gid, uid, then the
-/// remaining capability sets, each verified.
+/// remaining capability sets, each verified. Fakeroot keeps the bounding, effective and
+/// permitted sets of the user namespace the process created (root there, as with
+/// `unshare -r`, so that package managers can chown); they mean nothing outside it.
 pub fn drop_all(root: Root) -> Result<User> {
     let (uid, gid) = root.target;
-    clear_caps(&[CapSet::Bounding, CapSet::Ambient])?;
-    // In a user namespace setgroups is denied (we wrote "deny"); the kernel keeps the
-    // caller's groups, shown as the overflow gid.
-    if root.mode == Mode::Setuid {
-        sys::setgroups(&root.caller.groups).map_err(syserr("setgroups"))?;
+    let ns_root = root.fakeroot && root.userns;
+    clear_caps(if ns_root { &[CapSet::Ambient] } else { &[CapSet::Bounding, CapSet::Ambient] })?;
+    // In a user namespace without a subgid range setgroups is denied (we wrote "deny"): the
+    // kernel keeps the caller's groups, shown as the overflow gid.
+    match (root.userns, root.ranged) {
+        (false, _) => sys::setgroups(&root.caller.groups).map_err(syserr("setgroups"))?,
+        (true, true) => sys::setgroups(&[]).map_err(syserr("setgroups"))?,
+        (true, false) => {}
     }
     sys::setresgid(gid).map_err(syserr("setresgid"))?;
     sys::setresuid(uid).map_err(syserr("setresuid"))?;
-    clear_caps(&[CapSet::Effective, CapSet::Permitted, CapSet::Inheritable])?;
+    clear_caps(if ns_root {
+        &[CapSet::Inheritable]
+    } else {
+        &[CapSet::Effective, CapSet::Permitted, CapSet::Inheritable]
+    })?;
     if sys::getresuid() != (uid, uid, uid) || sys::getresgid() != (gid, gid, gid) {
         return Err(StarterError::DropFailed("ids"));
     }
@@ -133,10 +175,20 @@ pub fn clear_caps(sets: &[CapSet]) -> Result<()> {
 
 /// What the setuid starter needs until the drop: mounts and namespaces (SYS_ADMIN), the id
 /// changes (SETUID, SETGID, SETPCAP for the bounding set), and, with fsuid 0 only, reading
-/// the image's own directories to find mount points (DAC_*, FOWNER).
+/// the image's own directories to find mount points (DAC_*, FOWNER) and giving fakeroot's
+/// writable layer to the caller (CHOWN).
 fn keep_only_needed_caps() -> Result<()> {
     use caps::Capability::*;
-    let keep = [CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER];
+    let keep = [
+        CAP_SYS_ADMIN,
+        CAP_SETUID,
+        CAP_SETGID,
+        CAP_SETPCAP,
+        CAP_DAC_OVERRIDE,
+        CAP_DAC_READ_SEARCH,
+        CAP_FOWNER,
+        CAP_CHOWN,
+    ];
     let keep: caps::CapsHashSet = keep.into_iter().collect();
     clear_caps(&[CapSet::Ambient, CapSet::Inheritable])?;
     for set in [CapSet::Effective, CapSet::Permitted] {

@@ -20,6 +20,8 @@ pub enum StarterError {
     Image { path: String, why: &'static str },
     #[error("{0}")]
     Refused(&'static str),
+    #[error("{0} {1}")]
+    Helper(&'static str, &'static str),
     #[error("reading the plan from fd 3: {0}")]
     PlanRead(Errno),
     #[error("privilege drop did not stick: {0}")]

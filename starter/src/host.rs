@@ -1,46 +1,19 @@
-//! The host's root-owned account files, read directly (no NSS: nothing loads code while
-//! privileged), and the translation of apptainer.conf into the `Policy` that `validate` checks.
+//! The translation of apptainer.conf into the `Policy` that `validate` checks, with owner
+//! and group names resolved in the host's own files (read by `conf`, no NSS).
 
 use crate::plan::{Namespaces, Policy};
-use std::path::PathBuf;
-
-/// Bounded read of /etc/passwd or /etc/group; a missing file reads as empty.
-fn read_db(path: &str) -> String {
-    use std::io::Read;
-    let mut s = String::new();
-    if let Ok(f) = std::fs::File::open(path) {
-        let _ = f.take(16 << 20).read_to_string(&mut s);
-    }
-    s
-}
-
-/// `(name, id, home)` of each well-formed entry (`name:x:id:gid:gecos:home:shell`).
-fn entries(db: &str) -> impl Iterator<Item = (&str, u32, &str)> {
-    db.lines().filter_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        Some((*f.first()?, f.get(2)?.parse().ok()?, f.get(5).copied().unwrap_or("")))
-    })
-}
-
-/// Home directory of `uid` in the host /etc/passwd.
-pub fn home_of(uid: u32) -> Option<PathBuf> {
-    entries(&read_db("/etc/passwd")).find(|e| e.1 == uid).map(|e| PathBuf::from(e.2))
-}
-
-fn ids_of(names: &[String], db: &str) -> Vec<u32> {
-    let db = read_db(db);
-    // An unknown name maps to no id, so it allows nothing rather than being ignored.
-    let ids: Vec<u32> = names.iter().filter_map(|n| entries(&db).find(|e| e.0 == n.as_str()).map(|e| e.1)).collect();
-    if ids.is_empty() && !names.is_empty() {
-        vec![u32::MAX]
-    } else {
-        ids
-    }
-}
+use conf::Accounts;
 
 impl Policy {
-    /// The rules of `conf` that the starter enforces, with owner/group names resolved.
+    /// The rules of `conf`, with owner/group names resolved in the host's files read without
+    /// ownership checks (the frontend's early check).
     pub fn from_conf(c: &conf::Conf) -> Policy {
+        let read = |file| conf::load_accounts(file).unwrap_or_default();
+        Policy::resolved(c, &read(conf::PASSWD_FILE), &read(conf::GROUP_FILE))
+    }
+
+    /// The rules of `conf` that the starter enforces, with owner/group names resolved.
+    pub fn resolved(c: &conf::Conf, users: &Accounts, groups: &Accounts) -> Policy {
         Policy {
             allow_setuid: c.allow_setuid,
             allow_ns: Namespaces {
@@ -61,8 +34,8 @@ impl Policy {
             allow_sif: c.allow_container_sif,
             allow_squashfs: c.allow_container_squashfs,
             allow_dir: c.allow_container_dir,
-            limit_owners: ids_of(&c.limit_container_owners, "/etc/passwd"),
-            limit_groups: ids_of(&c.limit_container_groups, "/etc/group"),
+            limit_owners: users.ids_of(&c.limit_container_owners),
+            limit_groups: groups.ids_of(&c.limit_container_groups),
             limit_paths: c.limit_container_paths.clone(),
             setuid_mount_squashfs: c.allow_setuid_mount_squashfs,
             max_loop_devices: c.max_loop_devices.min(u32::MAX as u64) as u32,
@@ -77,13 +50,15 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::plan::{DevPolicy, SetuidMount};
+    use std::path::PathBuf;
 
     #[test]
     fn the_policy_follows_the_conf_directives() {
         let text = "mount dev = minimal\nuser bind control = no\nallow pid ns = no\n\
                     limit container paths = /scratch\nallow setuid-mount squashfs = iflimited\n\
                     limit container owners = root, no-such-user-here\nsessiondir max size = 16\n";
-        let p = Policy::from_conf(&conf::parse_str("test.conf", text).unwrap());
+        let users = Accounts::parse(b"root:x:0:0:root:/root:/bin/sh\n");
+        let p = Policy::resolved(&conf::parse_str("test.conf", text).unwrap(), &users, &Accounts::default());
         assert_eq!(p.mount_dev, DevPolicy::Minimal);
         assert!(!p.user_bind_control && !p.allow_ns.pid && p.allow_ns.user);
         assert_eq!(p.limit_paths, [PathBuf::from("/scratch")]);
@@ -96,6 +71,6 @@ mod tests {
     #[test]
     fn owner_names_that_do_not_exist_allow_nobody() {
         let c = conf::parse_str("t", "limit container owners = no-such-user-here\n").unwrap();
-        assert_eq!(Policy::from_conf(&c).limit_owners, [u32::MAX]);
+        assert_eq!(Policy::resolved(&c, &Accounts::default(), &Accounts::default()).limit_owners, [u32::MAX]);
     }
 }

@@ -17,8 +17,10 @@ use creds::{Mode, Root};
 use error::{sys as syserr, Result, StarterError};
 use starter::plan::{self, ImageKind, Policy, ValidatedPlan};
 use std::convert::Infallible;
+use std::os::fd::AsRawFd;
 use std::os::fd::{AsFd, OwnedFd};
-use sys::{Fork, LinuxSys, Sys};
+use sys::{Fork, LinuxSys, Sys, RESOLVE_NO_SYMLINKS};
+use userns::{Handshake, IdMaps};
 
 const PLAN_FD: i32 = 3;
 
@@ -35,27 +37,36 @@ fn main() {
 
 fn run() -> Result<i32> {
     let mode = creds::sanitize()?;
-    let caller = creds::caller(mode)?;
+    let users = creds::accounts(mode, conf::PASSWD_FILE);
+    let caller = creds::caller(mode, &users)?;
+    let groups = creds::accounts(mode, conf::GROUP_FILE);
     // The setuid starter trusts only a root-owned, non-writable conf at the built-in path.
-    let policy = match mode {
-        Mode::Setuid => Policy::from_conf(&*conf::load_trusted(conf::paths::CONF_FILE)?),
-        Mode::Userns => Policy::from_conf(&conf::load(conf::paths::CONF_FILE)?),
+    let (policy, binary_path) = match mode {
+        Mode::Setuid => translate(&*conf::load_trusted(conf::paths::CONF_FILE)?, &users, &groups),
+        Mode::Userns => translate(&conf::load(conf::paths::CONF_FILE)?, &users, &groups),
     };
     let bytes = sys::read_fd(PLAN_FD, plan::MAX_PLAN_BYTES + 1).map_err(StarterError::PlanRead)?;
     sys::close_range_from(PLAN_FD as u32).map_err(syserr("close_range"))?;
     let plan = plan::validate(plan::decode(&bytes)?, &policy, &caller)?;
-    let root = Root::new(caller, mode, plan.fakeroot);
+    let maps = IdMaps::new(&caller, &users, plan.fakeroot);
+    let root = Root::new(caller, mode, &maps);
     root.as_caller()?;
     let image = image::open(&LinuxSys, &plan.image, &policy)?;
     match mode {
-        Mode::Setuid => run_setuid(root, &plan, &policy, image),
-        Mode::Userns => run_userns(root, &plan, &policy, image),
+        Mode::Setuid => run_setuid(root, &plan, &policy, image, &maps),
+        Mode::Userns => run_userns(root, &plan, &policy, image, &maps, &binary_path),
     }
 }
 
+fn translate(c: &conf::Conf, users: &conf::Accounts, groups: &conf::Accounts) -> (Policy, String) {
+    (Policy::resolved(c, users, groups), c.binary_path.clone())
+}
+
 /// Kernel loop + squashfs in the initial user namespace; no helper process unless a PID
-/// namespace needs a parent to reap it.
-fn run_setuid(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::Image) -> Result<i32> {
+/// namespace needs a parent to reap it, or fakeroot one to write the id maps as root.
+fn run_setuid(
+    mut root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::Image, maps: &IdMaps,
+) -> Result<i32> {
     let sys = &LinuxSys;
     let ops = ops::plan_ops(plan);
     let trees = ops::clone_sources(sys, &ops)?;
@@ -70,18 +81,35 @@ fn run_setuid(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::I
     };
     drop(image);
     sys::unshare(libc::CLONE_NEWNS | ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
+    // The host's procfs, opened before any mount of ours: after the container's pivot_root
+    // the parent's /proc would be the container's.
+    let fakeroot = match plan.fakeroot {
+        true => Some((Handshake::new()?, sys.openat2(sys::AT_FDCWD, "/proc", libc::O_PATH, 0, RESOLVE_NO_SYMLINKS))),
+        false => None,
+    };
     // A new procfs shows the PID namespace of its mounter, so with one the container's
-    // first process builds the root; the parent only drops everything and reaps.
-    if plan.namespaces.pid {
+    // first process builds the root; the parent only maps ids, drops everything and reaps.
+    if plan.namespaces.pid || plan.fakeroot {
         if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
             drop((trees, tree));
-            creds::drop_all(root)?;
+            if let Some((handshake, proc)) = fakeroot {
+                let proc = proc.map_err(syserr("cannot open /proc"))?;
+                handshake.parent(child, || userns::write_maps(sys, proc.as_raw_fd(), &child.to_string(), maps))?;
+            }
+            creds::drop_all(root.into_supervisor())?;
             sys::close_range_from(3).map_err(syserr("close_range"))?;
             return userns::supervise(child);
         }
         let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
     }
     rootfs::build(sys, &root, plan, policy, tree, &ops, trees)?;
+    // Fakeroot: a user namespace of our own after the root is built as real root, so the
+    // container's root owns no mount and its capabilities stop at this namespace.
+    if let Some((handshake, proc)) = fakeroot {
+        drop(proc);
+        handshake.child()?;
+        root.entered_userns();
+    }
     let user = creds::drop_all(root)?;
     let Err(e) = finish(user, plan);
     Err(e)
@@ -90,9 +118,14 @@ fn run_setuid(root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::I
 /// Everything inside a user namespace. The parent keeps its own mount namespace (the image
 /// mount and the FUSE daemon live there), forwards signals and reaps; the container gets a
 /// second mount namespace for its pivot_root.
-fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: image::Image) -> Result<i32> {
+fn run_userns(
+    root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: image::Image, maps: &IdMaps, binary_path: &str,
+) -> Result<i32> {
     let sys = &LinuxSys;
-    userns::enter(root.caller(), plan.fakeroot)?;
+    if let Some(child) = userns::enter(maps, binary_path)? {
+        return userns::supervise(child);
+    }
+    creds::no_new_privs()?;
     let fuse = image.kind == ImageKind::Sandbox
         || std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
     let scratch = if fuse { None } else { Some(userns::extract(sys, &image)?) };

@@ -28,7 +28,8 @@ pub struct Plan {
     pub mounts: Vec<PlanMount>,
     /// Overlay with a tmpfs upper layer (`--writable-tmpfs`), sized by `sessiondir max size`.
     pub writable_tmpfs: bool,
-    /// Map the caller to uid/gid 0 in a user namespace (user-namespace mode only).
+    /// Map the caller to uid/gid 0 in a user namespace (and the caller's /etc/subuid and
+    /// /etc/subgid ranges from 1 up, when it has them). Needs `namespaces.user`.
     pub fakeroot: bool,
     pub process: Process,
 }
@@ -375,9 +376,10 @@ fn check_namespaces(ns: Namespaces, fakeroot: bool, policy: &Policy, caller: &Ca
     if let Some((_, _, rule)) = rules.iter().find(|(want, ok, _)| *want && !ok) {
         return Err(PlanError::Denied(format!("namespace '{}'", &rule[6..rule.len() - 3]), rule));
     }
-    if caller.setuid && (ns.user || fakeroot) {
+    // The setuid starter makes a user namespace only for fakeroot, after the root is built.
+    if caller.setuid && ns.user != fakeroot {
         return Err(PlanError::Denied(
-            "user namespace or fakeroot from the setuid starter".into(),
+            "a user namespace without fakeroot, or fakeroot without one, from the setuid starter".into(),
             "use user-namespace mode",
         ));
     }

@@ -93,8 +93,16 @@ fn mount_overlay(sys: &dyn Sys, root: &Root, session: BorrowedFd<'_>, writable: 
     let ctx = sys.fsopen("overlay").map_err(syserr("cannot create overlay"))?;
     let mut opts = vec![("lowerdir", "stubs:lower")];
     if writable {
-        subdir(sys, session, "upper")?;
-        subdir(sys, session, "work")?;
+        // The setuid starter's fakeroot: the container's root is the caller, so the caller
+        // must own the writable layer (root-owned, it would be unmapped in the namespace).
+        let (uid, gid) = (root.caller().uid, root.caller().gid);
+        let owner = (root.mode() == crate::creds::Mode::Setuid && root.target() == (0, 0)).then_some((uid, gid));
+        for name in ["upper", "work"] {
+            let dir = subdir(sys, session, name)?;
+            if let Some((uid, gid)) = owner {
+                sys::chown_fd(dir.as_fd(), uid, gid).map_err(path("cannot chown session directory", name))?;
+            }
+        }
         opts.extend([("upperdir", "upper"), ("workdir", "work")]);
     }
     if root.mode() == crate::creds::Mode::Userns {

@@ -290,6 +290,12 @@ pub fn fchdir(fd: BorrowedFd<'_>) -> SysResult<()> {
     // SAFETY: `fd` is borrowed for the call.
     check(unsafe { libc::fchdir(fd.as_raw_fd()) } as libc::c_long).map(drop)
 }
+/// Changes the owner of what `fd` (O_PATH is fine) refers to.
+pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> SysResult<()> {
+    // SAFETY: empty NUL-terminated path with AT_EMPTY_PATH; `fd` is borrowed for the call.
+    check(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) } as libc::c_long)
+        .map(drop)
+}
 pub fn chdir(path: &str) -> SysResult<()> {
     let p = cstr(path)?;
     // SAFETY: NUL-terminated path.

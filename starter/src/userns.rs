@@ -1,16 +1,19 @@
-//! User-namespace mode: our own id maps, the squashfuse_ll daemon, and the supervising
+//! User namespaces and user-namespace mode: id maps (our own, or through newuidmap), the squashfuse_ll daemon, and the supervising
 //! parent. The daemon and the supervisor stay outside the container's mount namespace, so
 //! pivot_root in the container cannot affect them, and the container cannot see them.
 
 use crate::creds::clear_caps;
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::image::Image;
-use crate::sys::{self, Fork, Sys};
+use crate::sys::{self, Fork, LinuxSys, Sys};
 use caps::CapSet;
+use conf::{Accounts, SubIdRange};
 use starter::plan::Caller;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::DirBuilderExt;
-use std::path::PathBuf;
+use std::io::{PipeReader, PipeWriter, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Where the FUSE daemon may come from (root-owned system directories only).
@@ -19,19 +22,135 @@ const SQUASHFUSE: [&str; 3] = ["/usr/bin/squashfuse_ll", "/usr/local/bin/squashf
 const FORWARDED: [i32; 7] =
     [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
 
-/// Enters a new user namespace mapping the caller to itself, or to root with `fakeroot`.
-pub fn enter(caller: &Caller, fakeroot: bool) -> Result<()> {
-    sys::unshare(libc::CLONE_NEWUSER).map_err(syserr("cannot create a user namespace"))?;
-    let (u, g) = if fakeroot { (0, 0) } else { (caller.uid, caller.gid) };
-    // "deny" must reach setgroups before gid_map is written, or the process could drop a
-    // group whose purpose is to deny it access (CVE-2014-8989).
-    write_proc("/proc/self/setgroups", "deny")?;
-    write_proc("/proc/self/uid_map", &format!("{u} {} 1\n", caller.uid))?;
-    write_proc("/proc/self/gid_map", &format!("{g} {} 1\n", caller.gid))
+/// The id maps of a user namespace, from the caller's real ids and the admin's /etc/subuid
+/// and /etc/subgid (root-owned ones in setuid mode), never from the Plan.
+pub struct IdMaps {
+    /// Container root with `fakeroot`, else the caller's own ids.
+    pub fakeroot: bool,
+    caller: (u32, u32),
+    /// The caller's subordinate uid and gid ranges, mapped from 1 up (fakeroot only).
+    pub ranges: Option<(SubIdRange, SubIdRange)>,
 }
 
-fn write_proc(p: &'static str, text: &str) -> Result<()> {
-    std::fs::write(p, text).map_err(|e| path("cannot write", p)(sys::Errno(e.raw_os_error().unwrap_or(libc::EIO))))
+impl IdMaps {
+    /// The caller's name, which selects its /etc/subuid lines, comes from our own lookup of
+    /// the real uid in the host's passwd file.
+    pub fn new(caller: &Caller, users: &Accounts, fakeroot: bool) -> IdMaps {
+        let name = users.by_id(caller.uid).map(|a| a.name.as_str());
+        let load = if caller.setuid { conf::load_subids_trusted } else { conf::load_subids };
+        let lookup = |file| load(file).ok().and_then(|ids| ids.lookup(name, caller.uid).ok());
+        let ranges = if fakeroot { lookup(conf::SUBUID_FILE).zip(lookup(conf::SUBGID_FILE)) } else { None };
+        IdMaps { fakeroot, caller: (caller.uid, caller.gid), ranges }
+    }
+    /// The ids the container process gets, in its namespace's terms.
+    pub fn target(&self) -> (u32, u32) {
+        if self.fakeroot {
+            (0, 0)
+        } else {
+            self.caller
+        }
+    }
+    /// `inside outside count` lines of the uid (`gid` false) or gid map.
+    fn lines(&self, gid: bool) -> Vec<[u32; 3]> {
+        let pick = |(u, g): (u32, u32)| if gid { g } else { u };
+        let mut lines = vec![[pick(self.target()), pick(self.caller), 1]];
+        if let Some(r) = self.ranges.map(|(u, g)| if gid { g } else { u }) {
+            lines.push([1, r.start, r.count]);
+        }
+        lines
+    }
+}
+
+/// Enters a new user namespace with `maps`. Without subordinate ranges the process writes
+/// its one-line maps itself. With ranges only root-owned newuidmap/newgidmap may write them,
+/// and only for another process: we fork, the child enters the namespace and goes on, and
+/// the parent maps it and then supervises it (its pid is returned).
+pub fn enter(maps: &IdMaps, binary_path: &str) -> Result<Option<libc::pid_t>> {
+    if maps.ranges.is_none() {
+        sys::unshare(libc::CLONE_NEWUSER).map_err(syserr("cannot create a user namespace"))?;
+        return write_maps(&LinuxSys, sys::AT_FDCWD, "/proc/self", maps).map(|()| None);
+    }
+    let handshake = Handshake::new()?;
+    match sys::fork().map_err(syserr("fork"))? {
+        Fork::Child => {
+            let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            handshake.child().map(|()| None)
+        }
+        Fork::Parent(pid) => {
+            let map = |tool, gid| newidmap(tool, binary_path, pid, &maps.lines(gid));
+            handshake.parent(pid, || map("newuidmap", false).and_then(|()| map("newgidmap", true)))?;
+            Ok(Some(pid))
+        }
+    }
+}
+
+/// Writes the maps of the process whose /proc directory is `dir`/`pid`. "deny" must reach
+/// setgroups before gid_map is written, or the process could drop a group whose purpose is
+/// to deny it access (CVE-2014-8989); only with a real subgid range may it stay allowed.
+pub fn write_maps(sys: &dyn Sys, dir: RawFd, pid: &str, maps: &IdMaps) -> Result<()> {
+    let text = |gid| maps.lines(gid).iter().map(|[i, o, n]| format!("{i} {o} {n}\n")).collect::<String>();
+    let files = [("setgroups", "deny".to_owned()), ("uid_map", text(false)), ("gid_map", text(true))];
+    for (name, content) in files.iter().skip(maps.ranges.is_some() as usize) {
+        let p = format!("{pid}/{name}");
+        let f = sys.openat2(dir, &p, libc::O_WRONLY, 0, sys::RESOLVE_NO_MAGICLINKS).map_err(path("cannot open", &p))?;
+        sys.write(f.as_fd(), content.as_bytes()).map_err(path("cannot write", &p))?;
+    }
+    Ok(())
+}
+
+/// Runs the root-owned `tool` (from `binary path`, else /usr/bin) with an empty
+/// environment and fixed arguments: `pid` then the map lines.
+fn newidmap(tool: &'static str, binary_path: &str, pid: libc::pid_t, lines: &[[u32; 3]]) -> Result<()> {
+    let trusted =
+        |p: &PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.uid() == 0 && m.mode() & 0o022 == 0);
+    let dirs = binary_path.split(':').filter(|d| d.starts_with('/')).chain(["/usr/bin"]);
+    let bin = dirs
+        .map(|d| Path::new(d).join(tool))
+        .find(trusted)
+        .ok_or(StarterError::Helper(tool, "is not installed root-owned"))?;
+    let args = std::iter::once(pid.to_string()).chain(lines.iter().flatten().map(u32::to_string));
+    let ok = Command::new(bin).args(args).env_clear().stdin(Stdio::null()).status().is_ok_and(|s| s.success());
+    ok.then_some(()).ok_or(StarterError::Helper(tool, "failed"))
+}
+
+/// Two pipes between a process entering a user namespace and the parent that maps it.
+pub struct Handshake {
+    ready: (PipeReader, PipeWriter),
+    go: (PipeReader, PipeWriter),
+}
+
+impl Handshake {
+    pub fn new() -> Result<Handshake> {
+        let pipe = || std::io::pipe().map_err(|_| StarterError::Refused("cannot create a pipe"));
+        Ok(Handshake { ready: pipe()?, go: pipe()? })
+    }
+    /// In the child: enter the namespace, tell the parent, wait until it has mapped us.
+    pub fn child(self) -> Result<()> {
+        let (Handshake { ready: (_, mut tell), go: (mut wait, go_writer) }, mut byte) = (self, [0u8]);
+        drop(go_writer);
+        sys::unshare(libc::CLONE_NEWUSER).map_err(syserr("cannot create a user namespace"))?;
+        tell.write_all(b"u").map_err(|_| StarterError::Refused("the parent is gone"))?;
+        // Without the parent's go-ahead it has already reported why.
+        if wait.read(&mut byte).ok() != Some(1) {
+            std::process::exit(255)
+        }
+        Ok(())
+    }
+    /// In the parent: once `child` is in its namespace, `map` it and let it go on. On
+    /// failure the child is killed. A child that failed first has reported why itself; the
+    /// caller then only reaps it.
+    pub fn parent(self, child: libc::pid_t, map: impl FnOnce() -> Result<()>) -> Result<()> {
+        let (Handshake { ready: (mut wait, ready_writer), go: (_, mut tell) }, mut byte) = (self, [0u8]);
+        drop(ready_writer);
+        if wait.read(&mut byte).ok() != Some(1) {
+            return Ok(());
+        }
+        let mapped = map();
+        if mapped.is_err() || tell.write_all(b"g").is_err() {
+            sys::kill(child, libc::SIGKILL);
+        }
+        mapped
+    }
 }
 
 /// Mounts the image through FUSE (detached) and starts squashfuse_ll serving it. The FUSE
@@ -60,25 +179,15 @@ pub fn extract(sys: &dyn Sys, image: &Image) -> Result<(PathBuf, OwnedFd)> {
         .map_err(|_| StarterError::Refused("cannot create a directory in /tmp"))?;
     let root = dir.join("root").to_string_lossy().into_owned();
     let (offset, src) = (image.offset.to_string(), format!("/dev/fd/{}", image.fd.as_raw_fd()));
-    let argv = ["/usr/bin/unsquashfs", "-q", "-n", "-no-xattrs", "-ig", "-no-exit", "-o", &offset, "-d", &root, &src]
-        .map(String::from);
-    let pid = match sys::fork().map_err(syserr("fork"))? {
-        Fork::Parent(pid) => pid,
-        Fork::Child => {
-            let err = sys::clear_cloexec(image.fd.as_raw_fd()).err().unwrap_or_else(|| sys::execve(&argv, &[]));
-            eprintln!("FATAL:   cannot run unsquashfs: {err}");
-            std::process::exit(255)
-        }
-    };
-    let status = loop {
-        match sys::waitpid(pid) {
-            Err(sys::Errno(libc::EINTR)) => {}
-            r => break r.map_err(syserr("waitpid"))?,
-        }
-    };
+    // The image fd must reach unsquashfs; it is closed when the extracted root replaces it.
+    sys::clear_cloexec(image.fd.as_raw_fd()).map_err(syserr("cannot pass the image fd"))?;
+    let status = Command::new("/usr/bin/unsquashfs")
+        .args(["-q", "-n", "-no-xattrs", "-ig", "-no-exit", "-o", &offset, "-d", &root, &src])
+        .env_clear()
+        .status();
     let fd = sys.openat2(sys::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_NO_SYMLINKS);
     match fd {
-        Ok(fd) if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 => Ok((dir, fd)),
+        Ok(fd) if status.is_ok_and(|s| s.success()) => Ok((dir, fd)),
         _ => {
             let _ = std::fs::remove_dir_all(&dir);
             Err(StarterError::Image { path: image.shown.clone(), why: "unsquashfs failed" })

@@ -5,8 +5,9 @@
 //! nodes, symlinked bind destinations, LD_PRELOAD or TIOCSTI. Both install modes.
 
 use apptainer_tests::{
-    assert_no_leftover_mounts, mounts_snapshot, require, serial, setuid_starter, starter_bin,
-    test_account, test_user_exists, user_tempdir, Out,
+    account, assert_no_leftover_mounts, mounts_snapshot, require, serial, setuid_starter,
+    starter_bin, tempdir_for, test_account, test_user_exists, user_tempdir, Out, TEST_USER,
+    TEST_USER2,
 };
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
@@ -202,10 +203,14 @@ fn plan(mode: Mode, f: &Fixture, script: &str) -> Value {
 
 /// Runs `starter` as the test user with `plan` (raw bytes) on fd 3 and `env` added.
 fn run_plan(starter: &Path, plan: &[u8], env: &[(&str, &str)]) -> Out {
-    let dir = user_tempdir();
+    run_plan_as(TEST_USER, starter, plan, env)
+}
+
+fn run_plan_as(user: &str, starter: &Path, plan: &[u8], env: &[(&str, &str)]) -> Out {
+    let dir = tempdir_for(user);
     let file = dir.path().join("plan.json");
     std::fs::write(&file, plan).unwrap();
-    let acct = test_account();
+    let acct = account(user).unwrap();
     std::os::unix::fs::chown(&file, Some(acct.uid), Some(acct.gid)).unwrap();
     let mut cmd = apptainer_tests::UserCmd::program(
         "/bin/sh",
@@ -220,7 +225,7 @@ fn run_plan(starter: &Path, plan: &[u8], env: &[(&str, &str)]) -> Out {
     for (k, v) in env {
         cmd = cmd.env(*k, *v);
     }
-    cmd.run()
+    cmd.user(user).run()
 }
 
 fn run_json(starter: &Path, plan: &Value) -> Out {
@@ -584,13 +589,21 @@ fn fakeroot_maps_the_caller_to_root_and_writable_tmpfs_accepts_writes() {
     let mut p = plan(
         Mode::Userns,
         f,
-        "id -u; touch /new && echo wrote; grep CapEff /proc/self/status",
+        "id -u; touch /new && echo wrote; grep -E 'CapEff|CapBnd' /proc/self/status",
     );
     p["fakeroot"] = json!(true);
     p["writable_tmpfs"] = json!(true);
     let out = run_json(&st, &p);
-    assert_eq!(
-        out.stdout, "0\nwrote\nCapEff:\t0000000000000000\n",
+    // Root of its own user namespace keeps that namespace's capabilities, as `unshare -r`.
+    let (eff, bnd) = (
+        status_field(&out.stdout, "CapEff"),
+        status_field(&out.stdout, "CapBnd"),
+    );
+    assert!(
+        out.stdout.starts_with("0\nwrote\n")
+            && eff.is_some()
+            && eff == bnd
+            && eff != Some("0000000000000000"),
         "{out:?}"
     );
     let ro = run_json(&st, &plan(Mode::Userns, f, "touch /new"));
@@ -724,6 +737,86 @@ fn kernel_filesystems_are_not_mounted_through_symlinks_in_the_image() {
                 &serde_json::to_vec(&p).unwrap(),
                 "Too many levels of symbolic links",
             );
+        }
+    }
+}
+
+/// `user`'s /etc/subuid and /etc/subgid start, when it has a range.
+fn subid_start(user: &str) -> Option<(String, String)> {
+    let find = |file| {
+        let text = std::fs::read_to_string(file).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{user}:")).map(str::to_owned))
+    };
+    find("/etc/subuid").zip(find("/etc/subgid"))
+}
+
+#[test]
+fn fakeroot_maps_the_subordinate_range_only_for_users_that_have_one() {
+    let _guard = serial();
+    require!(
+        fixture().is_some(),
+        "mksquashfs, gcc, busybox and the apptest user"
+    );
+    require!(
+        account(TEST_USER2).is_some()
+            && subid_start(TEST_USER).is_some()
+            && subid_start(TEST_USER2).is_none(),
+        "apptest with an /etc/subuid and /etc/subgid range, apptest2 without"
+    );
+    require!(
+        Path::new("/usr/bin/newuidmap").exists(),
+        "newuidmap and newgidmap (uidmap package)"
+    );
+    let f = fixture().unwrap();
+    let script = "id -u; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; \
+                  touch /owned && chown 1:1 /owned && stat -c %u:%g /owned";
+    for mode in [Mode::Userns, Mode::Setuid] {
+        let Some(st) = starter(mode) else { continue };
+        for user in [TEST_USER, TEST_USER2] {
+            let acct = account(user).unwrap();
+            let mut p = plan(mode, f, script);
+            p["namespaces"]["user"] = json!(true);
+            p["fakeroot"] = json!(true);
+            p["writable_tmpfs"] = json!(true);
+            p["mounts"] = json!(["proc"]);
+            let out = run_plan_as(user, &st, &serde_json::to_vec(&p).unwrap(), &[]);
+            let words: Vec<&str> = out.stdout.split_whitespace().collect();
+            let expected = match subid_start(user) {
+                Some((u, g)) => {
+                    let (u, g): (Vec<&str>, Vec<&str>) =
+                        (u.split(':').collect(), g.split(':').collect());
+                    assert!(out.success(), "{mode:?} {user}: {out:?}");
+                    let (uid, gid) = (acct.uid.to_string(), acct.gid.to_string());
+                    [
+                        vec!["0", "0", &uid, "1", "1", u[0], u[1]],
+                        vec!["0", &gid, "1", "1", g[0], g[1], "allow", "1:1"],
+                    ]
+                    .concat()
+                    .iter()
+                    .map(|w| w.to_string())
+                    .collect::<Vec<_>>()
+                }
+                None => {
+                    assert!(
+                        !out.success() && out.stderr.contains("chown"),
+                        "{mode:?} {user}: chown without a range must fail: {out:?}"
+                    );
+                    [
+                        "0",
+                        "0",
+                        &acct.uid.to_string(),
+                        "1",
+                        "0",
+                        &acct.gid.to_string(),
+                        "1",
+                        "deny",
+                    ]
+                    .map(String::from)
+                    .to_vec()
+                }
+            };
+            assert_eq!(words, expected, "{mode:?} {user}: {out:?}");
         }
     }
 }

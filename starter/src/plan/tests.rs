@@ -118,7 +118,7 @@ fn disallowed_namespaces_are_refused() {
 }
 
 #[test]
-fn the_setuid_starter_refuses_user_namespaces_fakeroot_and_disabled_setuid() {
+fn the_setuid_starter_makes_user_namespaces_only_for_fakeroot_and_needs_allow_setuid() {
     assert!(validate(plan(), &policy(), &caller(true)).is_err());
     let mut p = plan();
     p.namespaces.user = false;
@@ -126,7 +126,11 @@ fn the_setuid_starter_refuses_user_namespaces_fakeroot_and_disabled_setuid() {
     let no_suid = Policy { allow_setuid: false, ..policy() };
     assert!(validate(p.clone(), &no_suid, &caller(true)).is_err());
     p.fakeroot = true;
-    assert!(validate(p, &policy(), &caller(true)).is_err());
+    assert!(validate(p.clone(), &policy(), &caller(true)).is_err(), "fakeroot needs a user namespace");
+    p.namespaces.user = true;
+    assert!(validate(p.clone(), &policy(), &caller(true)).is_ok(), "fakeroot in a user namespace");
+    let no_userns = Policy { allow_ns: Namespaces { user: false, ..policy().allow_ns }, ..policy() };
+    assert!(validate(p, &no_userns, &caller(true)).is_err(), "allow user ns = no");
 }
 
 #[test]
