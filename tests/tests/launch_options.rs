@@ -367,6 +367,39 @@ fn dns_sets_the_name_servers(mode: Mode) {
     );
 }
 
+fn scratch_is_writable_and_kept_in_the_workdir(mode: Mode) {
+    require!(
+        ready(mode),
+        "installed apptainer, test user, fixtures and the starter for this mode"
+    );
+    let img = pull();
+    let script = "echo x > /scratch/f && cat /scratch/f";
+    let out = action(
+        mode,
+        "exec",
+        &["--scratch", "/scratch"],
+        &img,
+        &["/bin/sh", "-c", script],
+    )
+    .run();
+    assert_eq!(stdout(&out), "x");
+    let work = tempdir_for(TEST_USER);
+    let w = work.path().to_str().unwrap();
+    let out = action(
+        mode,
+        "exec",
+        &["-S", "/scratch", "-W", w],
+        &img,
+        &["/bin/sh", "-c", script],
+    )
+    .run();
+    assert_eq!(stdout(&out), "x");
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("scratch/scratch/f")).unwrap(),
+        "x\n"
+    );
+}
+
 fn caller_umask_is_kept_unless_no_umask(mode: Mode) {
     require!(
         ready(mode),
@@ -455,4 +488,5 @@ both_modes!(
     exec_without_a_shell_in_the_image_runs_the_command_directly,
     caller_umask_is_kept_unless_no_umask,
     dns_sets_the_name_servers,
+    scratch_is_writable_and_kept_in_the_workdir,
 );

@@ -255,6 +255,11 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
         ipc: f.ipc || containall || envvars::flag("APPTAINER_UNSHARE_IPC"),
         uts: f.uts || f.hostname.is_some() || envvars::flag("APPTAINER_UNSHARE_UTS"),
         hostname: f.hostname,
+        scratch: if f.scratch.is_empty() {
+            envvars::list("APPTAINER_SCRATCHDIR")
+        } else {
+            f.scratch
+        },
         dns: f.dns.as_deref().map(parse_dns).transpose()?,
         net: f.net || !f.network.is_empty() || envvars::flag("APPTAINER_UNSHARE_NET"),
         no_init: f.no_init || compat,
@@ -269,8 +274,7 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
 /// Options this build parses (so scripts that pass them get a clear answer) but whose
 /// machinery does not exist yet. Refusing is better than silently running without them.
 fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
-    let refused: [(&str, bool); 11] = [
-        ("--scratch", !f.scratch.is_empty()),
+    let refused: [(&str, bool); 10] = [
         ("--overlay", !f.overlay.is_empty()),
         ("--network", !f.network.is_empty()),
         ("--nv", f.nv),

@@ -46,6 +46,8 @@ pub struct LaunchOptions {
     pub hostname: Option<String>,
     /// `--dns` name servers.
     pub dns: Option<Vec<String>>,
+    /// `--scratch` directories.
+    pub scratch: Vec<String>,
     pub net: bool,
     pub no_init: bool,
     pub no_umask: bool,
@@ -198,6 +200,7 @@ pub fn build_plan(inp: &PlanInputs<'_>) -> Result<Plan> {
         fakeroot: opts.fakeroot,
         hostname: opts.hostname.clone(),
         dns: opts.dns.clone(),
+        scratch: opts.scratch.clone(),
     };
     let facts = mounts::HostFacts {
         id: inp.id,

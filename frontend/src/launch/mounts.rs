@@ -27,6 +27,8 @@ pub struct MountRequest {
     pub hostname: Option<String>,
     /// `--dns`: name server addresses for the container's /etc/resolv.conf.
     pub dns: Option<Vec<String>>,
+    /// `--scratch` directories.
+    pub scratch: Vec<String>,
 }
 
 /// The image's /etc/passwd and /etc/group, when the frontend could read them.
@@ -86,6 +88,9 @@ pub fn compute(
     mounts.extend(home.mount.clone());
     let tmp = tmp_mounts(conf, req, size, &skip)?;
     mounts.extend(tmp.iter().cloned());
+    for dir in &req.scratch {
+        mounts.push(scratch_mount(dir, req.workdir.as_deref(), size)?);
+    }
     if !skip("bind-paths") {
         mounts.extend(conf_bind_paths(conf, req, &skip));
     }
@@ -206,6 +211,22 @@ fn tmp_mounts(
         });
     }
     Ok(out)
+}
+
+/// `--scratch DIR`: an empty directory at DIR for this container only, kept under
+/// `--workdir` when given (as `scratch/DIR`), else a tmpfs.
+fn scratch_mount(dir: &str, workdir: Option<&Path>, size: u32) -> Result<PlanMount> {
+    let dst = normalise_dst(dir)?;
+    if dst == "/" {
+        bail!("--scratch {dir:?}: the container root cannot be a scratch directory");
+    }
+    Ok(match workdir {
+        Some(w) => workdir_bind(&w.join("scratch"), &dst[1..], &dst)?,
+        None => PlanMount::Tmpfs {
+            dst,
+            size_mib: size,
+        },
+    })
 }
 
 /// A directory under `--workdir`, created as the caller when missing.
@@ -654,6 +675,33 @@ mod tests {
             resolv.as_deref(),
             Some("nameserver 10.0.0.1\nnameserver fd00::1\n")
         );
+    }
+
+    #[test]
+    fn scratch_is_a_tmpfs_or_a_workdir_directory() {
+        let f = Fixture::new();
+        let req = MountRequest {
+            scratch: vec!["/scratch/a".into()],
+            ..Default::default()
+        };
+        assert!(dsts(&f.plan(&req, &f.home()).unwrap()).contains(&"tmpfs:/scratch/a".to_string()));
+        let w = f.dir.path().join("w");
+        let req = MountRequest {
+            scratch: vec!["/scratch/a".into()],
+            workdir: Some(w.clone()),
+            ..Default::default()
+        };
+        let got = dsts(&f.plan(&req, &f.home()).unwrap());
+        let src = w.join("scratch/scratch/a").canonicalize().unwrap();
+        assert!(
+            got.contains(&format!("User:{}->/scratch/a", src.display())),
+            "{got:?}"
+        );
+        let req = MountRequest {
+            scratch: vec!["/".into()],
+            ..Default::default()
+        };
+        assert!(f.plan(&req, &f.home()).is_err());
     }
 
     #[test]
