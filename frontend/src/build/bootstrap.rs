@@ -9,6 +9,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use super::idmap::SubIdMap;
 use super::StageContext;
 use crate::deffile::Agent;
 use crate::sources::local::{self, LocalKind};
@@ -42,7 +43,7 @@ pub fn run(ctx: &StageContext<'_>) -> Result<()> {
             }
             Ok(())
         }
-        Agent::Localimage => localimage(Path::new(from), ctx.rootfs),
+        Agent::Localimage => localimage(Path::new(from), ctx.rootfs, ctx.opts.subids.as_ref()),
         Agent::Scratch => {
             fs::create_dir(ctx.rootfs).with_context(|| format!("creating {}", ctx.rootfs.display()))
         }
@@ -82,26 +83,72 @@ fn oci_uri(agent: Agent, from: &str, registry: Option<&str>, namespace: Option<&
     }
 }
 
-fn localimage(from: &Path, rootfs: &Path) -> Result<()> {
-    match local::classify(from) {
-        Some(LocalKind::Sif) => local::sif_to_sandbox(from, rootfs),
-        Some(LocalKind::Sandbox) => copy_sandbox(from, rootfs),
-        None if from.exists() => bail!("{from:?} is neither a SIF image nor a sandbox directory"),
-        None => bail!("{from:?}: no such image"),
+fn localimage(from: &Path, rootfs: &Path, subids: Option<&SubIdMap>) -> Result<()> {
+    match (local::classify(from), subids) {
+        (Some(LocalKind::Sif), None) => local::sif_to_sandbox(from, rootfs),
+        (Some(LocalKind::Sif), Some(map)) => unsquash_mapped(from, rootfs, map),
+        (Some(LocalKind::Sandbox), _) => copy_sandbox(from, rootfs, subids),
+        (None, _) if from.exists() => {
+            bail!("{from:?} is neither a SIF image nor a sandbox directory")
+        }
+        (None, _) => bail!("{from:?}: no such image"),
     }
 }
 
-/// `cp -a` keeps ownership (as root), modes, links, special files and xattrs.
-fn copy_sandbox(from: &Path, rootfs: &Path) -> Result<()> {
+/// A SIF unpacked inside the fakeroot mapping, so its files keep the owners they have in
+/// the image (root = the caller, other ids = the caller's subordinate ids).
+fn unsquash_mapped(sif: &Path, rootfs: &Path, map: &SubIdMap) -> Result<()> {
+    let offset = super::inspect::sif_squashfs_offset(sif)?;
+    let args: Vec<std::ffi::OsString> = vec![
+        "-f".into(),
+        "-n".into(),
+        // Only real root may set security xattrs.
+        "-no-xattrs".into(),
+        "-d".into(),
+        rootfs.into(),
+        "-o".into(),
+        offset.to_string().into(),
+        sif.into(),
+    ];
+    let out = map
+        .command("unsquashfs", &args)
+        .output()
+        .context("running unsquashfs")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "unpacking {}: {}",
+            sif.display(),
+            err.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+        );
+    }
+    Ok(())
+}
+
+/// `cp -a` keeps ownership (as root, or inside the fakeroot mapping), modes, links,
+/// special files and xattrs.
+fn copy_sandbox(from: &Path, rootfs: &Path, subids: Option<&SubIdMap>) -> Result<()> {
     fs::create_dir(rootfs).with_context(|| format!("creating {}", rootfs.display()))?;
     let mut src = from.as_os_str().to_owned();
     src.push("/.");
-    let out = Command::new("cp")
-        .arg("-a")
-        .arg(&src)
-        .arg(rootfs)
-        .output()
-        .context("running cp")?;
+    let args = [
+        std::ffi::OsStr::new("-a"),
+        src.as_os_str(),
+        rootfs.as_os_str(),
+    ];
+    let mut cmd = match subids {
+        Some(map) => map.command("cp", &args),
+        None => {
+            let mut c = Command::new("cp");
+            c.args(args);
+            c
+        }
+    };
+    let out = cmd.output().context("running cp")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         bail!(

@@ -45,8 +45,8 @@ fn sh_args(args_words: &[String], script: &str) -> Vec<String> {
 }
 
 /// `%setup`: on the host, with `APPTAINER_ROOTFS` naming the stage's root. Root runs it
-/// as root; a fakeroot build runs it as the caller (the reference runs it as root of a
-/// user namespace mapped to the caller, which writes files the same way).
+/// as root; a fakeroot build runs it as root of the caller's subordinate-id mapping when
+/// there is one, else as the caller (whose files are root's inside the container).
 pub fn run_setup(ctx: &StageContext<'_>) -> Result<()> {
     let Some(script) = ctx.stage.script(SectionKind::Setup) else {
         return Ok(());
@@ -57,9 +57,18 @@ pub fn run_setup(ctx: &StageContext<'_>) -> Result<()> {
     crate::info!("Running setup scriptlet");
     let path = ctx.work.join(format!("setup-{}.sh", ctx.index));
     write_script(&path, &script.body)?;
-    let mut cmd = Command::new("/bin/sh");
-    cmd.args(sh_args(&script.args_words, &path.to_string_lossy()))
-        .env("APPTAINER_ROOTFS", ctx.rootfs)
+    let args = sh_args(&script.args_words, &path.to_string_lossy());
+    // Under fakeroot with subordinate ids, %setup runs as root of the same mapping as
+    // %post (so it can give files to the image's users), as in the reference.
+    let mut cmd = match &ctx.opts.subids {
+        Some(map) => map.command("/bin/sh", &args),
+        None => {
+            let mut c = Command::new("/bin/sh");
+            c.args(&args);
+            c
+        }
+    };
+    cmd.env("APPTAINER_ROOTFS", ctx.rootfs)
         .env("SINGULARITY_ROOTFS", ctx.rootfs)
         .env("APPTAINER_ENVIRONMENT", ENVIRONMENT_FILE)
         .env("SINGULARITY_ENVIRONMENT", ENVIRONMENT_FILE);
