@@ -347,3 +347,42 @@ fn an_index_of_sif_artifacts_resolves_to_the_host_architecture() {
     .assert_success();
     assert!(std::fs::read(dir.path().join("out.sif")).unwrap() == std::fs::read(&sif).unwrap());
 }
+
+#[test]
+fn a_new_blob_streams_in_one_patch_and_round_trips() {
+    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    let dir = user_tempdir();
+    // `sif new` gives each file its own UUID: a blob the registry has never seen.
+    let sif = dir.path().join("fresh.sif");
+    UserCmd::new(&["sif", "new", sif.to_str().unwrap()])
+        .cwd(dir.path())
+        .run()
+        .assert_success();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let repo = format!("private/fresh-{nanos}");
+    let uri = format!("oras://{REG}/{repo}:v1");
+    as_user(
+        TEST_USER,
+        dir.path(),
+        Some(("alice", ALICE_PW)),
+        &["push", sif.to_str().unwrap(), &uri],
+    )
+    .assert_success();
+    let log = std::fs::read_to_string("/var/lib/apptainer-test/registry-auth/basic.log").unwrap();
+    assert!(
+        log.contains(&format!("\"PATCH /v2/{repo}/blobs/uploads/")),
+        "no streamed upload in the registry log"
+    );
+    let dir2 = tempdir_for(TEST_USER2);
+    as_user(
+        TEST_USER2,
+        dir2.path(),
+        Some(("bob", BOB_PW)),
+        &["pull", "got.sif", &uri],
+    )
+    .assert_success();
+    assert!(std::fs::read(dir2.path().join("got.sif")).unwrap() == std::fs::read(&sif).unwrap());
+}

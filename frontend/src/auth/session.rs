@@ -51,6 +51,8 @@ pub enum SessionError {
         realm: String,
         detail: String,
     },
+    #[error("{what}: {detail}")]
+    Protocol { what: String, detail: String },
     #[error("reading {path}: {source}")]
     File {
         path: String,

@@ -5,12 +5,14 @@
 //! byte for byte, annotated with `org.opencontainers.image.title` = the file name, and the
 //! manifest annotated with `org.opencontainers.image.created`.
 //!
-//! Uploads use the distribution API's monolithic flow (POST an upload, PUT the bytes with
-//! the digest); blobs already in the repository are skipped. Pulls verify the manifest (when
+//! Uploads follow the distribution API: POST an upload, stream the file in one PATCH, PUT
+//! the digest (the reference's flow), or the bytes in the PUT itself (the monolithic flow,
+//! for the small config and for registries without PATCH); blobs already in the
+//! repository are skipped. Pulls verify the manifest (when
 //! pinned) and the layer against their digests, keep the SIF in the blob cache by digest,
 //! and copy it out atomically.
 
-use crate::auth::session::{Body, Session};
+use crate::auth::session::{Body, Session, SessionError};
 use crate::cache::{BlobSlot, Cache, Digest};
 use crate::registry::auth::Credentials;
 use crate::registry::Reference;
@@ -185,15 +187,55 @@ fn upload_blob(session: &mut Session, digest: &Digest, body: &Body<'_>) -> Resul
         Err(e) if e.status() == Some(404) => {}
         Err(e) => return Err(e.into()),
     }
-    let resp = session.send("POST", "blobs/uploads/", None, &Body::Empty, &what)?;
-    let Some(location) = resp.header("location").map(String::from) else {
-        bail!("{what}: the registry started an upload without a location");
-    };
-    let mut url = session.absolute(&location);
-    url.push(if url.contains('?') { '&' } else { '?' });
-    url.push_str(&format!("digest={digest}"));
-    session.send("PUT", &url, None, body, &what)?;
+    if let Body::File { .. } = body {
+        // The reference's flow for files: the bytes in one streamed PATCH, then a PUT
+        // closing the upload with the digest. Registries without PATCH get the monolithic
+        // PUT instead.
+        match upload_streamed(session, digest, body, &what) {
+            Err(e) if matches!(e.status(), Some(405 | 501)) => {
+                crate::verbose!(
+                    "{what}: the registry refused a streamed upload ({e}), sending it whole"
+                );
+            }
+            r => return r.map_err(Into::into),
+        }
+    }
+    let location = start_upload(session, &what)?;
+    session.send("PUT", &with_digest(&location, digest), None, body, &what)?;
     Ok(())
+}
+
+/// POST an upload; the absolute location to send it to.
+fn start_upload(session: &mut Session, what: &str) -> Result<String, SessionError> {
+    let resp = session.send("POST", "blobs/uploads/", None, &Body::Empty, what)?;
+    match resp.header("location") {
+        Some(l) => Ok(session.absolute(l)),
+        None => Err(SessionError::Protocol {
+            what: what.to_string(),
+            detail: "the registry started an upload without a location".into(),
+        }),
+    }
+}
+
+fn upload_streamed(
+    session: &mut Session,
+    digest: &Digest,
+    body: &Body<'_>,
+    what: &str,
+) -> Result<(), SessionError> {
+    let location = start_upload(session, what)?;
+    let resp = session.send("PATCH", &location, None, body, what)?;
+    let next = match resp.header("location") {
+        Some(l) => session.absolute(l),
+        None => location,
+    };
+    session.send("PUT", &with_digest(&next, digest), None, &Body::Empty, what)?;
+    Ok(())
+}
+
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
 }
 
 /// `apptainer pull DEST oras://...`: the SIF layer into the cache (unless there), then to
