@@ -10,6 +10,7 @@
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default 600 seconds, every target)
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 # Reproduce a crash: cd fuzz && cargo +nightly fuzz run TARGET artifacts/TARGET/crash-...
+# Findings are kept as tests: cargo test --manifest-path fuzz/Cargo.toml --test regressions
 set -eu
 
 SECONDS_PER_TARGET=${1:-600}

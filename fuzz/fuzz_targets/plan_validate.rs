@@ -59,7 +59,7 @@ fn policies() -> &'static [Policy; 3] {
         let users =
             conf::Accounts::parse(b"root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\n");
         let groups = conf::Accounts::parse(b"root:x:0:\nu:x:1000:\n");
-        let default = Policy::from_conf(&conf::Conf::default(), &users, &groups);
+        let default = Policy::resolved(&conf::Conf::default(), &users, &groups);
         let open = Policy {
             allow_setuid: true,
             allow_ns: Namespaces {

@@ -6,10 +6,13 @@
 #[path = "../../frontend/src/deffile/mod.rs"]
 mod deffile;
 
+/// Header values, each with the name of its stage.
+type Values = Vec<(String, Option<String>)>;
+
 /// Parses `text` without templating, renders it, parses the rendering again, and returns the
 /// header values and stage names of both parses.
-fn render_round_trip(text: &str) -> (Vec<(String, Option<String>)>, Vec<(String, Option<String>)>) {
-    let values = |d: &deffile::DefFile| -> Vec<(String, Option<String>)> {
+fn render_round_trip(text: &str) -> (Values, Values) {
+    let values = |d: &deffile::DefFile| -> Values {
         d.stages
             .iter()
             .flat_map(|s| {
