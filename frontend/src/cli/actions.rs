@@ -276,7 +276,8 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
 fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
     let refused: [(&str, bool); 10] = [
         ("--overlay", !f.overlay.is_empty()),
-        ("--network", !f.network.is_empty()),
+        // Only the loopback-only network is available: CNI networks are not implemented.
+        ("--network", f.network.iter().any(|n| n != "none")),
         ("--nv", f.nv),
         ("--rocm", f.rocm),
         ("--add-caps", f.add_caps.is_some()),
@@ -411,6 +412,25 @@ mod tests {
         .unwrap();
         assert!(opts.contain && opts.cleanenv && opts.pid && opts.ipc);
         assert!(opts.no_init && opts.no_umask && opts.no_eval && opts.writable_tmpfs);
+    }
+
+    #[test]
+    fn network_none_means_a_loopback_only_network_namespace() {
+        let opts = launch_options(ActionFlags {
+            network: vec!["none".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(opts.net);
+        let err = launch_options(ActionFlags {
+            network: vec!["bridge".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--network is not supported by this build yet"
+        );
     }
 
     #[test]
