@@ -154,8 +154,7 @@ fn verify(host: &str, username: &str, password: &str, insecure: bool) -> Result<
             None,
             &crate::auth::session::Body::Empty,
             &format!("login to {host}"),
-        )
-        .with_context(|| format!("login to {host} failed"))?;
+        )?;
     Ok(())
 }
 
