@@ -123,6 +123,7 @@ pub fn build_from_deffile(def_path: &Path, out: &Path, opts: &BuildOptions) -> R
         crate::pull::check_output(out, opts.force)?;
     }
     let work = Workspace::create(opts.subids)?;
+    let _interrupt = InterruptCleanup::install(work.path(), out, opts.subids)?;
     if !pulls_first(&def) {
         // The pull pipeline says it for OCI bootstraps.
         crate::info!("Starting build...");
@@ -294,6 +295,59 @@ fn build_stage(ctx: &StageContext<'_>) -> Result<()> {
         scripts::run_test(ctx)?;
     }
     Ok(())
+}
+
+/// While a build runs, SIGINT, SIGTERM and SIGHUP remove its temporary tree and partial
+/// output before leaving with 128 + the signal (the nested container and tools in the
+/// same process group get the terminal's signal themselves). Dropping it restores the
+/// default handling.
+struct InterruptCleanup {
+    handle: signal_hook::iterator::Handle,
+}
+
+impl InterruptCleanup {
+    fn install(work: &Path, out: &Path, subids: Option<idmap::SubIdMap>) -> Result<Self> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+            .context("installing the interrupt handler")?;
+        let handle = signals.handle();
+        let work = work.to_path_buf();
+        let partial = partial_outputs(out);
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                crate::error!("build interrupted, cleaning up");
+                remove_root(&work, subids.as_ref());
+                for p in &partial {
+                    if p.is_dir() {
+                        remove_root(p, subids.as_ref());
+                    } else {
+                        let _ = fs::remove_file(p);
+                    }
+                }
+                std::process::exit(128 + sig);
+            }
+        });
+        Ok(InterruptCleanup { handle })
+    }
+}
+
+impl Drop for InterruptCleanup {
+    fn drop(&mut self) {
+        self.handle.close();
+    }
+}
+
+/// The temporary names an output is written under before its rename (the SIF writer's
+/// and the sandbox move's).
+fn partial_outputs(out: &Path) -> Vec<PathBuf> {
+    let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let pid = std::process::id();
+    vec![
+        out.with_file_name(format!(".{name}.tmp-{pid}")),
+        out.with_file_name(format!(".{name}.build-{pid}")),
+    ]
 }
 
 /// The private temporary directory of one build, removed with everything in it (even
