@@ -100,6 +100,11 @@ impl BuildOptions {
     fn with_subids(mut self) -> BuildOptions {
         if self.fakeroot {
             self.subids = idmap::SubIdMap::for_caller();
+            if self.subids.is_none() && !nix::unistd::geteuid().is_root() {
+                // As the reference says it: %post runs with only root mapped (to the
+                // caller), so it cannot give files to other users.
+                crate::info!("User not listed in /etc/subuid, trying root-mapped namespace");
+            }
         }
         self
     }
