@@ -135,30 +135,41 @@ impl Root {
 /// permitted sets of the user namespace the process created (root there, as with
 /// `unshare -r`, so that package managers can chown); they mean nothing outside it.
 pub fn drop_all(root: Root) -> Result<User> {
-    let (uid, gid) = root.target;
-    let ns_root = root.fakeroot && root.userns;
-    clear_caps(if ns_root { &[CapSet::Ambient] } else { &[CapSet::Bounding, CapSet::Ambient] })?;
     // In a user namespace without a subgid range setgroups is denied (we wrote "deny"): the
     // kernel keeps the caller's groups, shown as the overflow gid.
-    match (root.userns, root.ranged) {
-        (false, _) => sys::setgroups(&root.caller.groups).map_err(syserr("setgroups"))?,
-        (true, true) => sys::setgroups(&[]).map_err(syserr("setgroups"))?,
-        (true, false) => {}
+    let groups = match (root.userns, root.ranged) {
+        (false, _) => Some(&root.caller.groups[..]),
+        (true, true) => Some(&[][..]),
+        (true, false) => None,
+    };
+    drop_ids(groups, root.target, root.fakeroot && root.userns)?;
+    Ok(User(()))
+}
+
+/// Drops the caller's process (FUSE daemon of the setuid starter) to the caller.
+pub fn drop_to(c: &Caller) -> Result<()> {
+    drop_ids(Some(&c.groups), (c.uid, c.gid), false)
+}
+
+/// Sets `groups` (unless None), then gid and uid, and clears capabilities: all of them, or
+/// with `ns_root` only ambient and inheritable. Each step is read back.
+fn drop_ids(groups: Option<&[u32]>, (uid, gid): (u32, u32), ns_root: bool) -> Result<()> {
+    clear_caps(if ns_root { &[CapSet::Ambient] } else { &[CapSet::Bounding, CapSet::Ambient] })?;
+    if let Some(groups) = groups {
+        sys::setgroups(groups).map_err(syserr("setgroups"))?;
     }
     sys::setresgid(gid).map_err(syserr("setresgid"))?;
     sys::setresuid(uid).map_err(syserr("setresuid"))?;
-    clear_caps(if ns_root {
-        &[CapSet::Inheritable]
-    } else {
-        &[CapSet::Effective, CapSet::Permitted, CapSet::Inheritable]
-    })?;
+    let rest: &[CapSet] =
+        if ns_root { &[CapSet::Inheritable] } else { &[CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] };
+    clear_caps(rest)?;
     if sys::getresuid() != (uid, uid, uid) || sys::getresgid() != (gid, gid, gid) {
         return Err(StarterError::DropFailed("ids"));
     }
     if uid != 0 && sys::setresuid(0).is_ok() {
         return Err(StarterError::DropFailed("setuid(0) still works"));
     }
-    Ok(User(()))
+    Ok(())
 }
 
 /// Empties `sets` and checks that they are empty. The bounding set goes first, while

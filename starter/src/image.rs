@@ -4,6 +4,7 @@
 
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::loopdev;
+use crate::ops::new_mount;
 use crate::sys::{self, Sys, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 use starter::plan::{ImageKind, PlanImage, Policy};
 use std::fs::File;
@@ -72,43 +73,23 @@ fn sif_region(fd: &OwnedFd, shown: &str) -> Result<(u64, u64)> {
 
 /// Setuid mode: a read-only loop device and the kernel's squashfs driver.
 pub fn mount_kernel(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<OwnedFd> {
-    let dev = loopdev::attach(
-        sys,
-        image.fd.as_fd(),
-        image.offset,
-        image.size,
-        policy.max_loop_devices,
-        policy.shared_loop_devices,
-    )?;
-    let ctx = sys.fsopen("squashfs").map_err(syserr("cannot create squashfs context"))?;
-    sys.fsconfig(ctx.as_fd(), "source", &dev.node).map_err(path("cannot use", &dev.node))?;
+    let dev = loopdev::attach(sys, image, policy)?;
     // A read-only superblock: the loop device is read-only, and a writable open fails.
-    sys.fsconfig(ctx.as_fd(), "ro", "").map_err(path("cannot use", &dev.node))?;
-    sys.fsconfig(ctx.as_fd(), "", "").map_err(path("cannot mount squashfs of", &image.shown))?;
-    sys.fsmount(ctx.as_fd(), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
-        .map_err(path("cannot mount", &image.shown))
+    let opts = [("source", dev.node.as_str()), ("ro", "")];
+    new_mount(sys, "squashfs", &opts, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV).map_err(path("cannot mount", &image.shown))
 }
 
 /// User-namespace mode: a FUSE mount served by squashfuse_ll on `fuse`.
 /// `shared` (setuid mode) lets the starter, building the root with root's fsuid, read it;
 /// the mount lives in a private mount namespace, so nobody else can reach it.
 pub fn mount_fuse(sys: &dyn Sys, fuse: BorrowedFd<'_>, uid: u32, gid: u32, shared: bool) -> Result<OwnedFd> {
-    let ctx = sys.fsopen("fuse").map_err(syserr("cannot create fuse context"))?;
-    let opts = [
-        ("source", "squashfuse".to_owned()),
-        ("fd", fuse.as_raw_fd().to_string()),
-        ("rootmode", "40000".to_owned()),
-        ("user_id", uid.to_string()),
-        ("group_id", gid.to_string()),
-        ("default_permissions", String::new()),
-    ];
-    let extra = shared.then_some(("allow_other", String::new()));
-    for (k, v) in opts.iter().chain(&extra) {
-        sys.fsconfig(ctx.as_fd(), k, v).map_err(syserr("cannot configure fuse mount"))?;
+    let (fd, uid, gid) = (fuse.as_raw_fd().to_string(), uid.to_string(), gid.to_string());
+    let mut opts = vec![("source", "squashfuse"), ("fd", &fd), ("rootmode", "40000"), ("user_id", &uid)];
+    opts.extend([("group_id", gid.as_str()), ("default_permissions", "")]);
+    if shared {
+        opts.push(("allow_other", ""));
     }
-    sys.fsconfig(ctx.as_fd(), "", "").map_err(syserr("cannot create fuse mount"))?;
-    sys.fsmount(ctx.as_fd(), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
-        .map_err(syserr("cannot mount fuse"))
+    new_mount(sys, "fuse", &opts, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV).map_err(syserr("cannot mount fuse"))
 }
 
 /// A sandbox directory: a recursive clone of the opened directory.

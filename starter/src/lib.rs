@@ -2,5 +2,4 @@
 //! `ValidatedPlan`. The frontend links this to give early, friendly errors; the starter
 //! binary calls `validate` again and trusts only its own verdict.
 
-pub mod host;
 pub mod plan;

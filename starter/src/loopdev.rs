@@ -4,8 +4,10 @@
 //! containers of one image share the kernel's page cache and decompressed pages.
 
 use crate::error::{path, sys as syserr, Result, StarterError};
+use crate::image::Image;
 use crate::sys::{self, Errno, Sys, LO_FLAGS_AUTOCLEAR, LO_FLAGS_READ_ONLY, RESOLVE_NO_SYMLINKS};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use starter::plan::Policy;
+use std::os::fd::{AsFd, OwnedFd};
 
 /// An attached loop device: the open fd (keeps it from being autocleared until mounted)
 /// and its node path for the `source` option of the filesystem context.
@@ -16,12 +18,12 @@ pub struct LoopDevice {
 
 const ATTEMPTS: u32 = 16;
 
-/// Attaches `image` (or reuses a shared device) for `offset..offset+size`.
-pub fn attach(
-    sys: &dyn Sys, image: BorrowedFd<'_>, offset: u64, size: u64, max: u32, shared: bool,
-) -> Result<LoopDevice> {
-    let st = sys::fstat(image).map_err(syserr("cannot stat image"))?;
-    if shared {
+/// Attaches the image's squashfs region (or reuses a shared device), below `max loop devices`.
+pub fn attach(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<LoopDevice> {
+    let (offset, size, file) = (image.offset, image.size, image.fd.as_fd());
+    let max = u32::try_from(policy.conf.max_loop_devices).unwrap_or(u32::MAX);
+    let st = sys::fstat(file).map_err(syserr("cannot stat image"))?;
+    if policy.conf.shared_loop_devices {
         if let Some(dev) = find_shared(sys, &st, offset, size, max) {
             return Ok(dev);
         }
@@ -39,7 +41,7 @@ pub fn attach(
             .openat2(sys::AT_FDCWD, &node, libc::O_RDONLY, 0, RESOLVE_NO_SYMLINKS)
             .map_err(path("cannot open", &node))?;
         // Another process may configure the same free device first: EBUSY, try the next.
-        match sys::loop_configure(fd.as_fd(), image, offset, size) {
+        match sys::loop_configure(fd.as_fd(), file, offset, size) {
             Ok(()) => return Ok(LoopDevice { _fd: fd, node }),
             Err(Errno(libc::EBUSY)) => continue,
             Err(e) => return Err(path("cannot configure", &node)(e)),

@@ -75,7 +75,7 @@ fn run_setuid(
     // stays in the host's namespace and exits when the container's goes away.
     let tree = match image.kind {
         ImageKind::Sandbox => image::mount_sandbox(sys, &image, false)?,
-        _ if policy.kernel_squashfs_allowed() => image::mount_kernel(sys, &image, policy)?,
+        _ if policy.conf.may_kernel_mount_squashfs_setuid() => image::mount_kernel(sys, &image, policy)?,
         // The kernel may not parse this image: FUSE, as in user-namespace mode.
         _ => userns::mount_squashfuse(sys, &image, (root.caller().uid, root.caller().gid), Some(root.caller()))?.0,
     };

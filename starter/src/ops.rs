@@ -87,21 +87,14 @@ pub fn clone_sources(sys: &dyn Sys, ops: &[Op]) -> Result<Vec<Option<OwnedFd>>> 
             Op::BindHost { src, read_only, devices, .. } => {
                 let s = src.to_str().ok_or(crate::error::StarterError::Refused("bind source is not UTF-8"))?;
                 let tree = sys.open_tree(AT_FDCWD, s, true).map_err(path("cannot bind", s))?;
-                let set = MOUNT_ATTR_NOSUID | attr(!devices, MOUNT_ATTR_NODEV) | attr(*read_only, MOUNT_ATTR_RDONLY);
+                let nodev = if *devices { 0 } else { MOUNT_ATTR_NODEV };
+                let set = MOUNT_ATTR_NOSUID | nodev | if *read_only { MOUNT_ATTR_RDONLY } else { 0 };
                 sys.mount_setattr(tree.as_fd(), set, 0, 0, true).map_err(path("cannot set flags on bind", s))?;
                 Ok(Some(tree))
             }
             _ => Ok(None),
         })
         .collect()
-}
-
-fn attr(on: bool, bit: u64) -> u64 {
-    if on {
-        bit
-    } else {
-        0
-    }
 }
 
 /// Executes `ops` under the container root `root`; `session` is the starter's private tmpfs
@@ -135,20 +128,28 @@ pub fn apply(
 }
 
 fn new_fs(sys: &dyn Sys, fs: &NewFs) -> std::result::Result<OwnedFd, Errno> {
-    let (name, opts, attrs): (&str, Vec<(&str, String)>, u64) = match fs {
-        NewFs::Tmpfs { size_mib, mode } => {
-            ("tmpfs", vec![("size", format!("{size_mib}m")), ("mode", format!("{mode:o}"))], MOUNT_ATTR_NODEV)
-        }
-        NewFs::Proc => ("proc", vec![], MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC),
-        // A new instance, so the container's ptys are its own; no gid=tty (unmapped in userns).
-        NewFs::Devpts => (
-            "devpts",
-            vec![("newinstance", String::new()), ("ptmxmode", "0666".into()), ("mode", "0620".into())],
+    match fs {
+        NewFs::Tmpfs { size_mib, mode } => new_mount(
+            sys,
+            "tmpfs",
+            &[("size", &format!("{size_mib}m")), ("mode", &format!("{mode:o}"))],
             MOUNT_ATTR_NODEV,
         ),
-    };
-    let ctx = sys.fsopen(name)?;
-    for (k, v) in &opts {
+        NewFs::Proc => new_mount(sys, "proc", &[], MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC),
+        // A new instance, so the container's ptys are its own; no gid=tty (unmapped in userns).
+        NewFs::Devpts => {
+            new_mount(sys, "devpts", &[("newinstance", ""), ("ptmxmode", "0666"), ("mode", "0620")], MOUNT_ATTR_NODEV)
+        }
+    }
+}
+
+/// Every new filesystem of the starter: a detached mount of `fstype` configured with `opts`
+/// (an empty value sets a flag), always NOSUID, plus `attrs`.
+pub fn new_mount(
+    sys: &dyn Sys, fstype: &str, opts: &[(&str, &str)], attrs: u64,
+) -> std::result::Result<OwnedFd, Errno> {
+    let ctx = sys.fsopen(fstype)?;
+    for (k, v) in opts {
         sys.fsconfig(ctx.as_fd(), k, v)?;
     }
     sys.fsconfig(ctx.as_fd(), "", "")?;
@@ -175,11 +176,7 @@ fn bind_file(
 pub fn destination<'a>(op: &'a Op, tree: Option<&OwnedFd>) -> Option<(&'a ContainerPath, bool)> {
     match op {
         Op::NewFs { dst, .. } => Some((dst, true)),
-        Op::BindHost { dst, .. } => {
-            let dir =
-                tree.is_none_or(|t| sys::fstat(t.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR));
-            Some((dst, dir))
-        }
+        Op::BindHost { dst, .. } => Some((dst, tree.is_none_or(|t| dir_mode(t).is_some()))),
         Op::File { dst, .. } => Some((dst, false)),
         Op::Symlink { .. } => None,
     }
@@ -224,7 +221,8 @@ pub fn stub(
 pub fn mountpoint(
     sys: &dyn Sys, root: BorrowedFd<'_>, dst: &ContainerPath, dir: bool, strict: bool,
 ) -> Result<OwnedFd> {
-    let resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | attr(strict, sys::RESOLVE_NO_SYMLINKS);
+    let no_symlinks = if strict { sys::RESOLVE_NO_SYMLINKS } else { 0 };
+    let resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | no_symlinks;
     let open = |rel: &str| sys.openat2(root.as_raw_fd(), rel, libc::O_PATH, 0, resolve);
     let parts: Vec<&str> = dst.relative().split('/').collect();
     for n in 1..=parts.len() {

@@ -116,32 +116,13 @@ pub struct Process {
     pub cwd: String,
 }
 
-/// The apptainer.conf rules `validate` applies, extracted from the trusted conf.
+/// The apptainer.conf rules `validate` applies: the conf itself, with the names of `limit
+/// container owners/groups` resolved to ids (empty: no limit; only unknown names: nobody).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    pub allow_setuid: bool,
-    pub allow_ns: Namespaces,
-    pub user_bind_control: bool,
-    pub mount_proc: bool,
-    pub mount_sys: bool,
-    pub mount_dev: DevPolicy,
-    pub mount_devpts: bool,
-    pub mount_home: bool,
-    pub mount_tmp: bool,
-    /// `bind path` entries as (src, dst).
-    pub bind_path: Vec<(PathBuf, PathBuf)>,
-    pub allow_sif: bool,
-    pub allow_squashfs: bool,
-    pub allow_dir: bool,
-    /// Resolved to uids/gids; empty means no limit.
+    pub conf: conf::Conf,
     pub limit_owners: Vec<u32>,
     pub limit_groups: Vec<u32>,
-    pub limit_paths: Vec<PathBuf>,
-    pub setuid_mount_squashfs: SetuidMount,
-    pub max_loop_devices: u32,
-    pub shared_loop_devices: bool,
-    pub sessiondir_max_size_mib: u32,
-    pub enable_overlay: bool,
 }
 
 /// `mount dev` and `allow setuid-mount squashfs`, as apptainer.conf spells them.
@@ -303,9 +284,9 @@ fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &
     let refuse = |why| PlanError::ImageRefused { path: img.path.clone(), why };
     check_host_path(&img.path)?;
     let allowed = match img.kind {
-        ImageKind::Sif => policy.allow_sif,
-        ImageKind::Squashfs => policy.allow_squashfs,
-        ImageKind::Sandbox => policy.allow_dir,
+        ImageKind::Sif => policy.conf.allow_container_sif,
+        ImageKind::Squashfs => policy.conf.allow_container_squashfs,
+        ImageKind::Sandbox => policy.conf.allow_container_dir,
     };
     if !allowed {
         return Err(refuse("this image type is disabled by 'allow container'"));
@@ -316,10 +297,10 @@ fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &
     if img.writable && caller.setuid {
         return Err(refuse("writable images need user-namespace mode"));
     }
-    if writable_tmpfs && !policy.enable_overlay {
+    if writable_tmpfs && !policy.conf.enable_overlay.allows_kernel_overlay() {
         return Err(PlanError::Denied("writable tmpfs".into(), "enable overlay"));
     }
-    if !path_within_any(&img.path, &policy.limit_paths) {
+    if !path_within_any(&img.path, &policy.conf.limit_container_paths) {
         return Err(refuse("outside 'limit container paths'"));
     }
     Ok(())
@@ -338,11 +319,25 @@ pub fn path_within_any(path: &Path, tops: &[PathBuf]) -> bool {
 }
 
 impl Policy {
+    /// The rules of `conf`, with owner/group names resolved in the host's files read without
+    /// ownership checks (the frontend's early check).
+    pub fn from_conf(c: &conf::Conf) -> Policy {
+        let read = |file| conf::load_accounts(file).unwrap_or_default();
+        Policy::resolved(c, &read(conf::PASSWD_FILE), &read(conf::GROUP_FILE))
+    }
+
+    /// The rules of `c`, with owner/group names resolved in `users` and `groups`.
+    pub fn resolved(c: &conf::Conf, users: &conf::Accounts, groups: &conf::Accounts) -> Policy {
+        let (limit_owners, limit_groups) =
+            (users.ids_of(&c.limit_container_owners), groups.ids_of(&c.limit_container_groups));
+        Policy { conf: c.clone(), limit_owners, limit_groups }
+    }
+
     /// The checks that need the opened image: its owner and group from `fstat`, and the
     /// path the kernel reports for the fd, so a symlink or rename cannot dodge the limits.
     pub fn check_opened_image(&self, real_path: &Path, uid: u32, gid: u32) -> Result<(), PlanError> {
         let refuse = |why| PlanError::ImageRefused { path: real_path.to_owned(), why };
-        if !path_within_any(real_path, &self.limit_paths) {
+        if !path_within_any(real_path, &self.conf.limit_container_paths) {
             return Err(refuse("outside 'limit container paths'"));
         }
         if !self.limit_owners.is_empty() && !self.limit_owners.contains(&uid) {
@@ -353,25 +348,15 @@ impl Policy {
         }
         Ok(())
     }
-
-    /// Whether the setuid starter may let the kernel mount this squashfs image.
-    pub fn kernel_squashfs_allowed(&self) -> bool {
-        let limited = !self.limit_owners.is_empty() || !self.limit_groups.is_empty() || !self.limit_paths.is_empty();
-        match self.setuid_mount_squashfs {
-            SetuidMount::Yes => true,
-            SetuidMount::IfLimited => limited,
-            SetuidMount::No => false,
-        }
-    }
 }
 
 fn check_namespaces(ns: Namespaces, fakeroot: bool, policy: &Policy, caller: &Caller) -> Result<(), PlanError> {
     let rules = [
-        (ns.user, policy.allow_ns.user, "allow user ns"),
-        (ns.pid, policy.allow_ns.pid, "allow pid ns"),
-        (ns.ipc, policy.allow_ns.ipc, "allow ipc ns"),
-        (ns.uts, policy.allow_ns.uts, "allow uts ns"),
-        (ns.net, policy.allow_ns.net, "allow net ns"),
+        (ns.user, policy.conf.allow_user_ns, "allow user ns"),
+        (ns.pid, policy.conf.allow_pid_ns, "allow pid ns"),
+        (ns.ipc, policy.conf.allow_ipc_ns, "allow ipc ns"),
+        (ns.uts, policy.conf.allow_uts_ns, "allow uts ns"),
+        (ns.net, true, "allow net ns"),
     ];
     if let Some((_, _, rule)) = rules.iter().find(|(want, ok, _)| *want && !ok) {
         return Err(PlanError::Denied(format!("namespace '{}'", &rule[6..rule.len() - 3]), rule));
@@ -386,7 +371,7 @@ fn check_namespaces(ns: Namespaces, fakeroot: bool, policy: &Policy, caller: &Ca
     if !caller.setuid && !ns.user {
         return Err(PlanError::Denied("running without a user namespace".into(), "the starter is not setuid"));
     }
-    if caller.setuid && !policy.allow_setuid {
+    if caller.setuid && !policy.conf.allow_setuid {
         return Err(PlanError::Denied("the setuid starter".into(), "allow setuid"));
     }
     Ok(())
@@ -415,18 +400,18 @@ fn check_host_path(p: &Path) -> Result<(), PlanError> {
 fn check_mount(m: PlanMount, policy: &Policy, caller: &Caller) -> Result<Mount, PlanError> {
     let deny = |what: &str, rule| Err(PlanError::Denied(what.to_owned(), rule));
     Ok(match m {
-        PlanMount::Proc if !policy.mount_proc => return deny("mounting /proc", "mount proc"),
-        PlanMount::Sys if !policy.mount_sys => return deny("mounting /sys", "mount sys"),
-        PlanMount::Devpts if !policy.mount_devpts => return deny("mounting /dev/pts", "mount devpts"),
+        PlanMount::Proc if !policy.conf.mount_proc => return deny("mounting /proc", "mount proc"),
+        PlanMount::Sys if !policy.conf.mount_sys => return deny("mounting /sys", "mount sys"),
+        PlanMount::Devpts if !policy.conf.mount_devpts => return deny("mounting /dev/pts", "mount devpts"),
         PlanMount::Proc => Mount::Proc,
         PlanMount::Sys => Mount::Sys,
         PlanMount::Devpts => Mount::Devpts,
-        PlanMount::Dev { minimal } => match (policy.mount_dev, minimal) {
+        PlanMount::Dev { minimal } => match (policy.conf.mount_dev, minimal) {
             (DevPolicy::No, _) | (DevPolicy::Minimal, false) => return deny("mounting the host /dev", "mount dev"),
             _ => Mount::Dev { minimal },
         },
         PlanMount::Tmpfs { dst, size_mib } => {
-            if size_mib == 0 || size_mib > policy.sessiondir_max_size_mib {
+            if size_mib == 0 || u64::from(size_mib) > policy.conf.sessiondir_max_size {
                 return deny(&format!("tmpfs of {size_mib} MiB"), "sessiondir max size");
             }
             Mount::Tmpfs { dst: check_destination(&dst)?, size_mib }
@@ -460,15 +445,17 @@ fn check_bind_rule(
 ) -> Result<(), PlanError> {
     let what = || format!("bind {src:?} to {:?}", dst.as_str());
     match kind {
-        BindKind::User if !policy.user_bind_control => Err(PlanError::Denied(what(), "user bind control")),
-        BindKind::Home if !policy.mount_home => Err(PlanError::Denied(what(), "mount home")),
+        BindKind::User if !policy.conf.user_bind_control => Err(PlanError::Denied(what(), "user bind control")),
+        BindKind::Home if !policy.conf.mount_home => Err(PlanError::Denied(what(), "mount home")),
         BindKind::Home if src != caller.home => Err(PlanError::Denied(what(), "not the caller's home directory")),
-        BindKind::Tmp if !policy.mount_tmp => Err(PlanError::Denied(what(), "mount tmp")),
+        BindKind::Tmp if !policy.conf.mount_tmp => Err(PlanError::Denied(what(), "mount tmp")),
         BindKind::Tmp if src != Path::new("/tmp") && src != Path::new("/var/tmp") => {
             Err(PlanError::Denied(what(), "mount tmp covers only /tmp and /var/tmp"))
         }
         BindKind::Cwd if src != caller.cwd => Err(PlanError::Denied(what(), "not the current directory")),
-        BindKind::Conf if !policy.bind_path.iter().any(|(s, d)| s == src && d.as_os_str() == dst.as_str()) => {
+        BindKind::Conf
+            if !policy.conf.bind_path.iter().any(|b| b.source == src && b.destination.as_os_str() == dst.as_str()) =>
+        {
             Err(PlanError::Denied(what(), "no such 'bind path' entry"))
         }
         _ => Ok(()),

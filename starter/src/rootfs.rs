@@ -5,7 +5,7 @@
 use crate::creds::Root;
 use crate::error::{path, sys as syserr, Result};
 use crate::ops::{self, Op};
-use crate::sys::{self, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, RESOLVE_NO_SYMLINKS};
+use crate::sys::{self, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY, RESOLVE_NO_SYMLINKS};
 use starter::plan::{Policy, ValidatedPlan};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -21,7 +21,7 @@ pub fn build(
     // Nothing mounted from here on may propagate to the host.
     sys.mount_setattr(slash.as_fd(), 0, 0, MS_SLAVE, true).map_err(syserr("cannot make mounts private"))?;
     let session = mount_session(sys, policy)?;
-    let top = if policy.enable_overlay && !plan.image.writable {
+    let top = if policy.conf.enable_overlay.allows_kernel_overlay() && !plan.image.writable {
         let lower = subdir(sys, session.as_fd(), "lower")?;
         sys.move_mount(image.as_fd(), lower.as_fd()).map_err(syserr("cannot mount image"))?;
         let lower = sys
@@ -60,13 +60,9 @@ pub fn build(
 }
 
 fn mount_session(sys: &dyn Sys, policy: &Policy) -> Result<OwnedFd> {
-    let ctx = sys.fsopen("tmpfs").map_err(syserr("cannot create session tmpfs"))?;
-    sys.fsconfig(ctx.as_fd(), "size", &format!("{}m", policy.sessiondir_max_size_mib))
-        .map_err(syserr("session tmpfs size"))?;
-    sys.fsconfig(ctx.as_fd(), "mode", "700").map_err(syserr("session tmpfs mode"))?;
-    sys.fsconfig(ctx.as_fd(), "", "").map_err(syserr("cannot create session tmpfs"))?;
-    let mnt =
-        sys.fsmount(ctx.as_fd(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV).map_err(syserr("cannot mount session tmpfs"))?;
+    let size = format!("{}m", policy.conf.sessiondir_max_size);
+    let mnt = ops::new_mount(sys, "tmpfs", &[("size", &size), ("mode", "700")], MOUNT_ATTR_NODEV)
+        .map_err(syserr("cannot mount session tmpfs"))?;
     let at = sys
         .openat2(AT_FDCWD, SESSION, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
         .map_err(path("cannot open", SESSION))?;
@@ -90,7 +86,6 @@ fn mount_overlay(sys: &dyn Sys, root: &Root, session: BorrowedFd<'_>, writable: 
     // Layer paths are resolved relative to the cwd: our session tmpfs, which only this
     // process can reach. The stub layer (mount points missing in the image) lies on top.
     sys::fchdir(session).map_err(syserr("cannot enter session"))?;
-    let ctx = sys.fsopen("overlay").map_err(syserr("cannot create overlay"))?;
     let mut opts = vec![("lowerdir", "stubs:lower")];
     if writable {
         // The setuid starter's fakeroot: the container's root is the caller, so the caller
@@ -108,11 +103,7 @@ fn mount_overlay(sys: &dyn Sys, root: &Root, session: BorrowedFd<'_>, writable: 
     if root.mode() == crate::creds::Mode::Userns {
         opts.push(("userxattr", ""));
     }
-    for (k, v) in opts {
-        sys.fsconfig(ctx.as_fd(), k, v).map_err(path("cannot configure overlay", k))?;
-    }
-    sys.fsconfig(ctx.as_fd(), "", "").map_err(syserr("cannot create overlay"))?;
-    sys.fsmount(ctx.as_fd(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV).map_err(syserr("cannot mount overlay"))
+    ops::new_mount(sys, "overlay", &opts, MOUNT_ATTR_NODEV).map_err(syserr("cannot mount overlay"))
 }
 
 /// The image mount itself, detached again, when no overlay is needed.

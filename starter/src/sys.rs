@@ -9,7 +9,7 @@ use std::fmt;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// An errno from a failed syscall.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Errno(pub i32);
 
 impl fmt::Display for Errno {
@@ -18,12 +18,6 @@ impl fmt::Display for Errno {
         f.write_str(text.split(" (os error").next().unwrap_or_default())
     }
 }
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
 pub type SysResult<T> = Result<T, Errno>;
 
 fn last() -> Errno {
@@ -44,20 +38,10 @@ fn cstr(s: &str) -> SysResult<CString> {
     CString::new(s).map_err(|_| Errno(libc::EINVAL))
 }
 
-pub const AT_FDCWD: RawFd = libc::AT_FDCWD;
-pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
-pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
-pub const MOUNT_ATTR_NODEV: u64 = 0x4;
-pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-const OPEN_TREE_CLONE: u32 = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
-const FSCONFIG_SET_FLAG: u32 = 0;
-const FSCONFIG_SET_STRING: u32 = 1;
-const FSCONFIG_CMD_CREATE: u32 = 6;
-pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-pub const RESOLVE_IN_ROOT: u64 = 0x10;
+pub use libc::{
+    AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, RESOLVE_IN_ROOT,
+    RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
+};
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
@@ -69,13 +53,6 @@ struct OpenHow {
     flags: u64,
     mode: u64,
     resolve: u64,
-}
-#[repr(C)]
-struct MountAttr {
-    set: u64,
-    clr: u64,
-    propagation: u64,
-    userns_fd: u64,
 }
 /// `struct loop_info64` (linux/loop.h).
 #[repr(C)]
@@ -148,7 +125,7 @@ impl Sys for LinuxSys {
     }
     fn open_tree(&self, dir: RawFd, path: &str, recursive: bool) -> SysResult<OwnedFd> {
         let p = cstr(path)?;
-        let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
+        let mut flags = libc::OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
         if recursive {
             flags |= libc::AT_RECURSIVE as u32;
         }
@@ -161,17 +138,24 @@ impl Sys for LinuxSys {
     fn mount_setattr(
         &self, fd: BorrowedFd<'_>, set: u64, clr: u64, propagation: u64, recursive: bool,
     ) -> SysResult<()> {
-        let attr = MountAttr { set, clr, propagation, userns_fd: 0 };
+        let attr = libc::mount_attr { attr_set: set, attr_clr: clr, propagation, userns_fd: 0 };
         let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
         // SAFETY: empty NUL-terminated path with AT_EMPTY_PATH; `attr` is a valid mount_attr
         // of the size passed; `fd` is borrowed for the call.
         let rc = unsafe {
-            libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, &attr, size_of::<MountAttr>())
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                flags,
+                &attr,
+                size_of::<libc::mount_attr>(),
+            )
         };
         check(rc).map(drop)
     }
     fn move_mount(&self, tree: BorrowedFd<'_>, onto: BorrowedFd<'_>) -> SysResult<()> {
-        let flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
+        let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
         // SAFETY: both fds are borrowed for the call; both paths are the static empty string
         // that *_EMPTY_PATH requires.
         let rc = unsafe {
@@ -182,18 +166,16 @@ impl Sys for LinuxSys {
     fn fsopen(&self, fstype: &str) -> SysResult<OwnedFd> {
         let t = cstr(fstype)?;
         // SAFETY: `t` is NUL-terminated and outlives the call.
-        owned(unsafe {
-            libc::syscall(libc::SYS_fsopen, t.as_ptr(), 1u32 /* FSOPEN_CLOEXEC */)
-        })
+        owned(unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), libc::FSOPEN_CLOEXEC) })
     }
     /// `key = value`; an empty value sets a flag option; an empty key creates the superblock.
     fn fsconfig(&self, fs: BorrowedFd<'_>, key: &str, value: &str) -> SysResult<()> {
         let (k, v) = (cstr(key)?, cstr(value)?);
         let null = std::ptr::null::<libc::c_char>();
         let (cmd, kp, vp) = match (key.is_empty(), value.is_empty()) {
-            (true, _) => (FSCONFIG_CMD_CREATE, null, null),
-            (false, true) => (FSCONFIG_SET_FLAG, k.as_ptr(), null),
-            (false, false) => (FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr()),
+            (true, _) => (libc::FSCONFIG_CMD_CREATE, null, null),
+            (false, true) => (libc::FSCONFIG_SET_FLAG, k.as_ptr(), null),
+            (false, false) => (libc::FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr()),
         };
         // SAFETY: key and value are NUL-terminated (or NULL where the command takes none)
         // and outlive the call; `fs` is borrowed.
@@ -201,9 +183,7 @@ impl Sys for LinuxSys {
     }
     fn fsmount(&self, fs: BorrowedFd<'_>, attrs: u64) -> SysResult<OwnedFd> {
         // SAFETY: `fs` is a configured filesystem context borrowed for the call.
-        owned(unsafe {
-            libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), 1u32 /* FSMOUNT_CLOEXEC */, attrs as u32)
-        })
+        owned(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, attrs as u32) })
     }
     fn write(&self, fd: BorrowedFd<'_>, data: &[u8]) -> SysResult<()> {
         // SAFETY: the pointer and length describe `data`, which outlives the call.

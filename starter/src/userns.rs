@@ -2,11 +2,9 @@
 //! parent. The daemon and the supervisor stay outside the container's mount namespace, so
 //! pivot_root in the container cannot affect them, and the container cannot see them.
 
-use crate::creds::clear_caps;
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::image::Image;
 use crate::sys::{self, Fork, LinuxSys, Sys};
-use caps::CapSet;
 use conf::{Accounts, SubIdRange};
 use starter::plan::Caller;
 use std::io::{PipeReader, PipeWriter, Read, Write};
@@ -203,14 +201,9 @@ fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> 
         .iter()
         .find(|p| std::path::Path::new(p).exists())
         .ok_or(StarterError::Refused("squashfuse_ll is not installed"))?;
-    let argv = [
-        bin.to_string(),
-        "-f".into(),
-        "-o".into(),
-        format!("offset={}", image.offset),
-        format!("/dev/fd/{}", image.fd.as_raw_fd()),
-        format!("/dev/fd/{}", fuse.as_raw_fd()),
-    ];
+    let offset = format!("offset={}", image.offset);
+    let (src, dev) = (format!("/dev/fd/{}", image.fd.as_raw_fd()), format!("/dev/fd/{}", fuse.as_raw_fd()));
+    let argv = [bin, "-f", "-o", &offset, &src, &dev].map(String::from);
     match sys::fork().map_err(syserr("fork"))? {
         Fork::Parent(pid) => {
             if drop_to.is_some() {
@@ -224,10 +217,7 @@ fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> 
                     if !matches!(sys::fork(), Ok(Fork::Child)) {
                         std::process::exit(0)
                     }
-                    let bounding = clear_caps(&[CapSet::Bounding, CapSet::Ambient]).is_ok();
-                    let ids = sys::setgroups(&c.groups).and(sys::setresgid(c.gid)).and(sys::setresuid(c.uid)).is_ok();
-                    let rest = clear_caps(&[CapSet::Effective, CapSet::Permitted, CapSet::Inheritable]).is_ok();
-                    if !(bounding && ids && rest) || sys::getresuid() != (c.uid, c.uid, c.uid) {
+                    if crate::creds::drop_to(c).is_err() {
                         std::process::exit(255)
                     }
                 }

@@ -3,9 +3,7 @@
 
 use super::*;
 use crate::sys::{SysResult, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
-use starter::plan::{
-    self, Caller, DevPolicy, ImageKind, Namespaces, Plan, PlanImage, PlanMount, Policy, Process, SetuidMount,
-};
+use starter::plan::{self, Caller, ImageKind, Namespaces, Plan, PlanImage, PlanMount, Policy, Process};
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -83,29 +81,8 @@ impl Sys for RecordingSys {
 }
 
 fn validated(mounts: Vec<PlanMount>, pid: bool) -> plan::ValidatedPlan {
-    let policy = Policy {
-        allow_setuid: true,
-        allow_ns: Namespaces { user: true, pid: true, ipc: true, uts: true, net: true },
-        user_bind_control: true,
-        mount_proc: true,
-        mount_sys: true,
-        mount_dev: DevPolicy::Yes,
-        mount_devpts: true,
-        mount_home: true,
-        mount_tmp: true,
-        bind_path: vec![],
-        allow_sif: true,
-        allow_squashfs: true,
-        allow_dir: true,
-        limit_owners: vec![],
-        limit_groups: vec![],
-        limit_paths: vec![],
-        setuid_mount_squashfs: SetuidMount::Yes,
-        max_loop_devices: 8,
-        shared_loop_devices: true,
-        sessiondir_max_size_mib: 64,
-        enable_overlay: true,
-    };
+    let conf = conf::parse_str("t", "sessiondir max size = 64\n").unwrap();
+    let policy = Policy::resolved(&conf, &conf::Accounts::default(), &conf::Accounts::default());
     let caller =
         Caller { uid: 1000, gid: 1000, groups: vec![], home: "/home/u".into(), cwd: "/".into(), setuid: false };
     let plan = Plan {

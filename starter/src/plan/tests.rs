@@ -2,30 +2,18 @@
 
 use super::*;
 
+/// Everything allowed (as the tests below need), with one `bind path` entry.
 fn policy() -> Policy {
-    Policy {
-        allow_setuid: true,
-        allow_ns: Namespaces { user: true, pid: true, ipc: true, uts: true, net: true },
-        user_bind_control: true,
-        mount_proc: true,
-        mount_sys: true,
-        mount_dev: DevPolicy::Yes,
-        mount_devpts: true,
-        mount_home: true,
-        mount_tmp: true,
-        bind_path: vec![("/etc/localtime".into(), "/etc/localtime".into())],
-        allow_sif: true,
-        allow_squashfs: true,
-        allow_dir: true,
-        limit_owners: vec![],
-        limit_groups: vec![],
-        limit_paths: vec![],
-        setuid_mount_squashfs: SetuidMount::IfLimited,
-        max_loop_devices: 256,
-        shared_loop_devices: false,
-        sessiondir_max_size_mib: 64,
-        enable_overlay: true,
-    }
+    let text = "allow setuid = yes\nbind path = /etc/localtime\nsessiondir max size = 64\n\
+                allow setuid-mount squashfs = iflimited\n";
+    Policy::resolved(&conf::parse_str("t", text).unwrap(), &conf::Accounts::default(), &conf::Accounts::default())
+}
+
+/// `policy()` changed by `f`.
+fn with(f: impl FnOnce(&mut conf::Conf)) -> Policy {
+    let mut p = policy();
+    f(&mut p.conf);
+    p
 }
 
 fn caller(setuid: bool) -> Caller {
@@ -81,7 +69,7 @@ fn binds_over_the_root_proc_or_sys_are_refused() {
 
 #[test]
 fn user_binds_are_refused_when_user_bind_control_is_off() {
-    let p = Policy { user_bind_control: false, ..policy() };
+    let p = with(|c| c.user_bind_control = false);
     let err = validate(with_mount(user_bind("/mnt")), &p, &caller(false)).unwrap_err();
     assert!(err.to_string().contains("user bind control"), "{err}");
 }
@@ -92,7 +80,7 @@ fn a_home_bind_must_be_the_callers_home_and_allowed() {
         |src: &str| PlanMount::Bind { src: src.into(), dst: "/home/u".into(), read_only: false, kind: BindKind::Home };
     assert!(validate(with_mount(home("/home/u")), &policy(), &caller(false)).is_ok());
     assert!(validate(with_mount(home("/root")), &policy(), &caller(false)).is_err());
-    let p = Policy { mount_home: false, ..policy() };
+    let p = with(|c| c.mount_home = false);
     assert!(validate(with_mount(home("/home/u")), &p, &caller(false)).is_err());
 }
 
@@ -112,7 +100,7 @@ fn a_conf_bind_must_match_a_bind_path_entry() {
 fn disallowed_namespaces_are_refused() {
     let mut p = plan();
     p.namespaces.pid = true;
-    let pol = Policy { allow_ns: Namespaces { pid: false, ..policy().allow_ns }, ..policy() };
+    let pol = with(|c| c.allow_pid_ns = false);
     let err = validate(p, &pol, &caller(false)).unwrap_err();
     assert_eq!(err.to_string(), "namespace 'pid' is not allowed by apptainer.conf (allow pid ns)");
 }
@@ -123,13 +111,13 @@ fn the_setuid_starter_makes_user_namespaces_only_for_fakeroot_and_needs_allow_se
     let mut p = plan();
     p.namespaces.user = false;
     assert!(validate(p.clone(), &policy(), &caller(true)).is_ok());
-    let no_suid = Policy { allow_setuid: false, ..policy() };
+    let no_suid = with(|c| c.allow_setuid = false);
     assert!(validate(p.clone(), &no_suid, &caller(true)).is_err());
     p.fakeroot = true;
     assert!(validate(p.clone(), &policy(), &caller(true)).is_err(), "fakeroot needs a user namespace");
     p.namespaces.user = true;
     assert!(validate(p.clone(), &policy(), &caller(true)).is_ok(), "fakeroot in a user namespace");
-    let no_userns = Policy { allow_ns: Namespaces { user: false, ..policy().allow_ns }, ..policy() };
+    let no_userns = with(|c| c.allow_user_ns = false);
     assert!(validate(p, &no_userns, &caller(true)).is_err(), "allow user ns = no");
 }
 
@@ -146,7 +134,7 @@ fn limit_container_paths_match_whole_components() {
     assert!(path_within_any(Path::new("/scratch/a.sif"), &tops));
     assert!(!path_within_any(Path::new("/scratch2/a.sif"), &tops));
     assert!(!path_within_any(Path::new("/scratch/../etc/a.sif"), &tops));
-    let pol = Policy { limit_paths: tops, ..policy() };
+    let pol = with(|c| c.limit_container_paths = tops);
     let mut p = plan();
     p.image.path = "/scratch2/a.sif".into();
     assert!(validate(p, &pol, &caller(false)).is_err());
@@ -160,13 +148,13 @@ fn limit_container_owners_and_groups_check_the_opened_file() {
     let err = pol.check_opened_image(Path::new("/x.sif"), 1000, 0).unwrap_err();
     assert!(err.to_string().contains("limit container owners"), "{err}");
     assert!(pol.check_opened_image(Path::new("/x.sif"), 0, 1000).is_err());
-    assert!(pol.kernel_squashfs_allowed());
-    assert!(!policy().kernel_squashfs_allowed());
+    assert!(with(|c| c.limit_container_owners = vec!["root".into()]).conf.may_kernel_mount_squashfs_setuid());
+    assert!(!policy().conf.may_kernel_mount_squashfs_setuid(), "iflimited without limits");
 }
 
 #[test]
 fn disabled_image_types_are_refused() {
-    let pol = Policy { allow_sif: false, ..policy() };
+    let pol = with(|c| c.allow_container_sif = false);
     assert!(validate(plan(), &pol, &caller(false)).is_err());
 }
 
@@ -225,4 +213,23 @@ fn tmpfs_size_is_capped_by_sessiondir_max_size() {
     let t = |size_mib| PlanMount::Tmpfs { dst: "/scratch".into(), size_mib };
     assert!(validate(with_mount(t(64)), &policy(), &caller(false)).is_ok());
     assert!(validate(with_mount(t(65)), &policy(), &caller(false)).is_err());
+}
+
+#[test]
+fn the_policy_follows_the_conf_directives() {
+    let text = "mount dev = minimal\nuser bind control = no\nallow pid ns = no\n\
+                limit container paths = /scratch\nallow setuid-mount squashfs = iflimited\n\
+                limit container owners = root, no-such-user-here\nsessiondir max size = 16\n";
+    let users = conf::Accounts::parse(b"root:x:0:0:root:/root:/bin/sh\n");
+    let p = Policy::resolved(&conf::parse_str("test.conf", text).unwrap(), &users, &conf::Accounts::default());
+    assert_eq!(p.conf.mount_dev, DevPolicy::Minimal);
+    assert_eq!(p.conf.limit_container_paths, [PathBuf::from("/scratch")]);
+    assert_eq!(p.limit_owners, [0], "unknown names allow nobody, known ones resolve");
+    assert!(p.limit_groups.is_empty());
+}
+
+#[test]
+fn owner_names_that_do_not_exist_allow_nobody() {
+    let c = conf::parse_str("t", "limit container owners = no-such-user-here\n").unwrap();
+    assert_eq!(Policy::resolved(&c, &conf::Accounts::default(), &conf::Accounts::default()).limit_owners, [u32::MAX]);
 }
