@@ -556,3 +556,24 @@ fn files_post_chowns_to_subordinate_ids_keep_their_owner_in_the_image() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn an_oras_bootstrap_builds_on_a_sif_pushed_to_the_registry() {
+    require!(ready(), WHY);
+    let tmp = user_tempdir();
+    let dir = tmp.path();
+    let busybox = format!("docker://{REGISTRY}/test/busybox:latest");
+    as_user(dir, &["pull", "base.sif", &busybox]).assert_success();
+    // A repository of its own, so parallel runs never read each other's artifact.
+    let name = dir.file_name().unwrap().to_string_lossy().to_lowercase();
+    let artifact = format!("{REGISTRY}/test/build-oras-{name}:1");
+    as_user(dir, &["push", "base.sif", &format!("oras://{artifact}")]).assert_success();
+    let def = write(
+        dir,
+        "oras.def",
+        &format!("Bootstrap: oras\nFrom: {artifact}\n\n%post\n    echo via-oras > /oras.txt\n"),
+    );
+    as_user(dir, &["build", "o.sif", &def]).assert_success();
+    let out = as_user(dir, &["exec", "o.sif", "cat", "/oras.txt"]);
+    assert_eq!(out.stdout, "via-oras\n", "{out:?}");
+}

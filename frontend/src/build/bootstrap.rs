@@ -47,6 +47,7 @@ pub fn run(ctx: &StageContext<'_>) -> Result<()> {
         Agent::Scratch => {
             fs::create_dir(ctx.rootfs).with_context(|| format!("creating {}", ctx.rootfs.display()))
         }
+        Agent::Oras => oras(ctx, from),
         Agent::Debootstrap => debootstrap(ctx),
         other => bail!(
             "bootstrap agent {:?} is not supported by this build",
@@ -93,6 +94,26 @@ fn localimage(from: &Path, rootfs: &Path, subids: Option<&SubIdMap>) -> Result<(
         }
         (None, _) => bail!("{from:?}: no such image"),
     }
+}
+
+/// `Bootstrap: oras`: the SIF artifact is pulled into the build's temporary directory,
+/// then used as a `localimage`.
+fn oras(ctx: &StageContext<'_>, from: &str) -> Result<()> {
+    let reference = crate::oras::parse_reference(from)?;
+    let sif = ctx.work.join(format!("oras-stage-{}.sif", ctx.index));
+    let target = crate::oras::Target {
+        credentials: ctx
+            .opts
+            .pull
+            .credentials
+            .credentials_for(&reference.registry),
+        reference,
+        no_https: ctx.opts.pull.no_https,
+    };
+    crate::oras::pull(&target, &sif, true, ctx.opts.pull.disable_cache)?;
+    let result = localimage(&sif, ctx.rootfs, ctx.opts.subids.as_ref());
+    let _ = fs::remove_file(&sif);
+    result
 }
 
 /// A SIF unpacked inside the fakeroot mapping, so its files keep the owners they have in
