@@ -499,7 +499,7 @@ fn files_post_chowns_to_subordinate_ids_keep_their_owner_in_the_image() {
         dir,
         "owners.def",
         &format!(
-            "Bootstrap: docker\nFrom: {REGISTRY}/test/busybox:latest\n\n%post\n    mkdir /d\n    echo secret > /d/f\n    chmod 600 /d/f\n    chown -R 100:101 /d\n    chmod 700 /d\n"
+            "Bootstrap: docker\nFrom: {REGISTRY}/test/multilayer:latest\n\n%post\n    mkdir /d\n    echo secret > /d/f\n    chmod 600 /d/f\n    chown -R 100:101 /d\n    chmod 700 /d\n"
         ),
     );
     // Needs the starter to map the caller's /etc/subuid range under --fakeroot; until it
@@ -535,7 +535,7 @@ fn files_post_chowns_to_subordinate_ids_keep_their_owner_in_the_image() {
     let out = std::process::Command::new("unsquashfs")
         .args(["-lln", "-o", &offset.to_string(), "-d", ""])
         .arg(&sif)
-        .arg("d")
+        .args(["d", "data"])
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&out.stdout);
@@ -548,6 +548,12 @@ fn files_post_chowns_to_subordinate_ids_keep_their_owner_in_the_image() {
     };
     assert_eq!(owner_of(" /d").as_deref(), Some("100/101"), "{listing}");
     assert_eq!(owner_of(" /d/f").as_deref(), Some("100/101"), "{listing}");
+    // The base image's own non-root files keep their owner too.
+    assert_eq!(
+        owner_of(" /data/owned-by-1000").as_deref(),
+        Some("1000/1000"),
+        "{listing}"
+    );
     // The temporary build tree, subordinate-owned files included, is gone.
     let left: Vec<_> = std::fs::read_dir(&tmpdir)
         .unwrap()

@@ -34,7 +34,19 @@ pub fn run(ctx: &StageContext<'_>) -> Result<()> {
                 .with_context(|| format!("{uri:?} is not an image reference"))?;
             let mut pull = ctx.opts.pull.clone();
             pull.fix_perms |= ctx.opts.fix_perms;
-            crate::pull::pull_to_sandbox(&source, ctx.rootfs, false, &pull)?;
+            match ctx.opts.subids.as_ref() {
+                // Through the (cached) SIF unpacked inside the fakeroot mapping, so files
+                // the image gives to other users keep their owners, as under the
+                // reference's fakeroot build.
+                Some(map) => {
+                    let sif = ctx.work.join(format!("base-stage-{}.sif", ctx.index));
+                    crate::pull::pull_to_file(&source, &sif, true, &pull)?;
+                    let result = unsquash_mapped(&sif, ctx.rootfs, map);
+                    let _ = fs::remove_file(&sif);
+                    result?;
+                }
+                None => crate::pull::pull_to_sandbox(&source, ctx.rootfs, false, &pull)?,
+            }
             // The conversion records a definition naming the image; this build records
             // its own, and an image pulled as a base has no history of its own.
             let def = ctx.rootfs.join(".singularity.d/Singularity");
