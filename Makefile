@@ -33,6 +33,8 @@ install: build
 	$(INSTALL) -m 0755 $(TARGET_DIR)/apptainer $(BINDIR)/apptainer
 	$(INSTALL) -m 0755 $(TARGET_DIR)/starter $(LIBEXECDIR)/starter
 	$(INSTALL) -m 0644 -o root -g root etc/apptainer.conf $(SYSCONFDIR)/apptainer.conf
+	$(INSTALL) -m 0644 -o root -g root etc/nvliblist.conf $(SYSCONFDIR)/nvliblist.conf
+	$(INSTALL) -m 0644 -o root -g root etc/rocmliblist.conf $(SYSCONFDIR)/rocmliblist.conf
 
 install-suid: install
 	$(INSTALL) -m 4755 -o root -g root $(TARGET_DIR)/starter $(LIBEXECDIR)/starter-suid

@@ -8,6 +8,7 @@ mod cli;
 mod convert;
 mod deffile;
 mod env;
+mod gpu;
 mod launch;
 mod oci;
 mod oras;

@@ -268,18 +268,18 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
         shell: f.shell,
         disable_cache: f.disable_cache,
         no_https: f.no_https || envvars::flag("APPTAINER_NO_HTTPS"),
+        nv: f.nv,
+        rocm: f.rocm,
     })
 }
 
 /// Options this build parses (so scripts that pass them get a clear answer) but whose
 /// machinery does not exist yet. Refusing is better than silently running without them.
 fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
-    let refused: [(&str, bool); 10] = [
+    let refused: [(&str, bool); 8] = [
         ("--overlay", !f.overlay.is_empty()),
         // Only the loopback-only network is available: CNI networks are not implemented.
         ("--network", f.network.iter().any(|n| n != "none")),
-        ("--nv", f.nv),
-        ("--rocm", f.rocm),
         ("--add-caps", f.add_caps.is_some()),
         ("--drop-caps", f.drop_caps.is_some()),
         ("--keep-privs", f.keep_privs),

@@ -55,7 +55,9 @@ pub struct LaunchOptions {
     pub shell: Option<String>,
     pub disable_cache: bool,
     /// `--no-https`: plain HTTP to registries for `docker://` images.
-    pub no_https: bool,
+    pub no_https: bool,    /// `--nv` / `--rocm`: bind the host's GPU libraries (see `crate::gpu`).
+    pub nv: bool,
+    pub rocm: bool,
 }
 
 /// Starts `image` for `action`; on success the frontend is replaced by the starter.
@@ -92,7 +94,10 @@ pub fn launch(
         env_file,
         setuid: starter.setuid,
     };
-    let plan = build_plan(&inputs)?;
+    let mut plan = build_plan(&inputs)?;
+    // Appended after every other mount: the GPU files land on top of what the image has.
+    plan.mounts
+        .extend(crate::gpu::plan_mounts(&conf, opts.nv, opts.rocm, opts.contain));
     let policy = starter::plan::Policy::from_conf(&conf);
     starter::plan::validate(plan.clone(), &policy, &id.caller(starter.setuid))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
