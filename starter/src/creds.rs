@@ -92,7 +92,7 @@ pub fn caller(mode: Mode, users: &Accounts) -> Result<Caller> {
 
 impl Root {
     pub fn new(caller: Caller, mode: Mode, maps: &IdMaps) -> Root {
-        let (target, fakeroot, ranged) = (maps.target(), maps.fakeroot, maps.ranges.is_some());
+        let (target, fakeroot, ranged) = (maps.target, maps.fakeroot, maps.ranges.is_some());
         Root { caller, mode, target, fakeroot, ranged, userns: mode == Mode::Userns }
     }
     /// After `unshare(CLONE_NEWUSER)` in setuid mode (fakeroot).

@@ -22,8 +22,6 @@ pub enum StarterError {
     Refused(&'static str),
     #[error("{0} {1}")]
     Helper(&'static str, &'static str),
-    #[error("reading the plan from fd 3: {0}")]
-    PlanRead(Errno),
     #[error("privilege drop did not stick: {0}")]
     DropFailed(&'static str),
 }

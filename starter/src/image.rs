@@ -45,30 +45,33 @@ pub fn open(sys: &dyn Sys, img: &PlanImage, policy: &Policy) -> Result<Image> {
     policy.check_opened_image(&real, st.st_uid, st.st_gid)?;
     let (offset, size) = match img.kind {
         ImageKind::Sandbox => (0, 0),
-        ImageKind::Squashfs => (0, st.st_size as u64),
-        ImageKind::Sif => sif_region(&fd, &shown)?,
+        kind => squashfs_region(&fd, kind, st.st_size as u64, &shown)?,
     };
-    if img.kind != ImageKind::Sandbox {
-        let mut magic = [0u8; 4];
-        let f = File::from(fd.try_clone().map_err(|_| refuse("cannot read"))?);
-        f.read_exact_at(&mut magic, offset).map_err(|_| refuse("cannot read the filesystem header"))?;
-        if &magic != SQUASHFS_MAGIC {
-            return Err(refuse("root filesystem is not squashfs"));
-        }
-    }
     Ok(Image { fd, kind: img.kind, offset, size, shown })
 }
 
-fn sif_region(fd: &OwnedFd, shown: &str) -> Result<(u64, u64)> {
-    let dup = fd
-        .try_clone()
-        .map_err(|e| syserr("cannot duplicate image fd")(crate::sys::Errno(e.raw_os_error().unwrap_or(libc::EIO))))?;
-    let mut f = File::from(dup);
-    let part = sif::primary_partition(&mut f).map_err(|source| StarterError::Sif { path: shown.to_owned(), source })?;
-    if part.fs_type != sif::types::FsType::Squash {
-        return Err(StarterError::Image { path: shown.to_owned(), why: "primary partition is not squashfs" });
+/// Where the squashfs lies in the file: a SIF's primary partition (bounds checked by the
+/// reader against the file size) or the whole file; its magic is checked there.
+fn squashfs_region(fd: &OwnedFd, kind: ImageKind, len: u64, shown: &str) -> Result<(u64, u64)> {
+    let refuse = |why| StarterError::Image { path: shown.to_owned(), why };
+    let mut f = File::from(fd.try_clone().map_err(|_| refuse("cannot read"))?);
+    let (offset, size) = match kind {
+        ImageKind::Sif => {
+            let part =
+                sif::primary_partition(&mut f).map_err(|source| StarterError::Sif { path: shown.into(), source })?;
+            if part.fs_type != sif::types::FsType::Squash {
+                return Err(refuse("primary partition is not squashfs"));
+            }
+            (part.offset, part.size)
+        }
+        _ => (0, len),
+    };
+    let mut magic = [0u8; 4];
+    f.read_exact_at(&mut magic, offset).map_err(|_| refuse("cannot read the filesystem header"))?;
+    if &magic != SQUASHFS_MAGIC {
+        return Err(refuse("root filesystem is not squashfs"));
     }
-    Ok((part.offset, part.size))
+    Ok((offset, size))
 }
 
 /// Setuid mode: a read-only loop device and the kernel's squashfs driver.

@@ -41,11 +41,11 @@ fn run() -> Result<i32> {
     let caller = creds::caller(mode, &users)?;
     let groups = creds::accounts(mode, conf::GROUP_FILE);
     // The setuid starter trusts only a root-owned, non-writable conf at the built-in path.
-    let (policy, binary_path) = match mode {
-        Mode::Setuid => translate(&*conf::load_trusted(conf::paths::CONF_FILE)?, &users, &groups),
-        Mode::Userns => translate(&conf::load(conf::paths::CONF_FILE)?, &users, &groups),
+    let policy = match mode {
+        Mode::Setuid => Policy::resolved(&*conf::load_trusted(conf::paths::CONF_FILE)?, &users, &groups),
+        Mode::Userns => Policy::resolved(&conf::load(conf::paths::CONF_FILE)?, &users, &groups),
     };
-    let bytes = sys::read_fd(PLAN_FD, plan::MAX_PLAN_BYTES + 1).map_err(StarterError::PlanRead)?;
+    let bytes = sys::read_fd(PLAN_FD, plan::MAX_PLAN_BYTES + 1).map_err(syserr("reading the plan from fd 3"))?;
     sys::close_range_from(PLAN_FD as u32).map_err(syserr("close_range"))?;
     let plan = plan::validate(plan::decode(&bytes)?, &policy, &caller)?;
     let maps = IdMaps::new(&caller, &users, plan.fakeroot);
@@ -54,12 +54,8 @@ fn run() -> Result<i32> {
     let image = image::open(&LinuxSys, &plan.image, &policy)?;
     match mode {
         Mode::Setuid => run_setuid(root, &plan, &policy, image, &maps),
-        Mode::Userns => run_userns(root, &plan, &policy, image, &maps, &binary_path),
+        Mode::Userns => run_userns(root, &plan, &policy, image, &maps),
     }
-}
-
-fn translate(c: &conf::Conf, users: &conf::Accounts, groups: &conf::Accounts) -> (Policy, String) {
-    (Policy::resolved(c, users, groups), c.binary_path.clone())
 }
 
 /// Kernel loop + squashfs in the initial user namespace; no helper process unless a PID
@@ -110,8 +106,7 @@ fn run_setuid(
         handshake.child()?;
         root.entered_userns();
     }
-    let user = creds::drop_all(root)?;
-    let Err(e) = finish(user, plan);
+    let Err(e) = finish(root, plan);
     Err(e)
 }
 
@@ -119,10 +114,10 @@ fn run_setuid(
 /// mount and the FUSE daemon live there), forwards signals and reaps; the container gets a
 /// second mount namespace for its pivot_root.
 fn run_userns(
-    root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: image::Image, maps: &IdMaps, binary_path: &str,
+    root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: image::Image, maps: &IdMaps,
 ) -> Result<i32> {
     let sys = &LinuxSys;
-    if let Some(child) = userns::enter(maps, binary_path)? {
+    if let Some(child) = userns::enter(maps, &policy.conf.binary_path)? {
         return userns::supervise(child);
     }
     creds::no_new_privs()?;
@@ -178,12 +173,13 @@ fn container_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, tree: Own
     let ops = ops::plan_ops(plan);
     let trees = ops::clone_sources(sys, &ops)?;
     rootfs::build(sys, &root, plan, policy, tree, &ops, trees)?;
-    let user = creds::drop_all(root)?;
-    finish(user, plan)
+    finish(root, plan)
 }
 
-/// The last steps, as the unprivileged container user: no fds but 0-2, seccomp, cwd, exec.
-fn finish(user: creds::User, plan: &ValidatedPlan) -> Result<Infallible> {
+/// The last steps: the privilege drop, then as the container user no fds but 0-2,
+/// seccomp, cwd, exec.
+fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
+    let user = creds::drop_all(root)?;
     sys::close_range_from(3).map_err(syserr("close_range"))?;
     confine::apply(&user)?;
     sys::chdir(plan.cwd.as_str()).map_err(error::path("cannot change directory to", plan.cwd.as_str()))?;

@@ -26,6 +26,8 @@ pub struct IdMaps {
     /// Container root with `fakeroot`, else the caller's own ids.
     pub fakeroot: bool,
     caller: (u32, u32),
+    /// The ids the container process gets, in its namespace's terms.
+    pub target: (u32, u32),
     /// The caller's subordinate uid and gid ranges, mapped from 1 up (fakeroot only).
     pub ranges: Option<(SubIdRange, SubIdRange)>,
 }
@@ -38,20 +40,13 @@ impl IdMaps {
         let load = if caller.setuid { conf::load_subids_trusted } else { conf::load_subids };
         let lookup = |file| load(file).ok().and_then(|ids| ids.lookup(name, caller.uid).ok());
         let ranges = if fakeroot { lookup(conf::SUBUID_FILE).zip(lookup(conf::SUBGID_FILE)) } else { None };
-        IdMaps { fakeroot, caller: (caller.uid, caller.gid), ranges }
-    }
-    /// The ids the container process gets, in its namespace's terms.
-    pub fn target(&self) -> (u32, u32) {
-        if self.fakeroot {
-            (0, 0)
-        } else {
-            self.caller
-        }
+        let ids = (caller.uid, caller.gid);
+        IdMaps { fakeroot, caller: ids, target: if fakeroot { (0, 0) } else { ids }, ranges }
     }
     /// `inside outside count` lines of the uid (`gid` false) or gid map.
     fn lines(&self, gid: bool) -> Vec<[u32; 3]> {
         let pick = |(u, g): (u32, u32)| if gid { g } else { u };
-        let mut lines = vec![[pick(self.target()), pick(self.caller), 1]];
+        let mut lines = vec![[pick(self.target), pick(self.caller), 1]];
         if let Some(r) = self.ranges.map(|(u, g)| if gid { g } else { u }) {
             lines.push([1, r.start, r.count]);
         }
