@@ -152,7 +152,7 @@ fn build_from_deffile(args: &Args, spec: &Path, sandbox: bool) -> Result<()> {
         disable_cache: args.disable_cache,
         no_https: args.no_https || pull::no_https_from_env(),
         docker_host: args.docker_host.clone().or_else(pull::docker_host_from_env),
-        credentials: Arc::new(NoCredentials),
+        credentials: deffile_credentials()?,
         fix_perms: args.fix_perms,
     };
     let opts = crate::build::BuildOptions::from_flags(
@@ -163,4 +163,17 @@ fn build_from_deffile(args: &Args, spec: &Path, sandbox: bool) -> Result<()> {
         pull_opts,
     );
     crate::build::build_from_deffile(spec, &args.image, &opts)
+}
+
+/// Registry credentials for a definition file's base images: `registry login`'s file,
+/// `~/.docker/config.json`, and `APPTAINER_DOCKER_USERNAME`/`_PASSWORD` (or `DOCKER_*`).
+fn deffile_credentials() -> Result<Arc<dyn crate::registry::CredentialStore>> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    crate::auth::AuthArgs {
+        docker_login: false,
+        docker_username: env("APPTAINER_DOCKER_USERNAME"),
+        docker_password: env("APPTAINER_DOCKER_PASSWORD"),
+        authfile: env("APPTAINER_AUTH_FILE").map(PathBuf::from),
+    }
+    .store()
 }
