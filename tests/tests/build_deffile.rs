@@ -583,3 +583,54 @@ fn an_oras_bootstrap_builds_on_a_sif_pushed_to_the_registry() {
     let out = as_user(dir, &["exec", "o.sif", "cat", "/oras.txt"]);
     assert_eq!(out.stdout, "via-oras\n", "{out:?}");
 }
+
+#[test]
+fn update_builds_on_an_existing_sandbox_and_section_limits_what_runs() {
+    require!(ready(), WHY);
+    let tmp = user_tempdir();
+    let dir = tmp.path();
+    let def = write(
+        dir,
+        "upd.def",
+        &format!(
+            "Bootstrap: docker\nFrom: {REGISTRY}/test/busybox:latest\n\n%post\n    echo run >> /runs.txt\n\n%labels\n    Stamp one\n"
+        ),
+    );
+    as_user(dir, &["build", "--sandbox", "sb", &def]).assert_success();
+    as_user(dir, &["build", "--update", "--sandbox", "sb", &def]).assert_success();
+    // The second build ran %post over the first one's tree.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("sb/runs.txt")).unwrap(),
+        "run\nrun\n"
+    );
+    let refused = as_user(dir, &["build", "--update", "x.sif", &def]);
+    refused.assert_failure();
+    assert!(
+        refused
+            .stderr
+            .contains("--update is only supported with --sandbox"),
+        "{refused:?}"
+    );
+
+    as_user(
+        dir,
+        &[
+            "build",
+            "--section",
+            "labels",
+            "--sandbox",
+            "only-labels",
+            &def,
+        ],
+    )
+    .assert_success();
+    assert!(
+        !dir.join("only-labels/runs.txt").exists(),
+        "%post ran with --section labels"
+    );
+    let labels = as_user(dir, &["inspect", "--labels", "only-labels"]);
+    assert!(
+        labels.stdout.lines().any(|l| l == "Stamp: one"),
+        "{labels:?}"
+    );
+}
