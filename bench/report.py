@@ -58,11 +58,14 @@ def cell(row, scale, digits):
     if row["med"] is None:
         return "n/a (%s)" % row["note"].replace("|", "\\|")
     fmt = "%%.%df" % digits
-    return (fmt + " (" + fmt + "–" + fmt + ")") % (
+    text = (fmt + " (" + fmt + "–" + fmt + ")") % (
         row["med"] * scale,
         row["min"] * scale,
         row["max"] * scale,
     )
+    if row["note"]:
+        text += " (%s)" % row["note"].replace("|", "\\|")
+    return text
 
 
 def ratio(rows, section, num, den, image, key="med"):
