@@ -385,19 +385,16 @@ pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<libc::stat> {
     check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } as libc::c_long)?;
     Ok(st)
 }
-/// Reads at most `max` bytes from `fd` until end of file.
+/// Reads at most `max` bytes from `fd` until end of file, then closes it.
 pub fn read_fd(fd: RawFd, max: usize) -> SysResult<Vec<u8>> {
-    let mut buf = vec![0u8; max];
-    let mut len = 0;
-    while len < max {
-        // SAFETY: the destination is the unused tail of `buf`, of the length passed.
-        match check(unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), max - len) } as libc::c_long) {
-            Ok(0) => break,
-            Ok(n) => len += n as usize,
-            Err(Errno(libc::EINTR)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(len);
+    use std::io::Read;
+    // SAFETY: F_GETFD only queries the fd's flags. An fd that is not open must not become
+    // a File: closing it would fail, which debug builds treat as a fatal bug.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFD) } as libc::c_long)?;
+    // SAFETY: `fd` (the plan) is open, was inherited for us alone and no Rust object owns
+    // it; the File takes it over and closes it.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut buf = Vec::new();
+    file.take(max as u64).read_to_end(&mut buf).map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
     Ok(buf)
 }
