@@ -82,13 +82,11 @@ impl GlobalOpts {
             -3
         } else if self.quiet {
             -1
-        } else if let Some(level) = std::env::var("APPTAINER_MESSAGELEVEL")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            level
         } else {
-            1
+            std::env::var("APPTAINER_MESSAGELEVEL")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1)
         }
     }
 }
