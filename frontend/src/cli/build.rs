@@ -5,13 +5,11 @@
 use super::GlobalOpts;
 use crate::info;
 use crate::pull::{self, PullOptions};
-use crate::registry::NoCredentials;
 use crate::sources::local::{self, LocalKind};
 use crate::sources::Source;
 use anyhow::{bail, Context, Result};
 use clap::ArgAction;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -44,6 +42,8 @@ pub struct Args {
     pub fix_perms: bool,
     #[command(flatten)]
     pub def: crate::build::DefFlags,
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
     /// path of the image (SIF file or sandbox directory) to build
     pub image: PathBuf,
     /// what to build from: an image URI or a definition file
@@ -59,22 +59,7 @@ pub fn run(args: Args, _g: &GlobalOpts) -> Result<()> {
 }
 
 fn build_from_source(args: &Args, source: &Source, sandbox: bool) -> Result<()> {
-    let (arch, arch_variant) = match &args.platform {
-        Some(p) => {
-            let (a, v) = pull::split_platform(p)?;
-            (Some(a), v)
-        }
-        None => (args.arch.clone(), args.arch_variant.clone()),
-    };
-    let opts = PullOptions {
-        arch,
-        arch_variant,
-        disable_cache: args.disable_cache,
-        no_https: args.no_https || pull::no_https_from_env(),
-        docker_host: args.docker_host.clone().or_else(pull::docker_host_from_env),
-        credentials: Arc::new(NoCredentials),
-        fix_perms: args.fix_perms,
-    };
+    let opts = pull_options(args)?;
     if sandbox {
         pull::pull_to_sandbox(source, &args.image, args.force, &opts)?;
     } else {
@@ -139,22 +124,7 @@ fn build_from_local(args: &Args, spec: &Path, kind: LocalKind, sandbox: bool) ->
 
 /// A definition file: the definition-file builder (`crate::build`).
 fn build_from_deffile(args: &Args, spec: &Path, sandbox: bool) -> Result<()> {
-    let (arch, arch_variant) = match &args.platform {
-        Some(p) => {
-            let (a, v) = pull::split_platform(p)?;
-            (Some(a), v)
-        }
-        None => (args.arch.clone(), args.arch_variant.clone()),
-    };
-    let pull_opts = PullOptions {
-        arch,
-        arch_variant,
-        disable_cache: args.disable_cache,
-        no_https: args.no_https || pull::no_https_from_env(),
-        docker_host: args.docker_host.clone().or_else(pull::docker_host_from_env),
-        credentials: deffile_credentials()?,
-        fix_perms: args.fix_perms,
-    };
+    let pull_opts = pull_options(args)?;
     let opts = crate::build::BuildOptions::from_flags(
         &args.def,
         sandbox,
@@ -165,15 +135,23 @@ fn build_from_deffile(args: &Args, spec: &Path, sandbox: bool) -> Result<()> {
     crate::build::build_from_deffile(spec, &args.image, &opts)
 }
 
-/// Registry credentials for a definition file's base images: `registry login`'s file,
-/// `~/.docker/config.json`, and `APPTAINER_DOCKER_USERNAME`/`_PASSWORD` (or `DOCKER_*`).
-fn deffile_credentials() -> Result<Arc<dyn crate::registry::CredentialStore>> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    crate::auth::AuthArgs {
-        docker_login: false,
-        docker_username: env("APPTAINER_DOCKER_USERNAME"),
-        docker_password: env("APPTAINER_DOCKER_PASSWORD"),
-        authfile: env("APPTAINER_AUTH_FILE").map(PathBuf::from),
-    }
-    .store()
+/// How base images and image sources are fetched: platform, cache, transport and the
+/// credentials that `--docker-login`, `--authfile`, the environment or stored logins give.
+fn pull_options(args: &Args) -> Result<PullOptions> {
+    let (arch, arch_variant) = match &args.platform {
+        Some(p) => {
+            let (a, v) = pull::split_platform(p)?;
+            (Some(a), v)
+        }
+        None => (args.arch.clone(), args.arch_variant.clone()),
+    };
+    Ok(PullOptions {
+        arch,
+        arch_variant,
+        disable_cache: args.disable_cache,
+        no_https: args.no_https || pull::no_https_from_env(),
+        docker_host: args.docker_host.clone().or_else(pull::docker_host_from_env),
+        credentials: args.auth.store()?,
+        fix_perms: args.fix_perms,
+    })
 }

@@ -53,15 +53,6 @@ pub trait CredentialStore: Send + Sync {
     fn credentials_for(&self, registry: &str) -> Credentials;
 }
 
-/// The store that has nothing: every request is anonymous.
-pub struct NoCredentials;
-
-impl CredentialStore for NoCredentials {
-    fn credentials_for(&self, _registry: &str) -> Credentials {
-        Credentials::Anonymous
-    }
-}
-
 /// One parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {

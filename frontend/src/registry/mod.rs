@@ -10,7 +10,7 @@ pub mod platform;
 pub mod progress;
 pub mod reference;
 
-pub use auth::{CredentialStore, NoCredentials};
+pub use auth::CredentialStore;
 pub use client::ClientOptions;
 pub use platform::Platform;
 pub use reference::Reference;
