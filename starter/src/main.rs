@@ -182,9 +182,9 @@ fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
     let user = creds::drop_all(root)?;
     sys::close_range_from(3).map_err(syserr("close_range"))?;
     confine::apply(&user)?;
-    sys::chdir(plan.cwd.as_str()).map_err(error::path("cannot change directory to", plan.cwd.as_str()))?;
-    let err = sys::execve(&plan.argv, &plan.env);
-    Err(error::path("cannot execute", &plan.argv[0])(err))
+    let (cwd, argv) = (plan.cwd().as_str(), &plan.process.argv);
+    sys::chdir(cwd).map_err(error::path("cannot change directory to", cwd))?;
+    Err(error::path("cannot execute", &argv[0])(sys::execve(argv, &plan.process.env)))
 }
 
 fn ns_flags(plan: &ValidatedPlan) -> i32 {

@@ -43,8 +43,8 @@ fn cp(s: &str) -> ContainerPath {
 /// Turns the validated mounts into operations. Pure: no syscalls, unit-tested.
 pub fn plan_ops(plan: &ValidatedPlan) -> Vec<Op> {
     let mut ops = Vec::new();
-    let minimal_dev = plan.mounts.contains(&Mount::Dev { minimal: true });
-    for m in &plan.mounts {
+    let minimal_dev = plan.mounts().contains(&Mount::Dev { minimal: true });
+    for m in plan.mounts() {
         match m {
             // A new procfs needs a PID namespace we own; otherwise bind the host's, recursively
             // so masked submounts stay masked.
@@ -207,7 +207,13 @@ pub fn stub(
         return Ok(false);
     }
     for n in 1..=parts.len() {
-        let parent = sys.openat2(stubs.as_raw_fd(), &dot(&parts[..n - 1]), libc::O_PATH, 0, sys::RESOLVE_NO_SYMLINKS);
+        let parent = sys.openat2(
+            stubs.as_raw_fd(),
+            &format!("./{}", parts[..n - 1].join("/")),
+            libc::O_PATH,
+            0,
+            sys::RESOLVE_NO_SYMLINKS,
+        );
         let mode = modes.get(n - 1).copied().unwrap_or(0o755);
         parent
             .and_then(|p| create(sys, p.as_fd(), parts[n - 1], dir || n < parts.len(), mode))
@@ -227,21 +233,12 @@ pub fn mountpoint(
     let parts: Vec<&str> = dst.relative().split('/').collect();
     for n in 1..=parts.len() {
         if let Err(Errno(libc::ENOENT)) = open(&parts[..n].join("/")) {
-            open(&dot(&parts[..n - 1]))
+            open(&format!("./{}", parts[..n - 1].join("/")))
                 .and_then(|p| create(sys, p.as_fd(), parts[n - 1], dir || n < parts.len(), 0o755))
                 .map_err(path("cannot create mount point", dst.as_str()))?;
         }
     }
     open(dst.relative()).map_err(path("cannot open mount point", dst.as_str()))
-}
-
-/// Joins path components; the empty path is ".".
-fn dot(parts: &[&str]) -> String {
-    if parts.is_empty() {
-        ".".into()
-    } else {
-        parts.join("/")
-    }
 }
 
 /// The permission bits of `fd` if it is a directory.
@@ -257,10 +254,7 @@ fn create(sys: &dyn Sys, parent: BorrowedFd<'_>, name: &str, dir: bool, mode: u3
         let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
         sys.openat2(parent.as_raw_fd(), name, flags, 0o644, sys::RESOLVE_NO_SYMLINKS).map(drop)
     };
-    match made {
-        Err(Errno(libc::EEXIST)) => Ok(()),
-        r => r,
-    }
+    made.or_else(|e| if e == Errno(libc::EEXIST) { Ok(()) } else { Err(e) })
 }
 
 #[cfg(test)]

@@ -188,29 +188,29 @@ pub enum Mount {
     File { dst: ContainerPath, contents: String },
 }
 
-/// The checked content of a Plan, read through a `ValidatedPlan`.
+/// Proof that a Plan passed every rule for this caller: it reads as the Plan, whose mounts
+/// were moved into their checked form. Its fields are private and it has no Deserialize,
+/// Default, Clone or DerefMut: `validate` is the only constructor.
 #[derive(Debug)]
-pub struct Checked {
-    pub image: PlanImage,
-    pub namespaces: Namespaces,
-    pub hostname: Option<String>,
-    pub mounts: Vec<Mount>,
-    pub writable_tmpfs: bool,
-    pub fakeroot: bool,
-    pub argv: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: ContainerPath,
+pub struct ValidatedPlan {
+    plan: Plan,
+    mounts: Vec<Mount>,
+    cwd: ContainerPath,
 }
 
-/// Proof that a Plan passed every rule for this caller. Its field is private and it has no
-/// Deserialize, Default, Clone or DerefMut: `validate` is the only constructor.
-#[derive(Debug)]
-pub struct ValidatedPlan(Checked);
+impl ValidatedPlan {
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
+    pub fn cwd(&self) -> &ContainerPath {
+        &self.cwd
+    }
+}
 
 impl std::ops::Deref for ValidatedPlan {
-    type Target = Checked;
-    fn deref(&self) -> &Checked {
-        &self.0
+    type Target = Plan;
+    fn deref(&self) -> &Plan {
+        &self.plan
     }
 }
 
@@ -253,7 +253,7 @@ pub fn decode(bytes: &[u8]) -> Result<Plan, PlanError> {
 }
 
 /// Checks every rule of `policy` for `caller`; the result is the only input of the privileged side.
-pub fn validate(plan: Plan, policy: &Policy, caller: &Caller) -> Result<ValidatedPlan, PlanError> {
+pub fn validate(mut plan: Plan, policy: &Policy, caller: &Caller) -> Result<ValidatedPlan, PlanError> {
     if plan.version != PLAN_VERSION {
         return Err(PlanError::Version(plan.version));
     }
@@ -265,19 +265,10 @@ pub fn validate(plan: Plan, policy: &Policy, caller: &Caller) -> Result<Validate
     if plan.mounts.len() > MAX_MOUNTS {
         return Err(PlanError::TooManyMounts(plan.mounts.len()));
     }
-    let mounts = plan.mounts.into_iter().map(|m| check_mount(m, policy, caller)).collect::<Result<Vec<_>, _>>()?;
+    let mounts = std::mem::take(&mut plan.mounts);
+    let mounts = mounts.into_iter().map(|m| check_mount(m, policy, caller)).collect::<Result<Vec<_>, _>>()?;
     let cwd = check_process(&plan.process)?;
-    Ok(ValidatedPlan(Checked {
-        image: plan.image,
-        namespaces: plan.namespaces,
-        hostname: plan.hostname,
-        mounts,
-        writable_tmpfs: plan.writable_tmpfs,
-        fakeroot: plan.fakeroot,
-        argv: plan.process.argv,
-        env: plan.process.env,
-        cwd,
-    }))
+    Ok(ValidatedPlan { plan, mounts, cwd })
 }
 
 fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &Caller) -> Result<(), PlanError> {

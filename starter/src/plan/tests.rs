@@ -46,8 +46,8 @@ fn user_bind(dst: &str) -> PlanMount {
 #[test]
 fn a_plain_plan_is_accepted_and_keeps_its_mounts_in_order() {
     let v = validate(plan(), &policy(), &caller(false)).unwrap();
-    assert_eq!(v.mounts, [Mount::Proc, Mount::Dev { minimal: true }]);
-    assert_eq!(v.argv, ["/bin/sh"]);
+    assert_eq!(v.mounts(), [Mount::Proc, Mount::Dev { minimal: true }]);
+    assert_eq!(v.process.argv, ["/bin/sh"]);
 }
 
 #[test]
