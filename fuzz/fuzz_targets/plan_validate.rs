@@ -1,29 +1,35 @@
 //! The starter's request path on arbitrary bytes: `plan::decode` then `plan::validate`,
-//! against the default apptainer.conf, a permissive and a limited policy, for a setuid and
-//! a user-namespace caller. The Plan comes from the unprivileged frontend, so no input may
-//! panic, and whatever `validate` accepts is re-checked here rule by rule: a plan that gets
-//! through must not ask for anything the policy forbids (the oracle of attack class T37).
+//! against the default apptainer.conf, a permissive and a limited one, for a setuid and a
+//! user-namespace caller. The Plan comes from the unprivileged frontend, so no input may
+//! panic, and whatever `validate` accepts is re-checked here rule by rule against the
+//! apptainer.conf it was validated with: a plan that gets through must not ask for anything
+//! the admin's file forbids (the oracle of attack class T37). The oracle reads `conf::Conf`,
+//! not the starter's `Policy`, so it does not repeat the starter's own translation.
 #![no_main]
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use conf::{Accounts, Conf, MountDev};
 use libfuzzer_sys::fuzz_target;
-use starter::plan::{
-    self, Caller, ContainerPath, DevPolicy, ImageKind, Mount, Namespaces, Plan, Policy,
-    SetuidMount, ValidatedPlan,
-};
+use starter::plan::{self, Caller, ContainerPath, ImageKind, Mount, Plan, Policy, ValidatedPlan};
+
+/// One site: its apptainer.conf and the policy the starter derives from it.
+struct Site {
+    conf: Conf,
+    policy: Policy,
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(plan) = plan::decode(data) else {
         return;
     };
     round_trip(&plan);
-    for policy in policies() {
+    for site in sites() {
         for setuid in [true, false] {
             let caller = caller(setuid);
-            match plan::validate(plan.clone(), policy, &caller) {
-                Ok(v) => check_validated(&plan, &v, policy, &caller),
+            match plan::validate(plan.clone(), &site.policy, &caller) {
+                Ok(v) => check_validated(&plan, &v, &site.conf, &caller),
                 Err(e) => {
                     let msg = e.to_string();
                     assert!(!msg.chars().any(char::is_control), "{msg:?}");
@@ -52,65 +58,39 @@ fn caller(setuid: bool) -> Caller {
     }
 }
 
-/// The shipped defaults, everything allowed, and a site with `limit container paths`.
-fn policies() -> &'static [Policy; 3] {
-    static P: OnceLock<[Policy; 3]> = OnceLock::new();
-    P.get_or_init(|| {
-        let users =
-            conf::Accounts::parse(b"root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\n");
-        let groups = conf::Accounts::parse(b"root:x:0:\nu:x:1000:\n");
-        let default = Policy::resolved(&conf::Conf::default(), &users, &groups);
-        let open = Policy {
-            allow_setuid: true,
-            allow_ns: Namespaces {
-                user: true,
-                pid: true,
-                ipc: true,
-                uts: true,
-                net: true,
-            },
-            user_bind_control: true,
-            mount_proc: true,
-            mount_sys: true,
-            mount_dev: DevPolicy::Yes,
-            mount_devpts: true,
-            mount_home: true,
-            mount_tmp: true,
-            bind_path: vec![("/etc/localtime".into(), "/etc/localtime".into())],
-            allow_sif: true,
-            allow_squashfs: true,
-            allow_dir: true,
-            limit_owners: vec![],
-            limit_groups: vec![],
-            limit_paths: vec![],
-            setuid_mount_squashfs: SetuidMount::Yes,
-            max_loop_devices: 256,
-            shared_loop_devices: true,
-            sessiondir_max_size_mib: 64,
-            enable_overlay: true,
+const OPEN_CONF: &str = "allow setuid = yes\nallow pid ns = yes\nallow ipc ns = yes\n\
+    allow user ns = yes\nallow uts ns = yes\nmount dev = yes\nuser bind control = yes\n\
+    bind path = /etc/localtime\nallow container dir = yes\nenable overlay = yes\n\
+    sessiondir max size = 64\nallow setuid-mount squashfs = yes\n";
+const LIMITED_CONF: &str = "user bind control = no\nmount dev = minimal\nmount sys = no\n\
+    allow container dir = no\nlimit container paths = /scratch\n\
+    limit container owners = root\nenable overlay = no\nbind path = /etc/hosts:/etc/h\n";
+
+/// The shipped defaults, everything allowed, and a site with limits.
+fn sites() -> &'static [Site; 3] {
+    static S: OnceLock<[Site; 3]> = OnceLock::new();
+    S.get_or_init(|| {
+        let users = Accounts::parse(b"root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\n");
+        let groups = Accounts::parse(b"root:x:0:\nu:x:1000:\n");
+        let site = |conf: Conf| Site {
+            policy: Policy::resolved(&conf, &users, &groups),
+            conf,
         };
-        let limited = Policy {
-            allow_setuid: true,
-            user_bind_control: false,
-            mount_dev: DevPolicy::Minimal,
-            mount_sys: false,
-            allow_dir: false,
-            limit_paths: vec!["/scratch".into()],
-            limit_owners: vec![0],
-            setuid_mount_squashfs: SetuidMount::IfLimited,
-            enable_overlay: false,
-            ..open.clone()
-        };
-        [default, open, limited]
+        let parse = |text| conf::parse_str("fuzz.conf", text).expect("fixed conf parses");
+        [
+            site(Conf::default()),
+            site(parse(OPEN_CONF)),
+            site(parse(LIMITED_CONF)),
+        ]
     })
 }
 
-fn check_validated(plan: &Plan, v: &ValidatedPlan, policy: &Policy, caller: &Caller) {
-    check_image_rules(plan, v, policy, caller);
-    check_namespace_rules(v, policy, caller);
+fn check_validated(plan: &Plan, v: &ValidatedPlan, conf: &Conf, caller: &Caller) {
+    check_image_rules(plan, v, conf, caller);
+    check_namespace_rules(v, conf, caller);
     assert!(v.mounts.len() <= 256);
     for m in &v.mounts {
-        check_mount(m, policy, caller);
+        check_mount(m, conf, caller);
     }
     let argv0 = v.argv.first().expect("argv is never empty");
     ContainerPath::parse(argv0).expect("argv[0] is an absolute container path");
@@ -119,38 +99,40 @@ fn check_validated(plan: &Plan, v: &ValidatedPlan, policy: &Policy, caller: &Cal
     ContainerPath::parse(v.cwd.as_str()).expect("cwd re-parses");
 }
 
-fn check_image_rules(plan: &Plan, v: &ValidatedPlan, policy: &Policy, caller: &Caller) {
+fn check_image_rules(plan: &Plan, v: &ValidatedPlan, conf: &Conf, caller: &Caller) {
     let img = &v.image;
     assert!(img.path.is_absolute());
-    assert!(plan::path_within_any(&img.path, &policy.limit_paths));
-    if !policy.limit_paths.is_empty() {
+    assert!(plan::path_within_any(
+        &img.path,
+        &conf.limit_container_paths
+    ));
+    if !conf.limit_container_paths.is_empty() {
         assert!(!img.path.components().any(|c| c.as_os_str() == ".."));
     }
     let allowed = match img.kind {
-        ImageKind::Sif => policy.allow_sif,
-        ImageKind::Squashfs => policy.allow_squashfs,
-        ImageKind::Sandbox => policy.allow_dir,
+        ImageKind::Sif => conf.allow_container_sif,
+        ImageKind::Squashfs => conf.allow_container_squashfs,
+        ImageKind::Sandbox => conf.allow_container_dir,
     };
     assert!(allowed, "image kind {:?} is disabled", img.kind);
     if img.writable {
         assert!(img.kind == ImageKind::Sandbox && !caller.setuid);
     }
     if v.writable_tmpfs {
-        assert!(policy.enable_overlay);
+        assert!(conf.enable_overlay.allows_overlay());
     }
     assert_eq!(v.hostname, plan.hostname);
 }
 
-fn check_namespace_rules(v: &ValidatedPlan, policy: &Policy, caller: &Caller) {
+fn check_namespace_rules(v: &ValidatedPlan, conf: &Conf, caller: &Caller) {
     let ns = v.namespaces;
-    let a = policy.allow_ns;
-    assert!(!ns.user || a.user);
-    assert!(!ns.pid || a.pid);
-    assert!(!ns.ipc || a.ipc);
-    assert!(!ns.uts || a.uts);
-    assert!(!ns.net || a.net);
+    assert!(!ns.user || conf.allow_user_ns);
+    assert!(!ns.pid || conf.allow_pid_ns);
+    assert!(!ns.ipc || conf.allow_ipc_ns);
+    assert!(!ns.uts || conf.allow_uts_ns);
     if caller.setuid {
-        assert!(policy.allow_setuid && !ns.user && !v.fakeroot);
+        // The setuid starter makes a user namespace only for fakeroot (from /etc/subuid).
+        assert!(conf.allow_setuid && ns.user == v.fakeroot);
     } else {
         assert!(ns.user, "the user-namespace starter always creates one");
     }
@@ -162,25 +144,25 @@ fn check_namespace_rules(v: &ValidatedPlan, policy: &Policy, caller: &Caller) {
     }
 }
 
-fn check_mount(m: &Mount, policy: &Policy, caller: &Caller) {
+fn check_mount(m: &Mount, conf: &Conf, caller: &Caller) {
     match m {
-        Mount::Proc => assert!(policy.mount_proc),
-        Mount::Sys => assert!(policy.mount_sys),
-        Mount::Devpts => assert!(policy.mount_devpts),
-        Mount::Dev { minimal } => match policy.mount_dev {
-            DevPolicy::No => panic!("/dev mounted although 'mount dev = no'"),
-            DevPolicy::Minimal => assert!(*minimal),
-            DevPolicy::Yes => {}
+        Mount::Proc => assert!(conf.mount_proc),
+        Mount::Sys => assert!(conf.mount_sys),
+        Mount::Devpts => assert!(conf.mount_devpts),
+        Mount::Dev { minimal } => match conf.mount_dev {
+            MountDev::No => panic!("/dev mounted although 'mount dev = no'"),
+            MountDev::Minimal => assert!(*minimal),
+            MountDev::Yes => {}
         },
         Mount::Tmpfs { dst, size_mib } => {
-            assert!(*size_mib >= 1 && *size_mib <= policy.sessiondir_max_size_mib);
+            assert!(*size_mib >= 1 && u64::from(*size_mib) <= conf.sessiondir_max_size);
             check_destination(dst);
         }
         Mount::Bind { src, dst, .. } => {
             assert!(src.is_absolute());
             check_destination(dst);
             assert!(
-                bind_allowed(src, dst, policy, caller),
+                bind_allowed(src, dst, conf, caller),
                 "bind {src:?} -> {dst:?} passed although no rule allows it"
             );
         }
@@ -209,13 +191,13 @@ fn check_destination(dst: &ContainerPath) {
 
 /// Some rule of the policy admits a bind of `src` (the kind is gone after validation,
 /// so any rule will do).
-fn bind_allowed(src: &PathBuf, dst: &ContainerPath, policy: &Policy, caller: &Caller) -> bool {
-    policy.user_bind_control
-        || (policy.mount_home && *src == caller.home)
-        || (policy.mount_tmp && (src == Path::new("/tmp") || src == Path::new("/var/tmp")))
+fn bind_allowed(src: &PathBuf, dst: &ContainerPath, conf: &Conf, caller: &Caller) -> bool {
+    conf.user_bind_control
+        || (conf.mount_home && *src == caller.home)
+        || (conf.mount_tmp && (src == Path::new("/tmp") || src == Path::new("/var/tmp")))
         || *src == caller.cwd
-        || policy
+        || conf
             .bind_path
             .iter()
-            .any(|(s, d)| s == src && d.as_os_str() == dst.as_str())
+            .any(|b| b.source == *src && b.destination.as_os_str() == dst.as_str())
 }
