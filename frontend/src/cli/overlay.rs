@@ -92,7 +92,7 @@ fn create(a: &CreateArgs) -> Result<()> {
         .tempdir()
         .context("cannot create a temporary directory")?;
     stage_layout(layout.path(), &dirs)?;
-    run_mkfs(&mkfs, layout.path(), tmp.path(), a.fakeroot)?;
+    run_mkfs(&mkfs, layout.path(), tmp.path(), a.fakeroot, a.sparse)?;
     match target {
         Target::New => {
             tmp.persist_noclobber(&a.image)
@@ -266,7 +266,7 @@ fn stage_layout(root: &Path, dirs: &[PathBuf]) -> Result<()> {
 /// Makes the file system from `layout`. With `--fakeroot` mkfs runs in a user namespace
 /// where the caller is root, so it reads the staged directories as owned by 0:0 and the
 /// overlay's upper layer belongs to root inside a fakeroot container.
-fn run_mkfs(mkfs: &Path, layout: &Path, image: &Path, fakeroot: bool) -> Result<()> {
+fn run_mkfs(mkfs: &Path, layout: &Path, image: &Path, fakeroot: bool, sparse: bool) -> Result<()> {
     let mut cmd = if fakeroot {
         let mut c = Command::new("unshare");
         c.args(["--map-root-user", "--"]).arg(mkfs);
@@ -274,7 +274,13 @@ fn run_mkfs(mkfs: &Path, layout: &Path, image: &Path, fakeroot: bool) -> Result<
     } else {
         Command::new(mkfs)
     };
-    cmd.args(["-q", "-F", "-d"]).arg(layout).arg(image);
+    cmd.args(["-q", "-F"]);
+    if !sparse {
+        // mkfs discards (punches holes in) an image file by default, which would undo the
+        // allocation `allocate` just made.
+        cmd.args(["-E", "nodiscard"]);
+    }
+    cmd.arg("-d").arg(layout).arg(image);
     let out = cmd.output().with_context(|| format!("cannot run {MKFS}"))?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);

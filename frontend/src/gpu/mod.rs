@@ -315,7 +315,7 @@ mod tests {
         let names: Vec<String> = ["libstandin.so", "libtext.so", "standin-smi", "missing-smi"]
             .map(String::from)
             .into();
-        let found = resolve(&names, &cache, own, &[bin_dir.clone()]);
+        let found = resolve(&names, &cache, own, std::slice::from_ref(&bin_dir));
         assert_eq!(
             found.libs,
             [(
