@@ -66,7 +66,7 @@ pub fn plan_ops(plan: &ValidatedPlan) -> Vec<Op> {
             Mount::Tmpfs { dst, size_mib } => {
                 ops.push(Op::NewFs { fs: NewFs::Tmpfs { size_mib: *size_mib, mode: 0o1777 }, dst: dst.clone() })
             }
-            Mount::Bind { src, dst, read_only } => {
+            Mount::Bind { src, dst, read_only, .. } => {
                 ops.push(Op::BindHost { src: src.clone(), dst: dst.clone(), read_only: *read_only, devices: false })
             }
             Mount::File { dst, contents } => ops.push(Op::File { dst: dst.clone(), contents: contents.clone() }),

@@ -79,9 +79,10 @@ pub enum BindKind {
 }
 
 /// One mount inside the container. Every mount gets nosuid,nodev regardless of the request.
+/// `P` is the type of container paths: `String` on the wire, `ContainerPath` once checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum PlanMount {
+pub enum PlanMount<P = String> {
     Proc,
     Sys,
     Dev {
@@ -89,19 +90,19 @@ pub enum PlanMount {
     },
     Devpts,
     Tmpfs {
-        dst: String,
+        dst: P,
         size_mib: u32,
     },
     /// Recursive bind of a host path the caller can open.
     Bind {
         src: PathBuf,
-        dst: String,
+        dst: P,
         read_only: bool,
         kind: BindKind,
     },
     /// A small generated file (passwd, group, hostname, resolv.conf) bound read-only.
     File {
-        dst: String,
+        dst: P,
         contents: String,
     },
 }
@@ -177,16 +178,7 @@ impl ContainerPath {
 }
 
 /// A checked mount, ready for the privileged side.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mount {
-    Proc,
-    Sys,
-    Dev { minimal: bool },
-    Devpts,
-    Tmpfs { dst: ContainerPath, size_mib: u32 },
-    Bind { src: PathBuf, dst: ContainerPath, read_only: bool },
-    File { dst: ContainerPath, contents: String },
-}
+pub type Mount = PlanMount<ContainerPath>;
 
 /// Proof that a Plan passed every rule for this caller: it reads as the Plan, whose mounts
 /// were moved into their checked form. Its fields are private and it has no Deserialize,
@@ -411,7 +403,7 @@ fn check_mount(m: PlanMount, policy: &Policy, caller: &Caller) -> Result<Mount, 
             check_host_path(&src)?;
             let dst = check_destination(&dst)?;
             check_bind_rule(&src, &dst, kind, policy, caller)?;
-            Mount::Bind { src, dst, read_only }
+            Mount::Bind { src, dst, read_only, kind }
         }
         PlanMount::File { dst, contents } => {
             if !FILE_DESTINATIONS.contains(&dst.as_str()) || contents.len() > MAX_FILE_BYTES {
