@@ -27,17 +27,14 @@ pub fn open(sys: &dyn Sys, img: &PlanImage, policy: &Policy) -> Result<Image> {
     let shown = img.path.to_string_lossy().into_owned();
     let refuse = |why| StarterError::Image { path: shown.clone(), why };
     // O_NONBLOCK: a FIFO in place of the image must not hang the starter.
-    let flags = if img.kind == ImageKind::Sandbox {
-        libc::O_PATH | libc::O_DIRECTORY
-    } else {
-        libc::O_RDONLY | libc::O_NONBLOCK
-    };
+    let sandbox = img.kind == ImageKind::Sandbox;
+    let flags = if sandbox { libc::O_PATH | libc::O_DIRECTORY } else { libc::O_RDONLY | libc::O_NONBLOCK };
     let fd = sys
         .openat2(sys::AT_FDCWD, &shown, flags, 0, sys::RESOLVE_NO_MAGICLINKS)
         .map_err(path("cannot open image", &shown))?;
     let st = sys::fstat(fd.as_fd()).map_err(path("cannot stat image", &shown))?;
     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-    if is_dir != (img.kind == ImageKind::Sandbox) || (!is_dir && st.st_mode & libc::S_IFMT != libc::S_IFREG) {
+    if is_dir != sandbox || (!is_dir && st.st_mode & libc::S_IFMT != libc::S_IFREG) {
         return Err(refuse("is not the kind of image the plan names"));
     }
     // The kernel's name for the opened file, so symlinks and `..` cannot dodge the limits.

@@ -188,9 +188,8 @@ fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
 }
 
 fn ns_flags(plan: &ValidatedPlan) -> i32 {
-    let (ns, flag) = (plan.namespaces, |on: bool, f: i32| if on { f } else { 0 });
-    flag(ns.pid, libc::CLONE_NEWPID)
-        | flag(ns.ipc, libc::CLONE_NEWIPC)
-        | flag(ns.uts, libc::CLONE_NEWUTS)
-        | flag(ns.net, libc::CLONE_NEWNET)
+    use libc::{CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWUTS};
+    let ns = plan.namespaces;
+    let flags = [(ns.pid, CLONE_NEWPID), (ns.ipc, CLONE_NEWIPC), (ns.uts, CLONE_NEWUTS), (ns.net, CLONE_NEWNET)];
+    flags.into_iter().filter(|f| f.0).fold(0, |all, f| all | f.1)
 }

@@ -166,11 +166,7 @@ impl ContainerPath {
     }
     /// The path relative to the container root, for `openat2(RESOLVE_IN_ROOT)`.
     pub fn relative(&self) -> &str {
-        if self.0 == "/" {
-            "."
-        } else {
-            &self.0[1..]
-        }
+        Some(&self.0[1..]).filter(|r| !r.is_empty()).unwrap_or(".")
     }
     fn is_within(&self, top: &str) -> bool {
         self.0 == top || self.0.strip_prefix(top).is_some_and(|r| r.starts_with('/'))

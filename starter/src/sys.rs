@@ -188,11 +188,7 @@ impl Sys for LinuxSys {
     fn write(&self, fd: BorrowedFd<'_>, data: &[u8]) -> SysResult<()> {
         // SAFETY: the pointer and length describe `data`, which outlives the call.
         let n = check(unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) } as libc::c_long)?;
-        if n as usize == data.len() {
-            Ok(())
-        } else {
-            Err(Errno(libc::EIO))
-        }
+        (n as usize == data.len()).then_some(()).ok_or(Errno(libc::EIO))
     }
     fn symlinkat(&self, target: &str, dir: BorrowedFd<'_>, name: &str) -> SysResult<()> {
         let (t, n) = (cstr(target)?, cstr(name)?);
