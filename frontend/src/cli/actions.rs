@@ -135,6 +135,12 @@ pub struct ActionFlags {
     /// enable experimental Rocm support
     #[arg(long = "rocm", env = "APPTAINER_ROCM", value_parser = boolish(), action = ArgAction::SetTrue)]
     pub rocm: bool,
+    /// disable Nvidia support (overrides 'always use nv' of apptainer.conf)
+    #[arg(long = "no-nv", hide = true, env = "APPTAINER_NO_NV", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub no_nv: bool,
+    /// disable Rocm support (overrides 'always use rocm' of apptainer.conf)
+    #[arg(long = "no-rocm", hide = true, env = "APPTAINER_NO_ROCM", value_parser = boolish(), action = ArgAction::SetTrue)]
+    pub no_rocm: bool,
     /// a list of capabilities to add
     #[arg(long = "add-caps", env = "APPTAINER_ADD_CAPS")]
     pub add_caps: Option<String>,
@@ -270,6 +276,8 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
         no_https: f.no_https || envvars::flag("APPTAINER_NO_HTTPS"),
         nv: f.nv,
         rocm: f.rocm,
+        no_nv: f.no_nv,
+        no_rocm: f.no_rocm,
     })
 }
 
@@ -436,10 +444,13 @@ mod tests {
     #[test]
     fn unsupported_options_are_refused_by_name() {
         let err = launch_options(ActionFlags {
-            nv: true,
+            unsquash: true,
             ..Default::default()
         })
         .unwrap_err();
-        assert_eq!(err.to_string(), "--nv is not supported by this build yet");
+        assert_eq!(
+            err.to_string(),
+            "--unsquash is not supported by this build yet"
+        );
     }
 }

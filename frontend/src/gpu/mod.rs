@@ -253,14 +253,21 @@ pub fn binds(
     libs.chain(libs32).chain(bins).collect()
 }
 
-/// The GPU binds for a launch: `--nv`/`--rocm` or `always use nv/rocm` of apptainer.conf.
-/// A failed discovery (no list file, no ldconfig) is a warning: the container still runs.
-pub fn plan_mounts(conf: &conf::Conf, nv: bool, rocm: bool, contain: bool) -> Vec<PlanMount> {
-    let full_dev = !contain && conf.mount_dev == conf::MountDev::Yes;
+/// The GPU binds for a launch: `--nv`/`--rocm`, or `always use nv/rocm` of apptainer.conf
+/// unless `--no-nv`/`--no-rocm`. A failed discovery (no list file, no ldconfig) is a
+/// warning: the container still runs.
+pub fn plan_mounts(conf: &conf::Conf, opts: &crate::launch::LaunchOptions) -> Vec<PlanMount> {
+    let full_dev = !opts.contain && conf.mount_dev == conf::MountDev::Yes;
     let mut mounts = Vec::new();
     for (vendor, on) in [
-        (Vendor::Nvidia, nv || conf.always_use_nv),
-        (Vendor::Rocm, rocm || conf.always_use_rocm),
+        (
+            Vendor::Nvidia,
+            opts.nv || (conf.always_use_nv && !opts.no_nv),
+        ),
+        (
+            Vendor::Rocm,
+            opts.rocm || (conf.always_use_rocm && !opts.no_rocm),
+        ),
     ] {
         if !on {
             continue;

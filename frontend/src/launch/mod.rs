@@ -58,6 +58,9 @@ pub struct LaunchOptions {
     pub no_https: bool,    /// `--nv` / `--rocm`: bind the host's GPU libraries (see `crate::gpu`).
     pub nv: bool,
     pub rocm: bool,
+    /// `--no-nv` / `--no-rocm`: override `always use nv/rocm`.
+    pub no_nv: bool,
+    pub no_rocm: bool,
 }
 
 /// Starts `image` for `action`; on success the frontend is replaced by the starter.
@@ -97,7 +100,7 @@ pub fn launch(
     let mut plan = build_plan(&inputs)?;
     // Appended after every other mount: the GPU files land on top of what the image has.
     plan.mounts
-        .extend(crate::gpu::plan_mounts(&conf, opts.nv, opts.rocm, opts.contain));
+        .extend(crate::gpu::plan_mounts(&conf, &opts));
     let policy = starter::plan::Policy::from_conf(&conf);
     starter::plan::validate(plan.clone(), &policy, &id.caller(starter.setuid))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
