@@ -56,10 +56,8 @@ pub fn sanitize() -> Result<Mode> {
         if !sys::setfsids(ruid, rgid) {
             return Err(StarterError::DropFailed("setfsuid to the caller"));
         }
-    }
-    // User-namespace mode sets it once in its namespace: the parent that maps subordinate
-    // ids must still be able to run the setuid newuidmap.
-    if secure {
+        // User-namespace mode sets it once in its namespace: the parent that maps
+        // subordinate ids must still be able to run the setuid newuidmap.
         no_new_privs()?;
     }
     Ok(if secure { Mode::Setuid } else { Mode::Userns })

@@ -125,13 +125,9 @@ impl Sys for LinuxSys {
     }
     fn open_tree(&self, dir: RawFd, path: &str, recursive: bool) -> SysResult<OwnedFd> {
         let p = cstr(path)?;
-        let mut flags = libc::OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
-        if recursive {
-            flags |= libc::AT_RECURSIVE as u32;
-        }
-        if path.is_empty() {
-            flags |= libc::AT_EMPTY_PATH as u32;
-        }
+        let bit = |on: bool, flag: i32| if on { flag as u32 } else { 0 };
+        let flags = libc::OPEN_TREE_CLONE | bit(true, libc::O_CLOEXEC) | bit(recursive, libc::AT_RECURSIVE);
+        let flags = flags | bit(path.is_empty(), libc::AT_EMPTY_PATH);
         // SAFETY: `p` is NUL-terminated and outlives the call; `dir` is AT_FDCWD or open.
         owned(unsafe { libc::syscall(libc::SYS_open_tree, dir, p.as_ptr(), flags) })
     }

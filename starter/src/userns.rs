@@ -1,6 +1,7 @@
-//! User namespaces and user-namespace mode: id maps (our own, or through newuidmap), the squashfuse_ll daemon, and the supervising
-//! parent. The daemon and the supervisor stay outside the container's mount namespace, so
-//! pivot_root in the container cannot affect them, and the container cannot see them.
+//! User namespaces and user-namespace mode: id maps (written by us, by newuidmap, or by
+//! the setuid parent), the squashfuse_ll daemon, and the supervising parent. The daemon and
+//! the supervisor stay outside the container's mount namespace, so pivot_root in the
+//! container cannot affect them, and the container cannot see them.
 
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::image::Image;
@@ -242,8 +243,7 @@ pub fn supervise(child: libc::pid_t) -> Result<i32> {
         match sys::waitpid(child) {
             Ok(status) if libc::WIFEXITED(status) => return Ok(libc::WEXITSTATUS(status)),
             Ok(status) if libc::WIFSIGNALED(status) => return Ok(128 + libc::WTERMSIG(status)),
-            Ok(_) => {}
-            Err(sys::Errno(libc::EINTR)) => {}
+            Ok(_) | Err(sys::Errno(libc::EINTR)) => {}
             Err(e) => return Err(syserr("waitpid")(e)),
         }
         let sig = PENDING.swap(0, Ordering::SeqCst);
