@@ -88,15 +88,24 @@ fn sites() -> &'static [Site; 3] {
 fn check_validated(plan: &Plan, v: &ValidatedPlan, conf: &Conf, caller: &Caller) {
     check_image_rules(plan, v, conf, caller);
     check_namespace_rules(v, conf, caller);
-    assert!(v.mounts.len() <= 256);
-    for m in &v.mounts {
+    assert!(v.mounts().len() <= 256);
+    for m in v.mounts() {
         check_mount(m, conf, caller);
     }
-    let argv0 = v.argv.first().expect("argv is never empty");
+    let argv0 = v.process.argv.first().expect("argv is never empty");
     ContainerPath::parse(argv0).expect("argv[0] is an absolute container path");
-    assert!(v.argv.iter().chain(&v.env).all(|s| !s.contains('\0')));
-    assert!(v.env.iter().all(|e| e.find('=').is_some_and(|i| i > 0)));
-    ContainerPath::parse(v.cwd.as_str()).expect("cwd re-parses");
+    assert!(v
+        .process
+        .argv
+        .iter()
+        .chain(&v.process.env)
+        .all(|s| !s.contains('\0')));
+    assert!(v
+        .process
+        .env
+        .iter()
+        .all(|e| e.find('=').is_some_and(|i| i > 0)));
+    ContainerPath::parse(v.cwd().as_str()).expect("cwd re-parses");
 }
 
 fn check_image_rules(plan: &Plan, v: &ValidatedPlan, conf: &Conf, caller: &Caller) {
