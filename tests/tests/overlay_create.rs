@@ -140,6 +140,19 @@ fn a_sif_gets_one_overlay_partition() {
     let dir = tempdir_for(TEST_USER);
     let sif = pulled_sif(&dir);
     let before = std::fs::metadata(&sif).unwrap().len();
+    // A SIF the caller cannot write is refused before anything is made.
+    let chmod = |mode: &str| {
+        UserCmd::program("chmod", &[mode, sif.to_str().unwrap()])
+            .run()
+            .assert_success();
+    };
+    chmod("0444");
+    let ro = create(&[sif.to_str().unwrap()]);
+    ro.assert_failure();
+    assert_eq!(ro.stderr.lines().count(), 1, "{ro:?}");
+    assert!(ro.stderr.contains("cannot write to SIF image"), "{ro:?}");
+    assert_eq!(std::fs::metadata(&sif).unwrap().len(), before);
+    chmod("0644");
     create(&[sif.to_str().unwrap()]).assert_success();
     let list = UserCmd::new(&["sif", "list", sif.to_str().unwrap()]).run();
     list.assert_success();

@@ -74,7 +74,11 @@ fn create(a: &CreateArgs) -> Result<()> {
         .map(|d| upper_relative(d))
         .collect::<Result<Vec<_>>>()?;
     let target = inspect_target(&a.image)?;
-    let mkfs = find_mkfs()?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let search: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .collect();
+    let mkfs = find_mkfs(&search)?;
     let parent = match a.image.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -186,6 +190,11 @@ fn inspect_target(path: &Path) -> Result<Target> {
         .filter(|a| !matches!(a, Arch::Unknown(_)))
         .or_else(Arch::host)
         .unwrap_or(Arch::Amd64);
+    // Fail before the (slow) file system is made if the SIF cannot be extended.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot write to SIF image {:?}", path.display()))?;
     Ok(Target::Sif { arch })
 }
 
@@ -199,11 +208,7 @@ fn is_ext_fs(f: &mut File) -> bool {
 
 /// `mkfs.ext3` from PATH (plus the sbin directories a plain user's PATH may lack), and it
 /// must know `-d`, which older e2fsprogs do not.
-fn find_mkfs() -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .collect::<Vec<_>>();
+fn find_mkfs(dirs: &[PathBuf]) -> Result<PathBuf> {
     let Some(mkfs) = dirs.iter().map(|d| d.join(MKFS)).find(|p| p.is_file()) else {
         bail!("{MKFS} not found: install e2fsprogs to create overlay images");
     };
@@ -301,6 +306,16 @@ mod tests {
         assert!(upper_relative("../etc").is_err());
         assert!(upper_relative("a/../../b").is_err());
         assert!(upper_relative("/").is_err());
+    }
+
+    #[test]
+    fn a_missing_mkfs_is_named() {
+        let empty = tempfile::tempdir().unwrap();
+        let e = find_mkfs(&[empty.path().to_path_buf()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "mkfs.ext3 not found: install e2fsprogs to create overlay images"
+        );
     }
 
     #[test]
