@@ -7,7 +7,7 @@ use crate::error::{path, sys as syserr, Result};
 use crate::ops::{self, Op};
 use crate::sys::{self, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY, RESOLVE_NO_SYMLINKS};
 use starter::plan::{Policy, ValidatedPlan};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 const MS_SLAVE: u64 = libc::MS_SLAVE;
 const SESSION: &str = "/tmp";
@@ -24,9 +24,7 @@ pub fn build(
     let top = if policy.conf.enable_overlay.allows_kernel_overlay() && !plan.image.writable {
         let lower = subdir(sys, session.as_fd(), "lower")?;
         sys.move_mount(image.as_fd(), lower.as_fd()).map_err(syserr("cannot mount image"))?;
-        let lower = sys
-            .openat2(session.as_raw_fd(), "lower", libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
-            .map_err(syserr("cannot open image root"))?;
+        let lower = open_dir(sys, session.as_raw_fd(), "lower").map_err(syserr("cannot open image root"))?;
         let stubs = subdir(sys, session.as_fd(), "stubs")?;
         let mut stubbed = false;
         for (op, tree) in ops.iter().zip(&trees) {
@@ -35,7 +33,8 @@ pub fn build(
             }
         }
         match (stubbed, plan.writable_tmpfs) {
-            (false, false) => open_tree_of(sys, lower.as_fd())?,
+            // The image mount itself, detached again, when no overlay is needed.
+            (false, false) => sys.open_tree(lower.as_raw_fd(), "", true).map_err(syserr("cannot clone image mount"))?,
             (_, writable) => mount_overlay(sys, root, session.as_fd(), writable)?,
         }
     } else {
@@ -43,9 +42,7 @@ pub fn build(
     };
     let at = subdir(sys, session.as_fd(), "root")?;
     sys.move_mount(top.as_fd(), at.as_fd()).map_err(syserr("cannot mount container root"))?;
-    let croot = sys
-        .openat2(session.as_raw_fd(), "root", libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
-        .map_err(syserr("cannot open container root"))?;
+    let croot = open_dir(sys, session.as_raw_fd(), "root").map_err(syserr("cannot open container root"))?;
     ops::apply(sys, croot.as_fd(), session.as_fd(), ops, trees)?;
     if !plan.writable_tmpfs && !plan.image.writable {
         // Only the root mount itself: binds below keep their own read-only setting.
@@ -63,12 +60,9 @@ fn mount_session(sys: &dyn Sys, policy: &Policy) -> Result<OwnedFd> {
     let size = format!("{}m", policy.conf.sessiondir_max_size);
     let mnt = ops::new_mount(sys, "tmpfs", &[("size", &size), ("mode", "700")], MOUNT_ATTR_NODEV)
         .map_err(syserr("cannot mount session tmpfs"))?;
-    let at = sys
-        .openat2(AT_FDCWD, SESSION, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
-        .map_err(path("cannot open", SESSION))?;
+    let at = open_dir(sys, AT_FDCWD, SESSION).map_err(path("cannot open", SESSION))?;
     sys.move_mount(mnt.as_fd(), at.as_fd()).map_err(path("cannot mount session on", SESSION))?;
-    sys.openat2(AT_FDCWD, SESSION, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
-        .map_err(path("cannot open", SESSION))
+    open_dir(sys, AT_FDCWD, SESSION).map_err(path("cannot open", SESSION))
 }
 
 fn subdir(sys: &dyn Sys, session: BorrowedFd<'_>, name: &str) -> Result<OwnedFd> {
@@ -76,8 +70,12 @@ fn subdir(sys: &dyn Sys, session: BorrowedFd<'_>, name: &str) -> Result<OwnedFd>
         Ok(()) | Err(sys::Errno(libc::EEXIST)) => {}
         Err(e) => return Err(path("cannot create session directory", name)(e)),
     }
-    sys.openat2(session.as_raw_fd(), name, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
-        .map_err(path("cannot open session directory", name))
+    open_dir(sys, session.as_raw_fd(), name).map_err(path("cannot open session directory", name))
+}
+
+/// Opens the directory `name` under `dir` (O_PATH, no symlinks).
+fn open_dir(sys: &dyn Sys, dir: RawFd, name: &str) -> std::result::Result<OwnedFd, sys::Errno> {
+    sys.openat2(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS)
 }
 
 /// Overlay of the image with a tmpfs upper layer: missing mount points can be created, and
@@ -104,9 +102,4 @@ fn mount_overlay(sys: &dyn Sys, root: &Root, session: BorrowedFd<'_>, writable: 
         opts.push(("userxattr", ""));
     }
     ops::new_mount(sys, "overlay", &opts, MOUNT_ATTR_NODEV).map_err(syserr("cannot mount overlay"))
-}
-
-/// The image mount itself, detached again, when no overlay is needed.
-fn open_tree_of(sys: &dyn Sys, lower: BorrowedFd<'_>) -> Result<OwnedFd> {
-    sys.open_tree(lower.as_raw_fd(), "", true).map_err(syserr("cannot clone image mount"))
 }

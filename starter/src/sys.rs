@@ -24,11 +24,7 @@ fn last() -> Errno {
     Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
 }
 fn check(rc: libc::c_long) -> SysResult<libc::c_long> {
-    if rc < 0 {
-        Err(last())
-    } else {
-        Ok(rc)
-    }
+    (rc >= 0).then_some(rc).ok_or_else(last)
 }
 fn owned(rc: libc::c_long) -> SysResult<OwnedFd> {
     // SAFETY: `rc` is a non-negative fd the kernel just returned to us and nobody else owns.
