@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 /// (and admins trying a list) use stand-in libraries without touching the host.
 pub const LD_CACHE_ENV: &str = "APPTAINER_LDCACHE";
 
+/// Where nvidia-persistenced listens; CUDA clients in the container talk to it.
+const PERSISTENCED_SOCKET: &str = "/var/run/nvidia-persistenced/socket";
+
 pub const LIBS_DIR: &str = "/.singularity.d/libs";
 pub const LIBS32_DIR: &str = "/.singularity.d/libs32";
 
@@ -84,6 +87,8 @@ pub struct Found {
     /// (host file, path in the container)
     pub bins: Vec<(PathBuf, String)>,
     pub devices: Vec<PathBuf>,
+    /// Driver sockets bound at their host path (NVIDIA's persistence daemon).
+    pub ipcs: Vec<PathBuf>,
 }
 
 /// The names of a list file: one per line, `#` comments and blank lines ignored.
@@ -111,6 +116,13 @@ pub fn discover(vendor: Vendor) -> Result<Found> {
     let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     let mut found = resolve(&names, &cache, own, &dirs);
     found.devices = devices(vendor);
+    if vendor == Vendor::Nvidia {
+        found.ipcs = [PERSISTENCED_SOCKET]
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+            .collect();
+    }
     Ok(found)
 }
 
@@ -250,7 +262,11 @@ pub fn binds(
         .iter()
         .map(|(s, n)| bind(s, format!("{LIBS32_DIR}/{n}")));
     let bins = found.bins.iter().map(|(s, d)| bind(s, d.clone()));
-    libs.chain(libs32).chain(bins).collect()
+    let ipcs = found.ipcs.iter().filter_map(|p| {
+        let real = std::fs::canonicalize(p).ok()?;
+        Some(bind(&real, p.to_string_lossy().into_owned()))
+    });
+    libs.chain(libs32).chain(bins).chain(ipcs).collect()
 }
 
 /// The GPU binds for a launch: `--nv`/`--rocm`, or `always use nv/rocm` of apptainer.conf
@@ -345,5 +361,13 @@ mod tests {
             matches!(&mounts[0], PlanMount::Bind { dst, read_only: true, .. } if dst == "/.singularity.d/libs/libstandin.so.1")
         );
         assert!(binds(Vendor::Nvidia, &found, false, true).is_empty());
+        let mut with_socket = found.clone();
+        let socket = dir.path().join("socket");
+        std::fs::write(&socket, "").unwrap();
+        with_socket.ipcs = vec![socket.clone()];
+        let mounts = binds(Vendor::Nvidia, &with_socket, true, true);
+        assert!(
+            matches!(mounts.last(), Some(PlanMount::Bind { dst, .. }) if *dst == socket.to_string_lossy())
+        );
     }
 }
