@@ -5,11 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The design's target was ~1500. Both install modes with FUSE in each, shared loop
-/// devices, PID-namespace supervision and the extraction fallback came to ~1670 code lines
-/// (blank and comment lines not counted; about 320 of them are lone closing brackets).
-/// Raising this number needs the same review as a new dependency.
-const LINE_BUDGET: usize = 1700;
+/// The design's target is ~1500. Both install modes with FUSE in each, shared loop
+/// devices, PID-namespace supervision, the extraction fallback and fakeroot with
+/// subordinate id ranges (newuidmap, or maps written by the setuid parent) come to ~1640
+/// code lines (blank and comment lines not counted) after removing the duplication with
+/// the conf crate and between the mount helpers. This limit only ratchets down; raising
+/// it needs the same review as a new dependency.
+const LINE_BUDGET: usize = 1650;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
