@@ -34,7 +34,13 @@ impl fmt::Display for Stage {
                 // A newline in a value was written as `\n\` at the end of a line.
                 entry.value.replace('\n', "\\n\\\n")
             };
-            writeln!(f, "{key}: {value}")?;
+            if value.ends_with('\\') {
+                // A trailing `\` means "continued on the next line"; doubling it and ending
+                // the continuation with a blank line keeps the backslash in the value.
+                writeln!(f, "{key}: {value}\\\n")?;
+            } else {
+                writeln!(f, "{key}: {value}")?;
+            }
         }
         for section in &self.sections {
             writeln!(f)?;
@@ -55,8 +61,11 @@ impl fmt::Display for Section {
         }
         writeln!(f)?;
         let body = self.body.trim_end();
-        if !body.is_empty() {
-            writeln!(f, "{body}")?;
+        for line in body.split('\n').filter(|_| !body.is_empty()) {
+            // The parser drops one `\r` before each newline (CRLF files), so a line that
+            // really ends in `\r` gets a second one.
+            let cr = if line.ends_with('\r') { "\r" } else { "" };
+            writeln!(f, "{line}{cr}")?;
         }
         Ok(())
     }
