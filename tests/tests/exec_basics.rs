@@ -292,11 +292,11 @@ fn unsupported_options_are_refused_by_name() {
         installed() && test_user_exists(),
         "installed apptainer and test user"
     );
-    let out = UserCmd::new(&["exec", "--nv", "/no/such/image.sif", "/bin/true"]).run();
+    let out = UserCmd::new(&["exec", "--unsquash", "/no/such/image.sif", "/bin/true"]).run();
     assert_eq!(out.code(), 255, "{out:?}");
     assert_eq!(
         out.stderr.trim_end(),
-        "FATAL:   --nv is not supported by this build yet"
+        "FATAL:   --unsquash is not supported by this build yet"
     );
     assert!(!Path::new("/no/such/image.sif").exists());
 }

@@ -297,9 +297,7 @@ fn an_index_of_sif_artifacts_resolves_to_the_host_architecture() {
     let accept = "Accept: application/vnd.oci.image.manifest.v1+json";
     let out = Command::new("curl")
         .args(["-fsS", "-D", "-", "-o", "/dev/null", "-H", accept])
-        .arg(format!(
-            "http://127.0.0.1:5000/v2/test/oras-index/manifests/single"
-        ))
+        .arg("http://127.0.0.1:5000/v2/test/oras-index/manifests/single")
         .output()
         .unwrap();
     assert!(out.status.success());
