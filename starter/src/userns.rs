@@ -134,7 +134,9 @@ impl Handshake {
     /// failure the child is killed. A child that failed first has reported why itself; the
     /// caller then only reaps it.
     pub fn parent(self, child: libc::pid_t, map: impl FnOnce() -> Result<()>) -> Result<()> {
-        let (Handshake { ready: (mut wait, ready_writer), go: (_, mut tell) }, mut byte) = (self, [0u8]);
+        // Our own read end of `go` stays open, so a child that died early cannot turn the
+        // write below into SIGPIPE.
+        let (Handshake { ready: (mut wait, ready_writer), go: (_go_reader, mut tell) }, mut byte) = (self, [0u8]);
         drop(ready_writer);
         if wait.read(&mut byte).ok() != Some(1) {
             return Ok(());
