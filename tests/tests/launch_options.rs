@@ -5,6 +5,7 @@
 use apptainer_tests::{
     fixture_oci_archive, fixtures_built, installed, require, setuid_starter, tempdir_for,
     test_account, test_user_exists, user_namespaces_available, Out, TempDir, UserCmd, TEST_USER,
+    TEST_USER2,
 };
 use std::path::PathBuf;
 
@@ -246,6 +247,45 @@ fn fakeroot_maps_the_caller_to_root_with_home_at_root() {
     let img = pull();
     let out = sh(Mode::Userns, &["--fakeroot"], &img, "id -u; echo $HOME").run();
     assert_eq!(stdout(&out), "0\n/root");
+    // apptest has a /etc/subuid range: no root-mapped-only warning.
+    assert!(!out.stderr.contains("root-mapped"), "{out:?}");
+}
+
+#[test]
+fn fakeroot_without_a_subuid_range_warns_and_maps_only_the_caller() {
+    require!(
+        ready(Mode::Userns),
+        "installed apptainer, test user, fixtures and user namespaces"
+    );
+    let dir = tempdir_for(TEST_USER2);
+    let sif = dir.path().join("none.sif");
+    let src = format!(
+        "oci-archive:{}",
+        fixture_oci_archive("entrypoint", "none").display()
+    );
+    let as_user2 = |args: &[&str]| {
+        UserCmd::new(args)
+            .user(TEST_USER2)
+            .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
+            .run()
+    };
+    as_user2(&["pull", sif.to_str().unwrap(), &src]).assert_success();
+    let script = "id -u; wc -l < /proc/self/uid_map";
+    let out = as_user2(&[
+        "exec",
+        "--fakeroot",
+        sif.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(stdout(&out), "0\n1");
+    assert!(
+        out.stderr.contains(
+            "WARNING: User not listed in /etc/subuid or /etc/subgid, trying root-mapped namespace"
+        ),
+        "{out:?}"
+    );
 }
 
 #[test]

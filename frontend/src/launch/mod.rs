@@ -55,7 +55,8 @@ pub struct LaunchOptions {
     pub shell: Option<String>,
     pub disable_cache: bool,
     /// `--no-https`: plain HTTP to registries for `docker://` images.
-    pub no_https: bool,    /// `--nv` / `--rocm`: bind the host's GPU libraries (see `crate::gpu`).
+    pub no_https: bool,
+    /// `--nv` / `--rocm`: bind the host's GPU libraries (see `crate::gpu`).
     pub nv: bool,
     pub rocm: bool,
     /// `--no-nv` / `--no-rocm`: override `always use nv/rocm`.
@@ -75,6 +76,9 @@ pub fn launch(
     let conf = load_conf(g)?;
     let img = image::resolve(image, opts.disable_cache, opts.no_https)?;
     let id = Identity::current()?;
+    if opts.fakeroot && id.uid != 0 {
+        warn_without_subids(&id);
+    }
     let libexec_bin = Path::new(conf::paths::LIBEXECDIR).join("bin");
     // Fakeroot and writable sandboxes exist only in a user namespace here.
     let want_userns = opts.userns || opts.fakeroot || opts.writable;
@@ -99,8 +103,7 @@ pub fn launch(
     };
     let mut plan = build_plan(&inputs)?;
     // Appended after every other mount: the GPU files land on top of what the image has.
-    plan.mounts
-        .extend(crate::gpu::plan_mounts(&conf, &opts));
+    plan.mounts.extend(crate::gpu::plan_mounts(&conf, &opts));
     let policy = starter::plan::Policy::from_conf(&conf);
     starter::plan::validate(plan.clone(), &policy, &id.caller(starter.setuid))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -109,6 +112,24 @@ pub fn launch(
     let name = image::display_name(&img.path);
     starter_exec::exec(&starter, &json, &name)?;
     Ok(())
+}
+
+/// The starter maps only the caller's own ids under `--fakeroot` when /etc/subuid or
+/// /etc/subgid has no usable range for them; say so, as the reference does, since `chown`
+/// to other ids (what package managers do) will then fail.
+fn warn_without_subids(id: &Identity) {
+    let has_range = |file: &str| {
+        conf::load_subids(file)
+            .ok()
+            .is_some_and(|ids| ids.lookup(Some(&id.name), id.uid).is_ok())
+    };
+    if !has_range(conf::SUBUID_FILE) || !has_range(conf::SUBGID_FILE) {
+        crate::warning!(
+            "User not listed in {} or {}, trying root-mapped namespace",
+            conf::SUBUID_FILE,
+            conf::SUBGID_FILE
+        );
+    }
 }
 
 /// Flag combinations the reference refuses, and warnings for what this build lacks.
