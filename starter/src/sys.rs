@@ -296,6 +296,11 @@ pub fn waitpid(pid: libc::pid_t) -> SysResult<i32> {
     // SAFETY: valid out-pointer.
     check(unsafe { libc::waitpid(pid, &mut status, 0) } as libc::c_long).map(|_| status)
 }
+/// Starts a new session, leaving the terminal's foreground process group.
+pub fn setsid() -> SysResult<()> {
+    // SAFETY: no arguments; fails only for a process group leader.
+    check(unsafe { libc::setsid() } as libc::c_long).map(drop)
+}
 pub fn kill(pid: libc::pid_t, sig: i32) {
     // SAFETY: integer arguments; failure (process gone) is harmless.
     unsafe { libc::kill(pid, sig) };

@@ -221,6 +221,9 @@ fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> 
                 }
                 None => drop(sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong)),
             }
+            // Its own session: Ctrl-C at the terminal is for the container's process group,
+            // and a daemon killed by it would fail every later read with a bus error.
+            let _ = sys::setsid();
             // Every other fd of ours is close-on-exec, so only 0-2 and these two reach it.
             let ok = sys::clear_cloexec(image.fd.as_raw_fd()).and(sys::clear_cloexec(fuse.as_raw_fd()));
             let err = ok.err().unwrap_or_else(|| sys::execve(&argv, &["PATH=/usr/bin:/bin".to_owned()]));

@@ -36,7 +36,9 @@ fn ctrl_c_reaches_the_container_process(userns: bool) {
     if userns {
         args.push("--userns");
     }
-    let script = "trap 'echo got-int; exit 42' INT; echo ready; while :; do sleep 1; done";
+    // The trap reads a file not read before: the image must still be served after the
+    // Ctrl-C (in user-namespace mode a FUSE daemon in the same process group would die).
+    let script = "trap 'cat /etc/group >/dev/null && echo got-int; exit 42' INT; echo ready; while :; do sleep 1; done";
     args.extend([sif.to_str().unwrap(), "/bin/sh", "-c", script]);
     // Its own process group, like a foreground job whose terminal sends Ctrl-C to the group.
     let mut child = Command::new("setpriv")
