@@ -68,21 +68,25 @@ probe() {
     return 0
 }
 
-# hyperfine_row SECTION IMAGE NAME AS RUNS WARMUP CMD [PREPARE]: time CMD with hyperfine and
-# record median, min and max. AS = user runs hyperfine itself as the bench user, so no wrapper
-# process is inside the timed command.
+# hyperfine_row SECTION IMAGE NAME AS RUNS WARMUP CMD: time CMD with hyperfine and record
+# median, min and max. AS = user runs hyperfine itself as the bench user, so no wrapper process
+# is inside the timed command. CMD runs as `sh FILE` with hyperfine's --shell=none: every row
+# then includes one start of sh (about 1 ms, see the "host:" row), instead of hyperfine
+# subtracting its estimate of a shell's start, which a loaded machine skews (minima of 0.0 ms).
 hyperfine_row() {
-    local section=$1 image=$2 name=$3 as=$4 runs=$5 warmup=$6 cmd=$7 prepare=${8:-}
+    local section=$1 image=$2 name=$3 as=$4 runs=$5 warmup=$6 cmd=$7
     if ! probe "$as" "$name" "$cmd"; then
         record_na "$section" "$image" "$name" "$PROBE_ERROR"
         return 0
     fi
-    local json log=$WORK/hyperfine.log note=""
+    local json script log=$WORK/hyperfine.log note=""
     json=$(mktemp "$WORK/hf.XXXXXX.json")
+    script=$(mktemp "$WORK/cmd.XXXXXX.sh")
+    printf '%s\n' "$cmd" > "$script"
     chmod 0666 "$json"
-    local hf=(hyperfine --style basic --shell sh --runs "$runs" --warmup "$warmup" --export-json "$json")
-    [ -n "$prepare" ] && hf+=(--prepare "$prepare")
-    if ! run_hyperfine "$as" "$log" "${hf[@]}" "$cmd"; then
+    chmod 0644 "$script"
+    local hf=(hyperfine --style basic --shell=none --runs "$runs" --warmup "$warmup" --export-json "$json")
+    if ! run_hyperfine "$as" "$log" "${hf[@]}" "sh $script"; then
         # hyperfine hides the command's output: run it again until it fails, to show why.
         local reason _
         reason="hyperfine: $(first_error "$log")"
@@ -96,7 +100,7 @@ hyperfine_row() {
         # Twenty clean runs in a row: a transient cause (on this machine, others reinstalling
         # our binaries mid-run). Measure once more and say so; a second failure is final.
         say "$name ($image): one failed run, not reproduced in 20 tries; measuring again"
-        if ! run_hyperfine "$as" "$log" "${hf[@]}" "$cmd"; then
+        if ! run_hyperfine "$as" "$log" "${hf[@]}" "sh $script"; then
             record_na "$section" "$image" "$name" "$reason"
             return 0
         fi
@@ -113,7 +117,7 @@ print("%.6f\t%.6f\t%.6f\t%d" % (statistics.median(t), min(t), max(t), len(t)))
     IFS=$'\t' read -r med min max n <<< "$stats"
     say "$name ($image): median $(ms "$med") ms ($(ms "$min")-$(ms "$max"), $n runs)"
     record "$section" "$image" "$name" "$med" "$min" "$max" "" "$n" "$note"
-    rm -f "$json"
+    rm -f "$json" "$script"
 }
 
 # run_hyperfine AS LOG HYPERFINE-ARGS...: hyperfine as AS, its output in LOG.

@@ -247,8 +247,10 @@ HOW = [
     "in turn into one directory (no whiteouts applied), as root.",
     "- Build: `apptainer build --no-https x.sif x.def` as root, the def bootstraps from the local "
     "registry's busybox and runs one `%post` line.",
-    "- Times from hyperfine (start rows) include the spawn of `sh -c` minus hyperfine's estimate of "
-    "it; single pulls carry about ±30 % noise on this shared 2-core machine.",
+    "- hyperfine runs each start row as `sh FILE` with `--shell=none`, so every start time includes "
+    "one start of `sh` (the `host:` row: sh running /bin/true with no container) and nothing is "
+    "subtracted. Pulls are timed with `/usr/bin/time` (10 ms resolution). Other jobs share this "
+    "2-core machine: compare rows of the same run, and prefer the ratios of the fastest runs.",
 ]
 
 
