@@ -8,6 +8,7 @@ pub mod bind;
 pub mod environment;
 pub mod identity;
 pub mod image;
+pub mod image_facts;
 pub mod mounts;
 pub mod starter_exec;
 
@@ -176,13 +177,12 @@ pub struct HostInputs {
 
 impl HostInputs {
     fn read(conf: &conf::Conf, img: &ResolvedImage, action: Action) -> HostInputs {
-        // Only `exec` can do without a shell; the others fail clearly in the container.
-        let probe = (action == Action::Exec).then(|| image::ShellProbe::start(img));
+        let facts = image_facts::read(img);
         // The image's passwd and group are only needed to extend them with the caller.
-        let mut etc = if conf.config_passwd || conf.config_group {
-            image::read_files(img, &["etc/passwd", "etc/group"]).into_iter()
+        let (passwd, group) = if conf.config_passwd || conf.config_group {
+            (facts.passwd, facts.group)
         } else {
-            vec![None, None].into_iter()
+            (None, None)
         };
         HostInputs {
             env: std::env::vars_os().collect(),
@@ -193,11 +193,9 @@ impl HostInputs {
             hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .ok()
                 .map(|h| h.trim().to_string()),
-            files: mounts::ImageFiles {
-                passwd: etc.next().flatten(),
-                group: etc.next().flatten(),
-            },
-            has_shell: probe.is_none_or(|p| p.has_shell(img)),
+            files: mounts::ImageFiles { passwd, group },
+            // Only `exec` can do without a shell; the others fail clearly in the container.
+            has_shell: action != Action::Exec || facts.has_shell,
         }
     }
 }
