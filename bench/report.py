@@ -44,6 +44,11 @@ def load(results_path, meta_path):
     return rows, meta
 
 
+def esc(text):
+    """Table-safe text: a | would end the cell."""
+    return text.replace("|", "\\|")
+
+
 def names(rows, section):
     seen = []
     for (s, n, _), _v in rows.items():
@@ -88,7 +93,7 @@ def start_table(rows, section, title, unit_note):
         for img in IMAGES:
             cells.append(cell(rows.get((section, n, img)), 1000, 1))
             cells.append(fmt_ratio(ratio(rows, section, n, BWRAP_DIR, img)))
-        out.append("| %s | %s |" % (n, " | ".join(cells)))
+        out.append("| %s | %s |" % (esc(n), " | ".join(cells)))
     return out
 
 
@@ -164,7 +169,7 @@ def pull_table(rows):
         t = cell(rows.get(("pull", n, "tiny")), 1, 2)
         d = rows.get(("pull", n, "debian"))
         rss = "%.0f" % (d["rss"] / 1024) if d and d["rss"] else ""
-        out.append("| %s | %s | %s | %s |" % (n, t, cell(d, 1, 2), rss))
+        out.append("| %s | %s | %s | %s |" % (esc(n), t, cell(d, 1, 2), rss))
     return out
 
 
