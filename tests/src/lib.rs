@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
+pub mod launch;
 pub mod token_server;
 
 /// Skips the current test (prints `SKIPPED: why` and returns) when `cond` is false, or

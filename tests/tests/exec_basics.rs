@@ -4,65 +4,25 @@
 //! and the environment follows the documented rules (APPTAINERENV_, image ENV over host ENV,
 //! `--cleanenv`).
 
+use apptainer_tests::launch::{action, pull_fixture, ready, Mode, PulledImage};
 use apptainer_tests::{
-    fixture_oci_archive, fixtures_built, installed, require, setuid_starter, tempdir_for,
-    test_account, test_user_exists, user_namespaces_available, Out, TempDir, UserCmd, TEST_USER,
+    installed, require, tempdir_for, test_account, test_user_exists, Out, TempDir, UserCmd,
+    TEST_USER,
 };
-use std::path::{Path, PathBuf};
-
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    Setuid,
-    Userns,
-}
-
-impl Mode {
-    fn available(self) -> bool {
-        match self {
-            Mode::Setuid => setuid_starter().is_some(),
-            Mode::Userns => user_namespaces_available(),
-        }
-    }
-}
+use std::path::Path;
 
 /// A SIF of the `entrypoint:none` fixture (busybox; ENV JAVA_HOME=/opt/java, ...), pulled
 /// by the test user into a directory of its own.
-struct Image {
-    _dir: TempDir,
-    sif: PathBuf,
-}
-
-fn pull() -> Image {
-    let dir = tempdir_for(TEST_USER);
-    let sif = dir.path().join("none.sif");
-    let src = format!(
-        "oci-archive:{}",
-        fixture_oci_archive("entrypoint", "none").display()
-    );
-    UserCmd::new(&["pull", sif.to_str().unwrap(), &src])
-        .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
-        .run()
-        .assert_success();
-    Image { _dir: dir, sif }
-}
-
-fn ready(mode: Mode) -> bool {
-    installed() && test_user_exists() && fixtures_built() && mode.available()
+fn pull() -> PulledImage {
+    pull_fixture(TEST_USER, "entrypoint", "none")
 }
 
 /// `apptainer exec [--userns] FLAGS... SIF COMMAND...` as the test user.
-fn exec(mode: Mode, flags: &[&str], img: &Image, command: &[&str]) -> UserCmd {
-    let mut argv = vec!["exec"];
-    if let Mode::Userns = mode {
-        argv.push("--userns");
-    }
-    argv.extend_from_slice(flags);
-    argv.push(img.sif.to_str().unwrap());
-    argv.extend_from_slice(command);
-    UserCmd::new(&argv)
+fn exec(mode: Mode, flags: &[&str], img: &PulledImage, command: &[&str]) -> UserCmd {
+    action(mode, "exec", flags, &img.sif, command)
 }
 
-fn sh(mode: Mode, img: &Image, script: &str) -> UserCmd {
+fn sh(mode: Mode, img: &PulledImage, script: &str) -> UserCmd {
     exec(mode, &[], img, &["/bin/sh", "-c", script])
 }
 
@@ -301,18 +261,7 @@ fn unsupported_options_are_refused_by_name() {
     assert!(!Path::new("/no/such/image.sif").exists());
 }
 
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod setuid {
-            $(#[test] fn $name() { super::$name(super::Mode::Setuid) })*
-        }
-        mod userns {
-            $(#[test] fn $name() { super::$name(super::Mode::Userns) })*
-        }
-    };
-}
-
-both_modes!(
+apptainer_tests::both_modes!(
     true_succeeds_and_exit_codes_pass_through,
     the_process_runs_as_the_caller,
     home_and_current_directory_are_bound,

@@ -6,33 +6,12 @@
 //! frontend/src/gpu/mod.rs). The container must see exactly the stand-ins that exist in
 //! /.singularity.d/libs, on LD_LIBRARY_PATH; a host without any of them only warns.
 
-use apptainer_tests::{
-    fixture_oci_archive, fixtures_built, installed, require, run_as_root, setuid_starter,
-    tempdir_for, test_user_exists, user_namespaces_available, Out, TempDir, UserCmd, TEST_USER,
-};
+use apptainer_tests::launch::{self, pull_fixture, Mode, PulledImage};
+use apptainer_tests::{require, run_as_root, Out, TempDir, TEST_USER};
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    Setuid,
-    Userns,
-}
-
-impl Mode {
-    fn available(self) -> bool {
-        match self {
-            Mode::Setuid => setuid_starter().is_some(),
-            Mode::Userns => user_namespaces_available(),
-        }
-    }
-}
-
 fn ready(mode: Mode) -> bool {
-    installed()
-        && test_user_exists()
-        && fixtures_built()
-        && mode.available()
-        && Path::new("/usr/bin/cc").exists()
+    launch::ready(mode) && Path::new("/usr/bin/cc").exists()
 }
 
 /// The test user's directory with a SIF of busybox, stand-in libraries and their cache.
@@ -54,16 +33,7 @@ impl Host {
 const STANDINS: [&str; 3] = ["libcuda.so.1", "libnvidia-ml.so.1", "libamdhip64.so.5"];
 
 fn setup() -> Host {
-    let dir = tempdir_for(TEST_USER);
-    let sif = dir.path().join("busybox.sif");
-    let src = format!(
-        "oci-archive:{}",
-        fixture_oci_archive("busybox", "latest").display()
-    );
-    UserCmd::new(&["pull", sif.to_str().unwrap(), &src])
-        .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
-        .run()
-        .assert_success();
+    let PulledImage { dir, sif } = pull_fixture(TEST_USER, "busybox", "latest");
     let lib = dir.path().join("lib");
     std::fs::create_dir(&lib).unwrap();
     let c = dir.path().join("standin.c");
@@ -107,12 +77,7 @@ fn setup() -> Host {
 
 /// `apptainer exec [--userns] FLAG SIF sh -c SCRIPT` with the stand-in list and cache.
 fn exec(mode: Mode, host: &Host, flag: &str, list_env: &str, list: &str, script: &str) -> Out {
-    let mut argv = vec!["exec"];
-    if let Mode::Userns = mode {
-        argv.push("--userns");
-    }
-    argv.extend([flag, host.sif.to_str().unwrap(), "/bin/sh", "-c", script]);
-    UserCmd::new(&argv)
+    launch::action(mode, "exec", &[flag], &host.sif, &["/bin/sh", "-c", script])
         .env(list_env, host.path(list))
         .env("APPTAINER_LDCACHE", host.cache())
         .run()
@@ -205,18 +170,7 @@ fn a_host_without_the_driver_warns_and_runs(mode: Mode) {
     );
 }
 
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod setuid {
-            $(#[test] fn $name() { super::$name(super::Mode::Setuid) })*
-        }
-        mod userns {
-            $(#[test] fn $name() { super::$name(super::Mode::Userns) })*
-        }
-    };
-}
-
-both_modes!(
+apptainer_tests::both_modes!(
     nv_binds_the_listed_libraries,
     rocm_binds_its_own_list,
     a_host_without_the_driver_warns_and_runs,

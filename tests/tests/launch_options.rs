@@ -2,66 +2,20 @@
 //! `--no-home`, `--pwd`, `--env-file`, `APPTAINER_BIND` appended to `--bind`, `--no-mount`,
 //! `shell` and `test`, `--hostname`, and option errors.
 
+use apptainer_tests::launch::{action, pull_fixture, pull_fixture_into, ready, Mode, PulledImage};
 use apptainer_tests::{
-    fixture_oci_archive, fixtures_built, installed, require, setuid_starter, tempdir_for,
-    test_account, test_user_exists, user_namespaces_available, Out, TempDir, UserCmd, TEST_USER,
-    TEST_USER2,
+    installed, require, setuid_starter, tempdir_for, test_account, test_user_exists, Out, UserCmd,
+    TEST_USER, TEST_USER2,
 };
 use std::path::PathBuf;
 
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    Setuid,
-    Userns,
-}
-
-impl Mode {
-    fn available(self) -> bool {
-        match self {
-            Mode::Setuid => setuid_starter().is_some(),
-            Mode::Userns => user_namespaces_available(),
-        }
-    }
-}
-
 /// The `entrypoint:none` fixture as a SIF, pulled by the test user into its own directory.
-struct Image {
-    dir: TempDir,
-    sif: PathBuf,
+fn pull() -> PulledImage {
+    pull_fixture(TEST_USER, "entrypoint", "none")
 }
 
-fn pull() -> Image {
-    let dir = tempdir_for(TEST_USER);
-    let sif = dir.path().join("none.sif");
-    let src = format!(
-        "oci-archive:{}",
-        fixture_oci_archive("entrypoint", "none").display()
-    );
-    UserCmd::new(&["pull", sif.to_str().unwrap(), &src])
-        .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
-        .run()
-        .assert_success();
-    Image { dir, sif }
-}
-
-fn ready(mode: Mode) -> bool {
-    installed() && test_user_exists() && fixtures_built() && mode.available()
-}
-
-/// `apptainer ACTION [--userns] FLAGS... SIF ARGS...` as the test user.
-fn action(mode: Mode, action: &str, flags: &[&str], img: &Image, args: &[&str]) -> UserCmd {
-    let mut argv = vec![action];
-    if let Mode::Userns = mode {
-        argv.push("--userns");
-    }
-    argv.extend_from_slice(flags);
-    argv.push(img.sif.to_str().unwrap());
-    argv.extend_from_slice(args);
-    UserCmd::new(&argv)
-}
-
-fn sh(mode: Mode, flags: &[&str], img: &Image, script: &str) -> UserCmd {
-    action(mode, "exec", flags, img, &["/bin/sh", "-c", script])
+fn sh(mode: Mode, flags: &[&str], img: &PulledImage, script: &str) -> UserCmd {
+    action(mode, "exec", flags, &img.sif, &["/bin/sh", "-c", script])
 }
 
 fn stdout(out: &Out) -> &str {
@@ -201,7 +155,7 @@ fn shell_reads_commands_from_stdin(mode: Mode) {
         "installed apptainer, test user, fixtures and the starter for this mode"
     );
     let img = pull();
-    let out = action(mode, "shell", &[], &img, &[])
+    let out = action(mode, "shell", &[], &img.sif, &[])
         .stdin("echo in-shell $JAVA_HOME\nexit 4\n")
         .run();
     assert_eq!(out.code(), 4, "{out:?}");
@@ -214,7 +168,7 @@ fn test_without_a_test_script_says_so_and_succeeds(mode: Mode) {
         "installed apptainer, test user, fixtures and the starter for this mode"
     );
     let img = pull();
-    let out = action(mode, "test", &[], &img, &[]).run();
+    let out = action(mode, "test", &[], &img.sif, &[]).run();
     assert!(out.success(), "{out:?}");
     assert_eq!(
         out.stderr,
@@ -258,10 +212,13 @@ fn fakeroot_without_a_subuid_range_warns_and_maps_only_the_caller() {
         "installed apptainer, test user, fixtures and user namespaces"
     );
     let dir = tempdir_for(TEST_USER2);
-    let sif = dir.path().join("none.sif");
-    let src = format!(
-        "oci-archive:{}",
-        fixture_oci_archive("entrypoint", "none").display()
+    let sif = pull_fixture_into(
+        TEST_USER2,
+        dir.path(),
+        "entrypoint",
+        "none",
+        "none.sif",
+        &[],
     );
     let as_user2 = |args: &[&str]| {
         UserCmd::new(args)
@@ -269,7 +226,6 @@ fn fakeroot_without_a_subuid_range_warns_and_maps_only_the_caller() {
             .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
             .run()
     };
-    as_user2(&["pull", sif.to_str().unwrap(), &src]).assert_success();
     let script = "id -u; wc -l < /proc/self/uid_map";
     let out = as_user2(&[
         "exec",
@@ -295,15 +251,14 @@ fn writable_sandbox_keeps_changes() {
         "installed apptainer, test user, fixtures and user namespaces"
     );
     let dir = tempdir_for(TEST_USER);
-    let sbx = dir.path().join("sbx");
-    let src = format!(
-        "oci-archive:{}",
-        fixture_oci_archive("entrypoint", "none").display()
+    let sbx = pull_fixture_into(
+        TEST_USER,
+        dir.path(),
+        "entrypoint",
+        "none",
+        "sbx",
+        &["--sandbox"],
     );
-    UserCmd::new(&["pull", "--sandbox", sbx.to_str().unwrap(), &src])
-        .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
-        .run()
-        .assert_success();
     let sbx_arg = sbx.to_str().unwrap();
     let out = UserCmd::new(&[
         "exec",
@@ -395,12 +350,12 @@ fn dns_sets_the_name_servers(mode: Mode) {
         mode,
         "exec",
         &["--dns", "10.0.0.1,fd00::1"],
-        &img,
+        &img.sif,
         &["cat", "/etc/resolv.conf"],
     )
     .run();
     assert_eq!(stdout(&out), "nameserver 10.0.0.1\nnameserver fd00::1");
-    let bad = action(mode, "exec", &["--dns", "not-an-ip"], &img, &["true"]).run();
+    let bad = action(mode, "exec", &["--dns", "not-an-ip"], &img.sif, &["true"]).run();
     assert_eq!(
         bad.stderr,
         "FATAL:   --dns \"not-an-ip\": not an IP address\n"
@@ -418,7 +373,7 @@ fn scratch_is_writable_and_kept_in_the_workdir(mode: Mode) {
         mode,
         "exec",
         &["--scratch", "/scratch"],
-        &img,
+        &img.sif,
         &["/bin/sh", "-c", script],
     )
     .run();
@@ -429,7 +384,7 @@ fn scratch_is_writable_and_kept_in_the_workdir(mode: Mode) {
         mode,
         "exec",
         &["-S", "/scratch", "-W", w],
-        &img,
+        &img.sif,
         &["/bin/sh", "-c", script],
     )
     .run();
@@ -504,18 +459,7 @@ fn config_is_refused_for_a_plain_user_with_the_setuid_starter() {
     );
 }
 
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod setuid {
-            $(#[test] fn $name() { super::$name(super::Mode::Setuid) })*
-        }
-        mod userns {
-            $(#[test] fn $name() { super::$name(super::Mode::Userns) })*
-        }
-    };
-}
-
-both_modes!(
+apptainer_tests::both_modes!(
     contain_gives_an_empty_home_and_tmp,
     no_home_leaves_home_unmounted,
     pwd_sets_the_working_directory,

@@ -2,44 +2,28 @@
 //! a SIGINT sent to the terminal's process group reaches the container's process, whose
 //! exit status becomes apptainer's. As the plain test user, setuid mode and `--userns`.
 
+use apptainer_tests::launch::{pull_fixture, Mode};
 use apptainer_tests::{
-    apptainer_bin, fixture_oci_archive, fixtures_built, installed, require, setuid_starter,
-    tempdir_for, test_user_exists, user_namespaces_available, UserCmd, CLEAN_PATH, TEST_USER,
+    apptainer_bin, fixtures_built, installed, require, test_user_exists, CLEAN_PATH, TEST_USER,
 };
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-fn ctrl_c_reaches_the_container_process(userns: bool) {
+fn ctrl_c_reaches_the_container_process(mode: Mode) {
     require!(
         installed() && test_user_exists() && fixtures_built(),
         "installed apptainer, test user and fixtures"
     );
-    let available = if userns {
-        user_namespaces_available()
-    } else {
-        setuid_starter().is_some()
-    };
-    require!(available, "the starter for this mode");
-    let dir = tempdir_for(TEST_USER);
-    let sif = dir.path().join("busybox.sif");
-    let src = format!(
-        "oci-archive:{}",
-        fixture_oci_archive("busybox", "latest").display()
-    );
-    UserCmd::new(&["pull", sif.to_str().unwrap(), &src])
-        .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
-        .run()
-        .assert_success();
-
+    require!(mode.available(), "the starter for this mode");
+    let img = pull_fixture(TEST_USER, "busybox", "latest");
+    let dir = &img.dir;
     let mut args = vec!["exec"];
-    if userns {
-        args.push("--userns");
-    }
+    args.extend(mode.flag());
     // The trap reads a file not read before: the image must still be served after the
     // Ctrl-C (in user-namespace mode a FUSE daemon in the same process group would die).
     let script = "trap 'cat /etc/group >/dev/null && echo got-int; exit 42' INT; echo ready; while :; do sleep 1; done";
-    args.extend([sif.to_str().unwrap(), "/bin/sh", "-c", script]);
+    args.extend([img.arg(), "/bin/sh", "-c", script]);
     // Its own process group, like a foreground job whose terminal sends Ctrl-C to the group.
     let mut child = Command::new("setpriv")
         .args([
@@ -85,10 +69,10 @@ fn ctrl_c_reaches_the_container_process(userns: bool) {
 
 #[test]
 fn ctrl_c_reaches_the_container_process_setuid() {
-    ctrl_c_reaches_the_container_process(false)
+    ctrl_c_reaches_the_container_process(Mode::Setuid)
 }
 
 #[test]
 fn ctrl_c_reaches_the_container_process_userns() {
-    ctrl_c_reaches_the_container_process(true)
+    ctrl_c_reaches_the_container_process(Mode::Userns)
 }

@@ -3,9 +3,10 @@
 //! overlay partition appended to a SIF (and refused a second time), and bad targets refused
 //! with one line and nothing written. The images are inspected with e2fsprogs' `debugfs`.
 
+use apptainer_tests::launch::pull_fixture_into;
 use apptainer_tests::{
-    account, fixture_oci_archive, fixtures_built, installed, require, run_as_root, tempdir_for,
-    test_user_exists, user_namespaces_available, Out, TempDir, UserCmd, TEST_USER,
+    account, fixtures_built, installed, require, run_as_root, tempdir_for, test_user_exists,
+    user_namespaces_available, Out, TempDir, UserCmd, TEST_USER,
 };
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -119,16 +120,14 @@ fn fakeroot_makes_the_layout_root_owned() {
 }
 
 fn pulled_sif(dir: &TempDir) -> PathBuf {
-    let sif = dir.path().join("busybox.sif");
-    let src = format!(
-        "oci-archive:{}",
-        fixture_oci_archive("busybox", "latest").display()
-    );
-    UserCmd::new(&["pull", sif.to_str().unwrap(), &src])
-        .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
-        .run()
-        .assert_success();
-    sif
+    pull_fixture_into(
+        TEST_USER,
+        dir.path(),
+        "busybox",
+        "latest",
+        "busybox.sif",
+        &[],
+    )
 }
 
 #[test]

@@ -3,57 +3,20 @@
 //! and without arguments, and `exec` ignores both. Every case runs as the plain test user in
 //! setuid mode (the default when starter-suid is installed) and with `--userns`.
 
+use apptainer_tests::launch::{self, pull_fixture, Mode, PulledImage};
 use apptainer_tests::{
-    docker_ref, fixture_oci_archive, fixtures_built, installed, registry_up, require,
-    setuid_starter, tempdir_for, test_account, test_user_exists, user_namespaces_available,
-    TempDir, UserCmd, TEST_USER,
+    docker_ref, fixtures_built, installed, registry_up, require, tempdir_for, test_account,
+    test_user_exists, UserCmd, TEST_USER,
 };
-use std::path::PathBuf;
-
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    Setuid,
-    Userns,
-}
-
-impl Mode {
-    fn available(self) -> bool {
-        match self {
-            Mode::Setuid => setuid_starter().is_some(),
-            Mode::Userns => user_namespaces_available(),
-        }
-    }
-}
 
 /// A SIF of one `entrypoint` fixture tag, pulled by the test user into its own directory.
-struct Image {
-    _dir: TempDir,
-    sif: PathBuf,
-}
-
-fn pull(tag: &str) -> Image {
-    let dir = tempdir_for(TEST_USER);
-    let sif = dir.path().join(format!("{tag}.sif"));
-    let src = format!(
-        "oci-archive:{}",
-        fixture_oci_archive("entrypoint", tag).display()
-    );
-    UserCmd::new(&["pull", sif.to_str().unwrap(), &src])
-        .env("APPTAINER_CACHEDIR", dir.path().join("cache"))
-        .run()
-        .assert_success();
-    Image { _dir: dir, sif }
+fn pull(tag: &str) -> PulledImage {
+    pull_fixture(TEST_USER, "entrypoint", tag)
 }
 
 /// `apptainer ACTION [--userns] SIF ARGS...` as the test user.
-fn action(mode: Mode, action: &str, img: &Image, args: &[&str]) -> apptainer_tests::Out {
-    let mut argv = vec![action];
-    if let Mode::Userns = mode {
-        argv.push("--userns");
-    }
-    argv.push(img.sif.to_str().unwrap());
-    argv.extend_from_slice(args);
-    UserCmd::new(&argv).run()
+fn action(mode: Mode, action: &str, img: &PulledImage, args: &[&str]) -> apptainer_tests::Out {
+    launch::action(mode, action, &[], &img.sif, args).run()
 }
 
 fn ready() -> bool {
@@ -167,18 +130,7 @@ fn docker_uri_is_converted_once_then_run_from_the_cache() {
     );
 }
 
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod setuid {
-            $(#[test] fn $name() { super::$name(super::Mode::Setuid) })*
-        }
-        mod userns {
-            $(#[test] fn $name() { super::$name(super::Mode::Userns) })*
-        }
-    };
-}
-
-both_modes!(
+apptainer_tests::both_modes!(
     entrypoint_only_runs_with_arguments_appended,
     cmd_only_runs_or_is_replaced_by_arguments,
     entrypoint_and_cmd_give_cmd_as_default_arguments,
