@@ -21,7 +21,7 @@ SYSCONFDIR = $(DESTDIR)$(PREFIX)/etc/apptainer
 # The starter's configuration path is fixed at build time from the prefix.
 export APPTAINER_PREFIX := $(PREFIX)
 
-.PHONY: all build install install-suid deps demo test unit-test e2e-test clean
+.PHONY: all build install install-suid deps demo test unit-test e2e-test bench clean
 
 all: build
 
@@ -50,6 +50,13 @@ test: deps
 	$(MAKE) PREFIX=$(TEST_PREFIX) install-suid
 	scripts/test-setup.sh $(TEST_PREFIX)
 	APPTAINER_PREFIX=$(TEST_PREFIX) APPTAINER_TEST_PREFIX=$(TEST_PREFIX) $(CARGO) test --workspace --locked --no-fail-fast
+
+# Benchmarks against the peers (as root, after `make test` set up the registry and users);
+# release binaries in BENCH_PREFIX, results in docs/benchmarks.md.
+BENCH_PREFIX ?= /opt/apptainer-bench
+bench:
+	$(MAKE) PREFIX=$(BENCH_PREFIX) install-suid
+	bench/run.sh $(BENCH_PREFIX)
 
 clean:
 	$(CARGO) clean
