@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 pub use tempfile::TempDir;
 
 pub mod launch;
+pub mod registries;
 pub mod token_server;
 
 /// Skips the current test (prints `SKIPPED: why` and returns) when `cond` is false, or
@@ -154,6 +155,33 @@ impl Out {
     #[track_caller]
     pub fn assert_failure(&self) -> &Self {
         assert!(!self.success(), "command unexpectedly succeeded: {self:?}");
+        self
+    }
+
+    /// Panics unless the command failed with exactly one `FATAL:`/`ERROR:` line on stderr,
+    /// and that line contains `expect`.
+    #[track_caller]
+    pub fn assert_one_error(&self, expect: &str) -> &Self {
+        self.assert_failure();
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("FATAL:") || l.starts_with("ERROR:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "want one error line: {self:?}");
+        assert!(errors[0].contains(expect), "want {expect:?}: {self:?}");
+        self
+    }
+
+    /// Panics if any of `secrets` appears on stdout or stderr.
+    #[track_caller]
+    pub fn assert_no_secret(&self, secrets: &[&str]) -> &Self {
+        for secret in secrets {
+            assert!(
+                !self.stderr.contains(secret) && !self.stdout.contains(secret),
+                "a password was printed: {self:?}"
+            );
+        }
         self
     }
 }

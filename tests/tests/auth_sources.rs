@@ -6,40 +6,26 @@
 //! one file), with their precedence, and the failures: no credentials, a wrong password
 //! (never printed), an untrusted certificate, an unreachable host.
 
-use apptainer_tests::{installed, require, test_user_exists, user_tempdir, Out, UserCmd};
+use apptainer_tests::registries::{
+    auth_registry_ready, no_stored_logins, ALICE_PW, AUTH_REGISTRY, PRIVATE_IMAGE, WRONG_PW,
+};
+use apptainer_tests::{require, user_tempdir, Out, UserCmd};
 use base64::Engine as _;
-use std::net::TcpStream;
 use std::path::Path;
 
-const REG: &str = "127.0.0.1:5001";
-const IMAGE: &str = "docker://127.0.0.1:5001/private/busybox:latest";
-const ALICE_PW: &str = "Alice-pw-7f2e9c";
-const WRONG_PW: &str = "Not-the-pw-9q8w7e";
-
-fn ready() -> bool {
-    installed()
-        && test_user_exists()
-        && Path::new("/var/lib/apptainer-test/registry-auth/htpasswd").is_file()
-        && TcpStream::connect(REG).is_ok()
-}
+const REG: &str = AUTH_REGISTRY;
+const IMAGE: &str = PRIVATE_IMAGE;
 
 /// `apptainer pull` of the private image into `dir` with extra env pairs.
 fn pull(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Out {
     let mut args = vec!["pull"];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["out.sif", IMAGE]);
-    let mut cmd = isolated(UserCmd::new(&args).cwd(dir), dir);
+    let mut cmd = no_stored_logins(UserCmd::new(&args).cwd(dir), dir);
     for (k, v) in env {
         cmd = cmd.env(*k, *v);
     }
     cmd.run()
-}
-
-/// No stored credentials of the test user apply: an empty `--authfile` default and no
-/// docker config (each test sets what it checks).
-fn isolated(cmd: UserCmd, dir: &Path) -> UserCmd {
-    cmd.env("APPTAINER_AUTH_FILE", dir.join("no-authfile.json"))
-        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
 }
 
 #[track_caller]
@@ -52,26 +38,17 @@ fn assert_pulled(out: &Out, dir: &Path) {
 /// One error line naming `expect`, no secret anywhere, no output file.
 #[track_caller]
 fn assert_refused(out: &Out, dir: &Path, expect: &str) {
-    out.assert_failure();
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("FATAL:") || l.starts_with("ERROR:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "want one error line: {out:?}");
-    assert!(errors[0].contains(expect), "want {expect:?}: {out:?}");
-    for secret in [ALICE_PW, WRONG_PW] {
-        assert!(
-            !out.stderr.contains(secret) && !out.stdout.contains(secret),
-            "a password was printed: {out:?}"
-        );
-    }
+    out.assert_one_error(expect)
+        .assert_no_secret(&[ALICE_PW, WRONG_PW]);
     assert!(!dir.join("out.sif").exists(), "partial output left");
 }
 
 #[test]
 fn anonymous_pull_is_refused_with_a_hint() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let out = pull(dir.path(), &[], &[]);
     assert_refused(&out, dir.path(), REG);
@@ -80,7 +57,10 @@ fn anonymous_pull_is_refused_with_a_hint() {
 
 #[test]
 fn apptainer_docker_env_credentials_work() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let out = pull(
         dir.path(),
@@ -95,7 +75,10 @@ fn apptainer_docker_env_credentials_work() {
 
 #[test]
 fn unprefixed_docker_env_credentials_are_the_fallback() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let out = pull(
         dir.path(),
@@ -107,7 +90,10 @@ fn unprefixed_docker_env_credentials_are_the_fallback() {
 
 #[test]
 fn apptainer_env_overrides_docker_env() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let out = pull(
         dir.path(),
@@ -124,7 +110,10 @@ fn apptainer_env_overrides_docker_env() {
 
 #[test]
 fn hidden_flags_carry_credentials() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let out = pull(
         dir.path(),
@@ -136,9 +125,12 @@ fn hidden_flags_carry_credentials() {
 
 #[test]
 fn docker_login_prompts_for_username_and_password() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
-    let out = isolated(
+    let out = no_stored_logins(
         UserCmd::new(&["pull", "--docker-login", "out.sif", IMAGE]),
         dir.path(),
     )
@@ -153,9 +145,12 @@ fn docker_login_prompts_for_username_and_password() {
 
 #[test]
 fn docker_login_beats_the_environment() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
-    let out = isolated(
+    let out = no_stored_logins(
         UserCmd::new(&["pull", "--docker-login", "out.sif", IMAGE]),
         dir.path(),
     )
@@ -182,7 +177,10 @@ fn docker_config(dir: &Path, entry: serde_json::Value) -> std::path::PathBuf {
 
 #[test]
 fn docker_config_base64_auth_entry_works() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("alice:{ALICE_PW}"));
     let cfg = docker_config(dir.path(), serde_json::json!({ "auth": auth }));
@@ -192,7 +190,10 @@ fn docker_config_base64_auth_entry_works() {
 
 #[test]
 fn docker_config_username_password_entry_works() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let cfg = docker_config(
         dir.path(),
@@ -204,7 +205,10 @@ fn docker_config_username_password_entry_works() {
 
 #[test]
 fn authfile_credentials_work_and_env_overrides_them() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let authfile = dir.path().join("auth.json");
     let login = UserCmd::new(&[
@@ -236,7 +240,10 @@ fn authfile_credentials_work_and_env_overrides_them() {
 
 #[test]
 fn wrong_password_is_one_line_without_the_password() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let out = pull(
         dir.path(),
@@ -255,7 +262,10 @@ fn wrong_password_is_one_line_without_the_password() {
 
 #[test]
 fn half_set_credentials_are_an_error() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let out = pull(dir.path(), &[], &[("APPTAINER_DOCKER_USERNAME", "alice")]);
     assert_refused(&out, dir.path(), "APPTAINER_DOCKER_PASSWORD");
@@ -263,7 +273,10 @@ fn half_set_credentials_are_an_error() {
 
 #[test]
 fn untrusted_certificate_names_the_host() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     // A trust store without the test CA: the registry's certificate is not trusted.
     let other = dir.path().join("other-ca.pem");
@@ -284,7 +297,10 @@ fn untrusted_certificate_names_the_host() {
 
 #[test]
 fn unreachable_registry_is_one_line() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let out = UserCmd::new(&["pull", "out.sif", "oras://127.0.0.1:5999/private/x:1"])
         .cwd(dir.path())
@@ -294,9 +310,12 @@ fn unreachable_registry_is_one_line() {
 
 #[test]
 fn exec_of_a_private_image_uses_environment_credentials() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
-    let out = isolated(
+    let out = no_stored_logins(
         UserCmd::new(&["exec", IMAGE, "echo", "hello-from-private"]),
         dir.path(),
     )
@@ -306,7 +325,7 @@ fn exec_of_a_private_image_uses_environment_credentials() {
     .run();
     out.assert_success();
     assert!(out.stdout.contains("hello-from-private"), "{out:?}");
-    let anon = isolated(UserCmd::new(&["exec", IMAGE, "true"]), dir.path())
+    let anon = no_stored_logins(UserCmd::new(&["exec", IMAGE, "true"]), dir.path())
         .cwd(dir.path())
         .run();
     anon.assert_failure();
@@ -315,7 +334,10 @@ fn exec_of_a_private_image_uses_environment_credentials() {
 
 #[test]
 fn docker_pull_with_an_untrusted_certificate_names_the_host() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let other = dir.path().join("other-ca.pem");
     std::fs::copy(
@@ -338,7 +360,10 @@ fn docker_pull_with_an_untrusted_certificate_names_the_host() {
 
 #[test]
 fn debug_output_never_shows_the_password() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let out = pull(
         dir.path(),

@@ -6,18 +6,15 @@
 //! token when the registry refuses the one it has, and fail in one clear line when the token
 //! server refuses it or the registry refuses the token.
 
+use apptainer_tests::registries::{
+    no_stored_logins, shared_busybox_sif, with_creds, ALICE_PW, BOB_PW, MALLORY_PW, WRONG_PW,
+};
 use apptainer_tests::{
     installed, require, tempdir_for, test_user_exists, token_server, user_tempdir, Out, UserCmd,
     TEST_USER2,
 };
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-const ALICE_PW: &str = "Alice-pw-7f2e9c";
-const BOB_PW: &str = "Bob-pw-31d8aa";
-const MALLORY_PW: &str = "Mallory-pw-0b5c11";
-const WRONG_PW: &str = "Not-the-pw-9q8w7e";
 
 fn ready() -> bool {
     installed()
@@ -30,61 +27,19 @@ fn ready() -> bool {
 /// Runs apptainer as `user` in `dir` with registry credentials in the environment and no
 /// stored logins.
 fn as_user(user: &str, dir: &Path, creds: Option<(&str, &str)>, args: &[&str]) -> Out {
-    let mut cmd = UserCmd::new(args)
-        .user(user)
-        .cwd(dir)
-        .env("APPTAINER_AUTH_FILE", dir.join("no-authfile.json"))
-        .env("DOCKER_CONFIG", dir.join("no-docker-config"));
-    if let Some((u, p)) = creds {
-        cmd = cmd
-            .env("APPTAINER_DOCKER_USERNAME", u)
-            .env("APPTAINER_DOCKER_PASSWORD", p);
-    }
-    cmd.run()
+    let cmd = no_stored_logins(UserCmd::new(args).user(user).cwd(dir), dir);
+    with_creds(cmd, creds).run()
 }
 
 #[track_caller]
 fn assert_one_error(out: &Out, expect: &str) {
-    out.assert_failure();
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("FATAL:") || l.starts_with("ERROR:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "want one error line: {out:?}");
-    assert!(errors[0].contains(expect), "want {expect:?}: {out:?}");
-    for secret in [ALICE_PW, BOB_PW, MALLORY_PW, WRONG_PW] {
-        assert!(
-            !out.stderr.contains(secret) && !out.stdout.contains(secret),
-            "a password was printed: {out:?}"
-        );
-    }
+    out.assert_one_error(expect)
+        .assert_no_secret(&[ALICE_PW, BOB_PW, MALLORY_PW, WRONG_PW]);
 }
 
 /// A small SIF (the busybox fixture converted once) readable by both test users.
 fn sample_sif() -> PathBuf {
-    static SIF: OnceLock<PathBuf> = OnceLock::new();
-    SIF.get_or_init(|| {
-        let dir = Path::new("/var/tmp/apptainer-test-auth-token");
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let sif = dir.join("busybox.sif");
-        if !sif.is_file() {
-            let out = UserCmd::new(&[
-                "pull",
-                "--force",
-                sif.to_str().unwrap(),
-                &apptainer_tests::docker_ref("busybox:latest"),
-            ])
-            .root()
-            .run();
-            out.assert_success();
-            std::fs::set_permissions(&sif, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-                .unwrap();
-        }
-        sif
-    })
-    .clone()
+    shared_busybox_sif(Path::new("/var/tmp/apptainer-test-auth-token"))
 }
 
 #[test]

@@ -4,79 +4,37 @@
 //! cached by digest, and bad input (not a SIF, unknown tag, an image that is not a SIF
 //! artifact, a wrong pinned digest) fails in one line without leaving a file.
 
+use apptainer_tests::registries::{
+    auth_registry_ready, no_stored_logins, shared_busybox_sif, with_creds, ALICE_PW, AUTH_REGISTRY,
+    BOB_PW,
+};
 use apptainer_tests::{
-    installed, registry_up, require, tempdir_for, test_user_exists, user_tempdir, Out, UserCmd,
-    TEST_USER, TEST_USER2,
+    registry_up, require, tempdir_for, user_tempdir, Out, UserCmd, TEST_USER, TEST_USER2,
 };
 use base64::Engine as _;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
-const REG: &str = "127.0.0.1:5001";
-const ALICE_PW: &str = "Alice-pw-7f2e9c";
-const BOB_PW: &str = "Bob-pw-31d8aa";
+const REG: &str = AUTH_REGISTRY;
 
 fn ready() -> bool {
-    installed()
-        && test_user_exists()
-        && registry_up()
-        && Path::new("/var/lib/apptainer-test/registry-auth/htpasswd").is_file()
-        && TcpStream::connect(REG).is_ok()
+    auth_registry_ready() && registry_up()
 }
 
 /// A small SIF (the busybox fixture converted once) readable by both test users.
 fn sample_sif() -> PathBuf {
-    static SIF: OnceLock<PathBuf> = OnceLock::new();
-    SIF.get_or_init(|| {
-        let dir = Path::new("/var/tmp/apptainer-test-oras");
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let sif = dir.join("busybox.sif");
-        if !sif.is_file() {
-            UserCmd::new(&[
-                "pull",
-                "--force",
-                sif.to_str().unwrap(),
-                &apptainer_tests::docker_ref("busybox:latest"),
-            ])
-            .root()
-            .run()
-            .assert_success();
-            std::fs::set_permissions(&sif, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-                .unwrap();
-        }
-        sif
-    })
-    .clone()
+    shared_busybox_sif(Path::new("/var/tmp/apptainer-test-oras"))
 }
 
 fn as_user(user: &str, dir: &Path, creds: Option<(&str, &str)>, args: &[&str]) -> Out {
-    let mut cmd = UserCmd::new(args)
-        .user(user)
-        .cwd(dir)
-        .env("APPTAINER_AUTH_FILE", dir.join("no-authfile.json"))
-        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+    let cmd = no_stored_logins(UserCmd::new(args).user(user).cwd(dir), dir)
         .env("APPTAINER_CACHEDIR", dir.join("cache"));
-    if let Some((u, p)) = creds {
-        cmd = cmd
-            .env("APPTAINER_DOCKER_USERNAME", u)
-            .env("APPTAINER_DOCKER_PASSWORD", p);
-    }
-    cmd.run()
+    with_creds(cmd, creds).run()
 }
 
 #[track_caller]
 fn assert_one_error(out: &Out, expect: &str) {
-    out.assert_failure();
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("FATAL:") || l.starts_with("ERROR:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "want one error line: {out:?}");
-    assert!(errors[0].contains(expect), "want {expect:?}: {out:?}");
+    out.assert_one_error(expect);
     assert!(!out.stderr.contains(ALICE_PW) && !out.stderr.contains(BOB_PW));
 }
 

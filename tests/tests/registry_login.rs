@@ -4,26 +4,19 @@
 //! `~/.docker/config.json`, which still serves registries they do not cover. Tests that use
 //! the test user's own files run one at a time and log out when done.
 
+use apptainer_tests::registries::{
+    auth_registry_ready, ALICE_PW, AUTH_REGISTRY, PRIVATE_IMAGE, WRONG_PW,
+};
 use apptainer_tests::{
     installed, require, serial, test_account, test_user_exists, token_server, user_tempdir, Out,
     UserCmd,
 };
 use base64::Engine as _;
-use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-const REG: &str = "127.0.0.1:5001";
-const IMAGE: &str = "docker://127.0.0.1:5001/private/busybox:latest";
-const ALICE_PW: &str = "Alice-pw-7f2e9c";
-const WRONG_PW: &str = "Not-the-pw-9q8w7e";
-
-fn ready() -> bool {
-    installed()
-        && test_user_exists()
-        && Path::new("/var/lib/apptainer-test/registry-auth/htpasswd").is_file()
-        && TcpStream::connect(REG).is_ok()
-}
+const REG: &str = AUTH_REGISTRY;
+const IMAGE: &str = PRIVATE_IMAGE;
 
 fn apptainer(dir: &Path, args: &[&str], stdin: Option<&str>) -> Out {
     let mut cmd = UserCmd::new(args)
@@ -37,30 +30,21 @@ fn apptainer(dir: &Path, args: &[&str], stdin: Option<&str>) -> Out {
 
 #[track_caller]
 fn assert_no_secret(out: &Out) {
-    for secret in [ALICE_PW, WRONG_PW] {
-        assert!(
-            !out.stderr.contains(secret) && !out.stdout.contains(secret),
-            "a password was printed: {out:?}"
-        );
-    }
+    out.assert_no_secret(&[ALICE_PW, WRONG_PW]);
 }
 
 #[track_caller]
 fn assert_one_error(out: &Out, expect: &str) {
-    out.assert_failure();
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("FATAL:") || l.starts_with("ERROR:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "want one error line: {out:?}");
-    assert!(errors[0].contains(expect), "want {expect:?}: {out:?}");
+    out.assert_one_error(expect);
     assert_no_secret(out);
 }
 
 #[test]
 fn login_list_pull_logout_round_trip() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let _guard = serial();
     let dir = user_tempdir();
     let home = test_account().home;
@@ -102,7 +86,10 @@ fn login_list_pull_logout_round_trip() {
 
 #[test]
 fn wrong_password_stores_nothing() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let authfile = dir.path().join("auth.json");
     let out = apptainer(
@@ -128,7 +115,10 @@ fn wrong_password_stores_nothing() {
 
 #[test]
 fn password_prompt_and_flag_both_work() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let authfile = dir.path().join("auth.json");
     let af = authfile.to_str().unwrap();
@@ -170,7 +160,10 @@ fn password_prompt_and_flag_both_work() {
 
 #[test]
 fn password_stdin_needs_a_username() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let out = apptainer(
         dir.path(),
@@ -199,7 +192,10 @@ fn write_auths(path: &Path, host: &str, user: &str, pw: &str) {
 
 #[test]
 fn stored_login_beats_docker_config_which_still_serves_other_registries() {
-    require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
+    require!(
+        auth_registry_ready(),
+        "auth registries (scripts/auth-registry-setup.sh)"
+    );
     let dir = user_tempdir();
     let authfile = dir.path().join("auth.json");
     let docker_dir = dir.path().join("docker");
@@ -231,7 +227,7 @@ fn stored_login_beats_docker_config_which_still_serves_other_registries() {
 #[test]
 fn login_through_a_token_realm() {
     require!(
-        ready() && token_server::configured() && token_server::ensure().is_ok(),
+        auth_registry_ready() && token_server::configured() && token_server::ensure().is_ok(),
         "token registry (scripts/auth-registry-setup.sh)"
     );
     let dir = user_tempdir();
