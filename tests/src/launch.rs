@@ -38,6 +38,9 @@ impl Mode {
     }
 }
 
+/// What [`ready`] checks, for `require!`.
+pub const READY: &str = "installed apptainer, test user, fixtures and the starter for this mode";
+
 /// Installed apptainer, test user, built fixtures and `mode` available.
 pub fn ready(mode: Mode) -> bool {
     installed() && test_user_exists() && fixtures_built() && mode.available()

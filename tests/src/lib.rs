@@ -292,6 +292,17 @@ impl UserCmd {
         self
     }
 
+    /// Adds (or overrides) several environment variables.
+    pub fn envs<K: Into<OsString>, V: Into<OsString>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        for (k, v) in vars {
+            self = self.env(k, v);
+        }
+        self
+    }
+
     /// Working directory (default: the user's home).
     pub fn cwd<P: AsRef<Path>>(mut self, dir: P) -> Self {
         self.cwd = Some(dir.as_ref().to_path_buf());

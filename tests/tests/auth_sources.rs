@@ -11,10 +11,16 @@ use apptainer_tests::registries::{
 };
 use apptainer_tests::{require, user_tempdir, Out, UserCmd};
 use base64::Engine as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const REG: &str = AUTH_REGISTRY;
 const IMAGE: &str = PRIVATE_IMAGE;
+const NEEDS: &str = "auth registries (scripts/auth-registry-setup.sh)";
+/// The right credentials in the environment.
+const ALICE_ENV: [(&str, &str); 2] = [
+    ("APPTAINER_DOCKER_USERNAME", "alice"),
+    ("APPTAINER_DOCKER_PASSWORD", ALICE_PW),
+];
 
 /// `apptainer pull` of the private image into `dir` with extra env pairs.
 fn pull(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Out {
@@ -26,6 +32,18 @@ fn pull(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Out {
         cmd = cmd.env(*k, *v);
     }
     cmd.run()
+}
+
+/// A trust store without the test CA (the token registry's own certificate), so the
+/// htpasswd registry's certificate is not trusted.
+fn other_ca(dir: &Path) -> PathBuf {
+    let other = dir.join("other-ca.pem");
+    std::fs::copy(
+        "/var/lib/apptainer-test/registry-auth/token/cert.pem",
+        &other,
+    )
+    .unwrap();
+    other
 }
 
 #[track_caller]
@@ -45,10 +63,7 @@ fn assert_refused(out: &Out, dir: &Path, expect: &str) {
 
 #[test]
 fn anonymous_pull_is_refused_with_a_hint() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let out = pull(dir.path(), &[], &[]);
     assert_refused(&out, dir.path(), REG);
@@ -57,28 +72,15 @@ fn anonymous_pull_is_refused_with_a_hint() {
 
 #[test]
 fn apptainer_docker_env_credentials_work() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
-    let out = pull(
-        dir.path(),
-        &[],
-        &[
-            ("APPTAINER_DOCKER_USERNAME", "alice"),
-            ("APPTAINER_DOCKER_PASSWORD", ALICE_PW),
-        ],
-    );
+    let out = pull(dir.path(), &[], &ALICE_ENV);
     assert_pulled(&out, dir.path());
 }
 
 #[test]
 fn unprefixed_docker_env_credentials_are_the_fallback() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let out = pull(
         dir.path(),
@@ -90,10 +92,7 @@ fn unprefixed_docker_env_credentials_are_the_fallback() {
 
 #[test]
 fn apptainer_env_overrides_docker_env() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let out = pull(
         dir.path(),
@@ -110,10 +109,7 @@ fn apptainer_env_overrides_docker_env() {
 
 #[test]
 fn hidden_flags_carry_credentials() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let out = pull(
         dir.path(),
@@ -125,10 +121,7 @@ fn hidden_flags_carry_credentials() {
 
 #[test]
 fn docker_login_prompts_for_username_and_password() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let out = no_stored_logins(
         UserCmd::new(&["pull", "--docker-login", "out.sif", IMAGE]),
@@ -145,18 +138,14 @@ fn docker_login_prompts_for_username_and_password() {
 
 #[test]
 fn docker_login_beats_the_environment() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let out = no_stored_logins(
         UserCmd::new(&["pull", "--docker-login", "out.sif", IMAGE]),
         dir.path(),
     )
     .cwd(dir.path())
-    .env("APPTAINER_DOCKER_USERNAME", "alice")
-    .env("APPTAINER_DOCKER_PASSWORD", ALICE_PW)
+    .envs(ALICE_ENV)
     .stdin(format!("alice\n{WRONG_PW}\n"))
     .run();
     assert_refused(&out, dir.path(), REG);
@@ -177,10 +166,7 @@ fn docker_config(dir: &Path, entry: serde_json::Value) -> std::path::PathBuf {
 
 #[test]
 fn docker_config_base64_auth_entry_works() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("alice:{ALICE_PW}"));
     let cfg = docker_config(dir.path(), serde_json::json!({ "auth": auth }));
@@ -190,10 +176,7 @@ fn docker_config_base64_auth_entry_works() {
 
 #[test]
 fn docker_config_username_password_entry_works() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let cfg = docker_config(
         dir.path(),
@@ -205,10 +188,7 @@ fn docker_config_username_password_entry_works() {
 
 #[test]
 fn authfile_credentials_work_and_env_overrides_them() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let authfile = dir.path().join("auth.json");
     let login = UserCmd::new(&[
@@ -240,10 +220,7 @@ fn authfile_credentials_work_and_env_overrides_them() {
 
 #[test]
 fn wrong_password_is_one_line_without_the_password() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let out = pull(
         dir.path(),
@@ -262,10 +239,7 @@ fn wrong_password_is_one_line_without_the_password() {
 
 #[test]
 fn half_set_credentials_are_an_error() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let out = pull(dir.path(), &[], &[("APPTAINER_DOCKER_USERNAME", "alice")]);
     assert_refused(&out, dir.path(), "APPTAINER_DOCKER_PASSWORD");
@@ -273,23 +247,14 @@ fn half_set_credentials_are_an_error() {
 
 #[test]
 fn untrusted_certificate_names_the_host() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     // A trust store without the test CA: the registry's certificate is not trusted.
-    let other = dir.path().join("other-ca.pem");
-    std::fs::copy(
-        "/var/lib/apptainer-test/registry-auth/token/cert.pem",
-        &other,
-    )
-    .unwrap();
+    let other = other_ca(dir.path());
     let out = UserCmd::new(&["pull", "out.sif", "oras://127.0.0.1:5001/private/nothing:1"])
         .cwd(dir.path())
         .env("SSL_CERT_FILE", &other)
-        .env("APPTAINER_DOCKER_USERNAME", "alice")
-        .env("APPTAINER_DOCKER_PASSWORD", ALICE_PW)
+        .envs(ALICE_ENV)
         .run();
     assert_refused(&out, dir.path(), REG);
     assert!(out.stderr.contains("certificate"), "{out:?}");
@@ -297,10 +262,7 @@ fn untrusted_certificate_names_the_host() {
 
 #[test]
 fn unreachable_registry_is_one_line() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let out = UserCmd::new(&["pull", "out.sif", "oras://127.0.0.1:5999/private/x:1"])
         .cwd(dir.path())
@@ -310,18 +272,14 @@ fn unreachable_registry_is_one_line() {
 
 #[test]
 fn exec_of_a_private_image_uses_environment_credentials() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let out = no_stored_logins(
         UserCmd::new(&["exec", IMAGE, "echo", "hello-from-private"]),
         dir.path(),
     )
     .cwd(dir.path())
-    .env("APPTAINER_DOCKER_USERNAME", "alice")
-    .env("APPTAINER_DOCKER_PASSWORD", ALICE_PW)
+    .envs(ALICE_ENV)
     .run();
     out.assert_success();
     assert!(out.stdout.contains("hello-from-private"), "{out:?}");
@@ -334,17 +292,9 @@ fn exec_of_a_private_image_uses_environment_credentials() {
 
 #[test]
 fn docker_pull_with_an_untrusted_certificate_names_the_host() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
-    let other = dir.path().join("other-ca.pem");
-    std::fs::copy(
-        "/var/lib/apptainer-test/registry-auth/token/cert.pem",
-        &other,
-    )
-    .unwrap();
+    let other = other_ca(dir.path());
     let out = pull(
         dir.path(),
         &[],
@@ -360,10 +310,7 @@ fn docker_pull_with_an_untrusted_certificate_names_the_host() {
 
 #[test]
 fn debug_output_never_shows_the_password() {
-    require!(
-        auth_registry_ready(),
-        "auth registries (scripts/auth-registry-setup.sh)"
-    );
+    require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
     let out = pull(
         dir.path(),

@@ -4,7 +4,7 @@
 //! and the environment follows the documented rules (APPTAINERENV_, image ENV over host ENV,
 //! `--cleanenv`).
 
-use apptainer_tests::launch::{action, pull_fixture, ready, Mode, PulledImage};
+use apptainer_tests::launch::{action, pull_fixture, ready, Mode, PulledImage, READY};
 use apptainer_tests::{
     installed, require, tempdir_for, test_account, test_user_exists, Out, TempDir, UserCmd,
     TEST_USER,
@@ -32,10 +32,7 @@ fn stdout(out: &Out) -> &str {
 }
 
 fn true_succeeds_and_exit_codes_pass_through(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     exec(mode, &[], &img, &["/bin/true"]).run().assert_success();
     let out = sh(mode, &img, "exit 3").run();
@@ -45,10 +42,7 @@ fn true_succeeds_and_exit_codes_pass_through(mode: Mode) {
 }
 
 fn the_process_runs_as_the_caller(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let acct = test_account();
     let out = exec(mode, &[], &img, &["id", "-u"]).run();
@@ -61,10 +55,7 @@ fn the_process_runs_as_the_caller(mode: Mode) {
 }
 
 fn home_and_current_directory_are_bound(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let acct = test_account();
     let out = sh(mode, &img, "echo $HOME; pwd").cwd(&acct.home).run();
@@ -93,10 +84,7 @@ fn outside_dir() -> TempDir {
 }
 
 fn bind_read_write_and_read_only(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let data = tempdir_for(TEST_USER);
     let spec = format!("{}:/mnt/data", data.path().display());
@@ -129,10 +117,7 @@ fn bind_read_write_and_read_only(mode: Mode) {
 }
 
 fn bind_of_a_missing_path_fails_with_one_line(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let out = exec(mode, &["--bind", "/no/such/dir:/mnt"], &img, &["/bin/true"]).run();
     assert_eq!(out.code(), 255, "{out:?}");
@@ -144,10 +129,7 @@ fn bind_of_a_missing_path_fails_with_one_line(mode: Mode) {
 }
 
 fn bind_of_an_unreadable_file_is_refused(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let out = exec(
         mode,
@@ -165,10 +147,7 @@ fn bind_of_an_unreadable_file_is_refused(mode: Mode) {
 }
 
 fn apptainerenv_reaches_the_container_and_beats_the_image(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let out = sh(mode, &img, "echo $X")
         .env("APPTAINERENV_X", "from-env")
@@ -189,10 +168,7 @@ fn apptainerenv_reaches_the_container_and_beats_the_image(mode: Mode) {
 }
 
 fn image_env_wins_over_host_env(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let out = sh(mode, &img, "echo $JAVA_HOME; echo $HOST_ONLY")
         .env("JAVA_HOME", "/test")
@@ -202,10 +178,7 @@ fn image_env_wins_over_host_env(mode: Mode) {
 }
 
 fn cleanenv_drops_host_variables(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let out = exec(
         mode,
@@ -220,10 +193,7 @@ fn cleanenv_drops_host_variables(mode: Mode) {
 }
 
 fn image_path_is_used(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let out = sh(mode, &img, "echo $PATH")
         .env("PATH", "/host/only:/usr/bin:/bin")

@@ -2,7 +2,9 @@
 //! `--no-home`, `--pwd`, `--env-file`, `APPTAINER_BIND` appended to `--bind`, `--no-mount`,
 //! `shell` and `test`, `--hostname`, and option errors.
 
-use apptainer_tests::launch::{action, pull_fixture, pull_fixture_into, ready, Mode, PulledImage};
+use apptainer_tests::launch::{
+    action, pull_fixture, pull_fixture_into, ready, Mode, PulledImage, READY,
+};
 use apptainer_tests::{
     installed, require, setuid_starter, tempdir_for, test_account, test_user_exists, Out, UserCmd,
     TEST_USER, TEST_USER2,
@@ -24,10 +26,7 @@ fn stdout(out: &Out) -> &str {
 }
 
 fn contain_gives_an_empty_home_and_tmp(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let home = test_account().home;
     std::fs::write(img.dir.path().join("host-file"), "x").unwrap();
@@ -69,10 +68,7 @@ impl Drop for HomeMarker {
 }
 
 fn no_home_leaves_home_unmounted(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let marker = HomeMarker::new(&format!("{mode:?}"));
     let script = format!("test -e {:?} && echo bound || echo not-bound", marker.0);
@@ -83,20 +79,14 @@ fn no_home_leaves_home_unmounted(mode: Mode) {
 }
 
 fn pwd_sets_the_working_directory(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let out = sh(mode, &["--pwd", "/opt"], &img, "pwd").run();
     assert_eq!(stdout(&out), "/opt");
 }
 
 fn env_file_is_evaluated_and_env_wins_over_it(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let file = img.dir.path().join("vars.env");
     std::fs::write(&file, "A=one\nB=\"$A two\"\nJAVA_HOME=/from-file\n").unwrap();
@@ -108,10 +98,7 @@ fn env_file_is_evaluated_and_env_wins_over_it(mode: Mode) {
 }
 
 fn bind_env_values_are_appended_to_the_flag(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let a = tempdir_for(TEST_USER);
     let b = tempdir_for(TEST_USER);
@@ -126,10 +113,7 @@ fn bind_env_values_are_appended_to_the_flag(mode: Mode) {
 }
 
 fn no_mount_tmp_hides_the_host_tmp(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     // The image's own /var/tmp is empty; the host's holds the test's directory.
     let name = img
@@ -150,10 +134,7 @@ fn no_mount_tmp_hides_the_host_tmp(mode: Mode) {
 }
 
 fn shell_reads_commands_from_stdin(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let out = action(mode, "shell", &[], &img.sif, &[])
         .stdin("echo in-shell $JAVA_HOME\nexit 4\n")
@@ -163,10 +144,7 @@ fn shell_reads_commands_from_stdin(mode: Mode) {
 }
 
 fn test_without_a_test_script_says_so_and_succeeds(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let out = action(mode, "test", &[], &img.sif, &[]).run();
     assert!(out.success(), "{out:?}");
@@ -177,10 +155,7 @@ fn test_without_a_test_script_says_so_and_succeeds(mode: Mode) {
 }
 
 fn hostname_sets_the_uts_name(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let out = sh(
         mode,
@@ -194,10 +169,7 @@ fn hostname_sets_the_uts_name(mode: Mode) {
 
 #[test]
 fn fakeroot_maps_the_caller_to_root_with_home_at_root() {
-    require!(
-        ready(Mode::Userns),
-        "installed apptainer, test user, fixtures and user namespaces"
-    );
+    require!(ready(Mode::Userns), READY);
     let img = pull();
     let out = sh(Mode::Userns, &["--fakeroot"], &img, "id -u; echo $HOME").run();
     assert_eq!(stdout(&out), "0\n/root");
@@ -207,10 +179,7 @@ fn fakeroot_maps_the_caller_to_root_with_home_at_root() {
 
 #[test]
 fn fakeroot_without_a_subuid_range_warns_and_maps_only_the_caller() {
-    require!(
-        ready(Mode::Userns),
-        "installed apptainer, test user, fixtures and user namespaces"
-    );
+    require!(ready(Mode::Userns), READY);
     let dir = tempdir_for(TEST_USER2);
     let sif = pull_fixture_into(
         TEST_USER2,
@@ -246,10 +215,7 @@ fn fakeroot_without_a_subuid_range_warns_and_maps_only_the_caller() {
 
 #[test]
 fn writable_sandbox_keeps_changes() {
-    require!(
-        ready(Mode::Userns),
-        "installed apptainer, test user, fixtures and user namespaces"
-    );
+    require!(ready(Mode::Userns), READY);
     let dir = tempdir_for(TEST_USER);
     let sbx = pull_fixture_into(
         TEST_USER,
@@ -313,10 +279,7 @@ fn shell_less_image(dir: &std::path::Path) -> PathBuf {
 }
 
 fn exec_without_a_shell_in_the_image_runs_the_command_directly(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     require!(
         std::path::Path::new("/bin/busybox").exists(),
         "busybox on the host"
@@ -341,10 +304,7 @@ fn exec_without_a_shell_in_the_image_runs_the_command_directly(mode: Mode) {
 }
 
 fn dns_sets_the_name_servers(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let out = action(
         mode,
@@ -363,10 +323,7 @@ fn dns_sets_the_name_servers(mode: Mode) {
 }
 
 fn scratch_is_writable_and_kept_in_the_workdir(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let script = "echo x > /scratch/f && cat /scratch/f";
     let out = action(
@@ -396,10 +353,7 @@ fn scratch_is_writable_and_kept_in_the_workdir(mode: Mode) {
 }
 
 fn caller_umask_is_kept_unless_no_umask(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures and the starter for this mode"
-    );
+    require!(ready(mode), READY);
     let img = pull();
     let userns = if let Mode::Userns = mode {
         "--userns"

@@ -9,6 +9,8 @@ use apptainer_tests::{
 use std::path::Path;
 use std::process::Command;
 
+const NEEDS: &str = "installed apptainer, test user and fixtures (scripts/test-setup.sh)";
+
 fn ready() -> bool {
     installed() && test_user_exists() && fixtures_built()
 }
@@ -53,10 +55,7 @@ fn assert_has(listing: &[String], paths: &[&str]) {
 
 #[test]
 fn docker_archive_plain_and_gzip_convert() {
-    require!(
-        ready(),
-        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
-    );
+    require!(ready(), NEEDS);
     let tmp = user_tempdir();
     let plain = format!(
         "docker-archive:{}",
@@ -68,24 +67,20 @@ fn docker_archive_plain_and_gzip_convert() {
             .join("archives/busybox_latest.docker.tar.gz")
             .display()
     );
-    apptainer_in(tmp.path(), &["pull", "plain.sif", &plain]).assert_success();
-    apptainer_in(tmp.path(), &["pull", "gz.sif", &gz]).assert_success();
-    assert_has(
-        &sif_listing(&tmp.path().join("plain.sif")),
-        &["bin/busybox", ".singularity.d/runscript"],
-    );
-    assert_has(
-        &sif_listing(&tmp.path().join("gz.sif")),
-        &["bin/busybox", ".singularity.d/runscript"],
-    );
+    for (sif, src) in [("plain.sif", &plain), ("gz.sif", &gz)] {
+        apptainer_in(tmp.path(), &["pull", sif, src]).assert_success();
+    }
+    for sif in ["plain.sif", "gz.sif"] {
+        assert_has(
+            &sif_listing(&tmp.path().join(sif)),
+            &["bin/busybox", ".singularity.d/runscript"],
+        );
+    }
 }
 
 #[test]
 fn multilayer_docker_archive_applies_whiteouts() {
-    require!(
-        ready(),
-        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
-    );
+    require!(ready(), NEEDS);
     let tmp = user_tempdir();
     let src = format!(
         "docker-archive:{}",
@@ -115,10 +110,7 @@ fn multilayer_docker_archive_applies_whiteouts() {
 
 #[test]
 fn oci_layout_selects_the_tag() {
-    require!(
-        ready(),
-        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
-    );
+    require!(ready(), NEEDS);
     let tmp = user_tempdir();
     let src = format!(
         "oci:{}:entrypoint-only",
@@ -129,40 +121,28 @@ fn oci_layout_selects_the_tag() {
     let sif = tmp.path().join("entrypoint_entrypoint-only.sif");
     assert_has(&sif_listing(&sif), &["usr/bin/showargs"]);
 
-    let untagged = apptainer_in(
-        tmp.path(),
-        &[
-            "pull",
+    let layout = fixture_layout("entrypoint");
+    for (dest, src, expect) in [
+        (
             "x.sif",
-            &format!("oci:{}", fixture_layout("entrypoint").display()),
-        ],
-    );
-    untagged.assert_failure();
-    assert!(
-        untagged.stderr.contains("choose one with :<tag>"),
-        "{untagged:?}"
-    );
-    let missing = apptainer_in(
-        tmp.path(),
-        &[
-            "pull",
+            format!("oci:{}", layout.display()),
+            "choose one with :<tag>",
+        ),
+        (
             "y.sif",
-            &format!("oci:{}:nope", fixture_layout("entrypoint").display()),
-        ],
-    );
-    missing.assert_failure();
-    assert!(
-        missing.stderr.contains("no image tagged \"nope\""),
-        "{missing:?}"
-    );
+            format!("oci:{}:nope", layout.display()),
+            "no image tagged \"nope\"",
+        ),
+    ] {
+        let out = apptainer_in(tmp.path(), &["pull", dest, &src]);
+        out.assert_failure();
+        assert!(out.stderr.contains(expect), "{out:?}");
+    }
 }
 
 #[test]
 fn oci_archive_converts_and_build_reports_completion() {
-    require!(
-        ready(),
-        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
-    );
+    require!(ready(), NEEDS);
     let tmp = user_tempdir();
     let src = format!(
         "oci-archive:{}",
@@ -179,10 +159,7 @@ fn oci_archive_converts_and_build_reports_completion() {
 
 #[test]
 fn build_sandbox_from_an_archive_and_refuse_overwrite_without_force() {
-    require!(
-        ready(),
-        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
-    );
+    require!(ready(), NEEDS);
     let tmp = user_tempdir();
     let src = format!(
         "oci-archive:{}",
@@ -199,10 +176,7 @@ fn build_sandbox_from_an_archive_and_refuse_overwrite_without_force() {
 
 #[test]
 fn the_same_archive_twice_reuses_the_cached_sif() {
-    require!(
-        ready(),
-        "installed apptainer, test user and fixtures (scripts/test-setup.sh)"
-    );
+    require!(ready(), NEEDS);
     let tmp = user_tempdir();
     let src = format!(
         "docker-archive:{}",

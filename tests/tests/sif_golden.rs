@@ -154,7 +154,7 @@ fn info_matches_siftool() {
     let app = |name: &str| format!("siftool-app/TestApp_Info/{name}.golden");
     let pgp2 = image("two-groups-signed-pgp.sif");
     let pgp1 = image("one-group-signed-pgp.sif");
-    let cases = vec![
+    let mut cases = vec![
         case(&["info", "1", &image("one-object-time.sif")], app("Time")),
         case(
             &["info", "1", &image("one-object-generic-json.sif")],
@@ -177,19 +177,13 @@ fn info_matches_siftool() {
         case(&["info", "2", &pgp2], app("DataPartitionSquashFS")),
         case(&["info", "3", &pgp2], app("DataPartitionEXT3")),
         case(&["info", "4", &pgp2], app("DataSignature")),
-        case(
-            &["info", "1", &pgp1],
-            "siftool-cmd/Test_command_getInfo/One/out.golden".into(),
-        ),
-        case(
-            &["info", "2", &pgp1],
-            "siftool-cmd/Test_command_getInfo/Two/out.golden".into(),
-        ),
-        case(
-            &["info", "3", &pgp1],
-            "siftool-cmd/Test_command_getInfo/Three/out.golden".into(),
-        ),
     ];
+    for (id, name) in [("1", "One"), ("2", "Two"), ("3", "Three")] {
+        cases.push(case(
+            &["info", id, &pgp1],
+            format!("siftool-cmd/Test_command_getInfo/{name}/out.golden"),
+        ));
+    }
     assert_all(cases);
 }
 
@@ -197,24 +191,16 @@ fn info_matches_siftool() {
 fn dump_matches_siftool() {
     require!(ready(), "installed apptainer, tests run as root");
     let img = image("one-group.sif");
-    let cases = vec![
-        case(
-            &["dump", "1", &img],
-            "siftool-app/TestApp_Dump/One.golden".into(),
-        ),
-        case(
-            &["dump", "2", &img],
-            "siftool-app/TestApp_Dump/Two.golden".into(),
-        ),
-        case(
-            &["dump", "1", &img],
-            "siftool-cmd/Test_command_getDump/One/out.golden".into(),
-        ),
-        case(
-            &["dump", "2", &img],
-            "siftool-cmd/Test_command_getDump/Two/out.golden".into(),
-        ),
-    ];
+    let mut cases = Vec::new();
+    for golden in [
+        "siftool-app/TestApp_Dump/{}.golden",
+        "siftool-cmd/Test_command_getDump/{}/out.golden",
+    ] {
+        for (id, name) in [("1", "One"), ("2", "Two")] {
+            cases.push(case(&["dump", id, &img], golden.replace("{}", name)));
+        }
+    }
+    assert_eq!(cases.len(), 4);
     assert_all(cases);
 }
 

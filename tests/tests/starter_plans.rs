@@ -4,6 +4,7 @@
 //! capabilities, no_new_privs, only fds 0-2, and gains nothing from setuid files, device
 //! nodes, symlinked bind destinations, LD_PRELOAD or TIOCSTI. Both install modes.
 
+use apptainer_tests::launch::Mode;
 use apptainer_tests::{
     account, assert_no_leftover_mounts, mounts_snapshot, require, serial, setuid_starter,
     starter_bin, tempdir_for, test_account, test_user_exists, user_tempdir, Out, TEST_USER,
@@ -169,17 +170,20 @@ fn compile(src: &str, out: &Path, flags: &[&str]) -> Option<()> {
     st.success().then_some(())
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    Userns,
-    Setuid,
-}
+const NEEDS: &str = "mksquashfs, gcc, busybox and the apptest user";
 
 fn starter(mode: Mode) -> Option<PathBuf> {
     match mode {
         Mode::Userns => Some(starter_bin()).filter(|p| p.exists()),
         Mode::Setuid => setuid_starter(),
     }
+}
+
+/// Each installed starter with its mode, the user-namespace one first.
+fn starters() -> impl Iterator<Item = (Mode, PathBuf)> {
+    [Mode::Userns, Mode::Setuid]
+        .into_iter()
+        .filter_map(|mode| starter(mode).map(|st| (mode, st)))
 }
 
 /// A valid plan for `mode` that runs `script` with /bin/sh in the test SIF.
@@ -265,10 +269,7 @@ fn user_bind(src: &str, dst: &str) -> Value {
 
 fn hostile_plans_are_refused(mode: Mode) {
     let _guard = serial();
-    require!(
-        fixture().is_some(),
-        "mksquashfs, gcc, busybox and the apptest user"
-    );
+    require!(fixture().is_some(), NEEDS);
     let Some(st) = starter(mode) else {
         require!(false, "the installed starter for this mode");
         return;
@@ -384,10 +385,7 @@ fn status_field<'a>(out: &'a str, name: &str) -> Option<&'a str> {
 
 fn a_valid_plan_runs_confined(mode: Mode) {
     let _guard = serial();
-    require!(
-        fixture().is_some(),
-        "mksquashfs, gcc, busybox and the apptest user"
-    );
+    require!(fixture().is_some(), NEEDS);
     let Some(st) = starter(mode) else {
         require!(false, "the installed starter for this mode");
         return;
@@ -491,13 +489,9 @@ fn the_setuid_starter_runs_a_sif_confined() {
 #[test]
 fn a_relative_symlink_destination_stays_inside_the_root() {
     let _guard = serial();
-    require!(
-        fixture().is_some(),
-        "mksquashfs, gcc, busybox and the apptest user"
-    );
+    require!(fixture().is_some(), NEEDS);
     let f = fixture().unwrap();
-    for mode in [Mode::Userns, Mode::Setuid] {
-        let Some(st) = starter(mode) else { continue };
+    for (mode, st) in starters() {
         let mut p = plan(mode, f, "cat /etc/marker");
         p["mounts"]
             .as_array_mut()
@@ -515,13 +509,9 @@ fn a_relative_symlink_destination_stays_inside_the_root() {
 #[test]
 fn a_bound_file_the_caller_cannot_read_stays_unreadable() {
     let _guard = serial();
-    require!(
-        fixture().is_some(),
-        "mksquashfs, gcc, busybox and the apptest user"
-    );
+    require!(fixture().is_some(), NEEDS);
     let f = fixture().unwrap();
-    for mode in [Mode::Userns, Mode::Setuid] {
-        let Some(st) = starter(mode) else { continue };
+    for (mode, st) in starters() {
         let mut p = plan(mode, f, "cat /mnt/x");
         p["mounts"]
             .as_array_mut()
@@ -535,13 +525,9 @@ fn a_bound_file_the_caller_cannot_read_stays_unreadable() {
 #[test]
 fn the_exit_status_of_the_container_is_passed_through() {
     let _guard = serial();
-    require!(
-        fixture().is_some(),
-        "mksquashfs, gcc, busybox and the apptest user"
-    );
+    require!(fixture().is_some(), NEEDS);
     let f = fixture().unwrap();
-    for mode in [Mode::Userns, Mode::Setuid] {
-        let Some(st) = starter(mode) else { continue };
+    for (mode, st) in starters() {
         assert_eq!(
             run_json(&st, &plan(mode, f, "exit 7")).code(),
             7,
@@ -558,13 +544,9 @@ fn the_exit_status_of_the_container_is_passed_through() {
 #[test]
 fn a_pid_namespace_shows_only_the_containers_processes() {
     let _guard = serial();
-    require!(
-        fixture().is_some(),
-        "mksquashfs, gcc, busybox and the apptest user"
-    );
+    require!(fixture().is_some(), NEEDS);
     let f = fixture().unwrap();
-    for mode in [Mode::Userns, Mode::Setuid] {
-        let Some(st) = starter(mode) else { continue };
+    for (mode, st) in starters() {
         let mut p = plan(mode, f, "echo pid=$$; echo /proc/[0-9]*; hostname");
         p["namespaces"]["pid"] = json!(true);
         p["namespaces"]["uts"] = json!(true);
@@ -578,10 +560,7 @@ fn a_pid_namespace_shows_only_the_containers_processes() {
 #[test]
 fn fakeroot_maps_the_caller_to_root_and_writable_tmpfs_accepts_writes() {
     let _guard = serial();
-    require!(
-        fixture().is_some(),
-        "mksquashfs, gcc, busybox and the apptest user"
-    );
+    require!(fixture().is_some(), NEEDS);
     let Some(st) = starter(Mode::Userns) else {
         return;
     };
@@ -616,10 +595,7 @@ fn fakeroot_maps_the_caller_to_root_and_writable_tmpfs_accepts_writes() {
 #[test]
 fn a_sandbox_directory_runs_in_both_modes() {
     let _guard = serial();
-    require!(
-        fixture().is_some(),
-        "mksquashfs, gcc, busybox and the apptest user"
-    );
+    require!(fixture().is_some(), NEEDS);
     let f = fixture().unwrap();
     let dir = user_tempdir();
     let rootfs = dir.path().join("rootfs");
@@ -630,8 +606,7 @@ fn a_sandbox_directory_runs_in_both_modes() {
         .status();
     require!(st.is_ok_and(|s| s.success()), "unsquashfs with -o");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    for mode in [Mode::Userns, Mode::Setuid] {
-        let Some(st) = starter(mode) else { continue };
+    for (mode, st) in starters() {
         let mut p = plan(
             mode,
             f,
@@ -657,10 +632,7 @@ fn sif_offset(sif: &Path) -> u64 {
 #[test]
 fn without_fuse_the_user_namespace_starter_extracts_to_a_temporary_sandbox() {
     let _guard = serial();
-    require!(
-        fixture().is_some(),
-        "mksquashfs, gcc, busybox and the apptest user"
-    );
+    require!(fixture().is_some(), NEEDS);
     require!(
         apptainer_tests::is_root() && have("unshare"),
         "root and unshare, to hide /dev/fuse"
@@ -715,13 +687,9 @@ fn without_fuse_the_user_namespace_starter_extracts_to_a_temporary_sandbox() {
 #[test]
 fn kernel_filesystems_are_not_mounted_through_symlinks_in_the_image() {
     let _guard = serial();
-    require!(
-        fixture().is_some(),
-        "mksquashfs, gcc, busybox and the apptest user"
-    );
+    require!(fixture().is_some(), NEEDS);
     let f = fixture().unwrap();
-    for mode in [Mode::Userns, Mode::Setuid] {
-        let Some(st) = starter(mode) else { continue };
+    for (mode, st) in starters() {
         for (mount, pid) in [
             (json!("proc"), true),
             (json!("proc"), false),
@@ -754,10 +722,7 @@ fn subid_start(user: &str) -> Option<(String, String)> {
 #[test]
 fn fakeroot_maps_the_subordinate_range_only_for_users_that_have_one() {
     let _guard = serial();
-    require!(
-        fixture().is_some(),
-        "mksquashfs, gcc, busybox and the apptest user"
-    );
+    require!(fixture().is_some(), NEEDS);
     require!(
         account(TEST_USER2).is_some()
             && subid_start(TEST_USER).is_some()
@@ -771,8 +736,7 @@ fn fakeroot_maps_the_subordinate_range_only_for_users_that_have_one() {
     let f = fixture().unwrap();
     let script = "id -u; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; \
                   touch /owned && chown 1:1 /owned && stat -c %u:%g /owned";
-    for mode in [Mode::Userns, Mode::Setuid] {
-        let Some(st) = starter(mode) else { continue };
+    for (mode, st) in starters() {
         for user in [TEST_USER, TEST_USER2] {
             let acct = account(user).unwrap();
             let mut p = plan(mode, f, script);
