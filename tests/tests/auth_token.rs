@@ -31,6 +31,19 @@ fn as_user(user: &str, dir: &Path, creds: Option<(&str, &str)>, args: &[&str]) -
     with_creds(cmd, creds).run()
 }
 
+/// `pull out.sif URI` as the test user fails in one line naming `expect`, leaving no file.
+#[track_caller]
+fn refused_pull(dir: &Path, creds: Option<(&str, &str)>, uri: &str, expect: &str) {
+    let out = as_user(
+        apptainer_tests::TEST_USER,
+        dir,
+        creds,
+        &["pull", "out.sif", uri],
+    );
+    assert_one_error(&out, expect);
+    assert!(!dir.join("out.sif").exists());
+}
+
 #[track_caller]
 fn assert_one_error(out: &Out, expect: &str) {
     out.assert_one_error(expect)
@@ -66,36 +79,24 @@ fn docker_pull_follows_the_bearer_challenge() {
 fn anonymous_token_has_no_access() {
     require!(ready(), "token registry (scripts/auth-registry-setup.sh)");
     let dir = user_tempdir();
-    let out = as_user(
-        apptainer_tests::TEST_USER,
+    refused_pull(
         dir.path(),
         None,
-        &[
-            "pull",
-            "out.sif",
-            "docker://127.0.0.1:5002/private/busybox:latest",
-        ],
+        "docker://127.0.0.1:5002/private/busybox:latest",
+        "127.0.0.1:5002",
     );
-    assert_one_error(&out, "127.0.0.1:5002");
-    assert!(!dir.path().join("out.sif").exists());
 }
 
 #[test]
 fn wrong_password_at_the_token_server_is_one_line() {
     require!(ready(), "token registry (scripts/auth-registry-setup.sh)");
     let dir = user_tempdir();
-    let out = as_user(
-        apptainer_tests::TEST_USER,
+    refused_pull(
         dir.path(),
         Some(("alice", WRONG_PW)),
-        &[
-            "pull",
-            "out.sif",
-            "oras://127.0.0.1:5002/private/anything:1",
-        ],
+        "oras://127.0.0.1:5002/private/anything:1",
+        "wrong username or password",
     );
-    assert_one_error(&out, "wrong username or password");
-    assert!(!dir.path().join("out.sif").exists());
 }
 
 #[test]
@@ -103,18 +104,12 @@ fn invalid_token_is_refetched_then_reported() {
     require!(ready(), "token registry (scripts/auth-registry-setup.sh)");
     let dir = user_tempdir();
     let before = token_server::requests();
-    let out = as_user(
-        apptainer_tests::TEST_USER,
+    refused_pull(
         dir.path(),
         Some(("mallory", MALLORY_PW)),
-        &[
-            "pull",
-            "out.sif",
-            "oras://127.0.0.1:5002/private/anything:1",
-        ],
+        "oras://127.0.0.1:5002/private/anything:1",
+        "127.0.0.1:5002 refused the access token",
     );
-    assert_one_error(&out, "127.0.0.1:5002 refused the access token");
-    assert!(!dir.path().join("out.sif").exists());
     assert!(token_server::requests() > before, "no token was requested");
 }
 

@@ -32,6 +32,14 @@ fn as_user(user: &str, dir: &Path, creds: Option<(&str, &str)>, args: &[&str]) -
     with_creds(cmd, creds).run()
 }
 
+/// `pull out.sif URI` as the test user fails in one line naming `expect`, leaving no file.
+#[track_caller]
+fn refused_pull(dir: &Path, creds: Option<(&str, &str)>, uri: &str, expect: &str) {
+    let out = as_user(TEST_USER, dir, creds, &["pull", "out.sif", uri]);
+    assert_one_error(&out, expect);
+    assert!(!dir.join("out.sif").exists());
+}
+
 #[track_caller]
 fn assert_one_error(out: &Out, expect: &str) {
     out.assert_one_error(expect);
@@ -174,36 +182,24 @@ fn pushing_a_file_that_is_not_a_sif_is_refused() {
 fn unknown_tag_leaves_no_file() {
     require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
     let dir = user_tempdir();
-    let out = as_user(
-        TEST_USER,
+    refused_pull(
         dir.path(),
         Some(("alice", ALICE_PW)),
-        &[
-            "pull",
-            "out.sif",
-            "oras://127.0.0.1:5001/private/never-pushed:v9",
-        ],
+        "oras://127.0.0.1:5001/private/never-pushed:v9",
+        "manifest unknown",
     );
-    assert_one_error(&out, "manifest unknown");
-    assert!(!dir.path().join("out.sif").exists());
 }
 
 #[test]
 fn an_image_that_is_not_a_sif_artifact_is_refused() {
     require!(ready(), "auth registries (scripts/auth-registry-setup.sh)");
     let dir = user_tempdir();
-    let out = as_user(
-        TEST_USER,
+    refused_pull(
         dir.path(),
         Some(("alice", ALICE_PW)),
-        &[
-            "pull",
-            "out.sif",
-            "oras://127.0.0.1:5001/private/busybox:latest",
-        ],
+        "oras://127.0.0.1:5001/private/busybox:latest",
+        "not a SIF artifact",
     );
-    assert_one_error(&out, "not a SIF artifact");
-    assert!(!dir.path().join("out.sif").exists());
 }
 
 #[test]

@@ -28,17 +28,7 @@ fn apptainer_in(dir: &Path, args: &[&str]) -> apptainer_tests::Out {
 /// (which holds no converted SIF).
 #[track_caller]
 fn assert_clean_failure(out: &apptainer_tests::Out, dir: &Path, expect: &str) {
-    out.assert_failure();
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("FATAL:") || l.starts_with("ERROR:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "want one error line: {out:?}");
-    assert!(
-        errors[0].contains(expect),
-        "error should mention {expect:?}: {out:?}"
-    );
+    out.assert_one_error(expect);
     let left: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()

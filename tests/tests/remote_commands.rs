@@ -37,14 +37,7 @@ fn remote(args: &[&str], stdin: Option<&str>) -> Out {
 
 #[track_caller]
 fn assert_one_error(out: &Out, expect: &str) {
-    out.assert_failure();
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("FATAL:") || l.starts_with("ERROR:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "want one error line: {out:?}");
-    assert!(errors[0].contains(expect), "want {expect:?}: {out:?}");
+    out.assert_one_error(expect);
 }
 
 /// The row of `remote list` for `name`, split in columns.
