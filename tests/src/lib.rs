@@ -414,6 +414,33 @@ fn wait_or_kill(child: &mut std::process::Child, timeout: Duration, what: &OsStr
     }
 }
 
+/// Runs apptainer as the test user in `dir`, with the cache under `dir/cachedir`.
+pub fn apptainer_in(dir: &Path, args: &[&str]) -> Out {
+    UserCmd::new(args)
+        .cwd(dir)
+        .env("APPTAINER_CACHEDIR", dir.join("cachedir"))
+        .run()
+}
+
+/// The paths (relative to the root, in unsquashfs's order) in the squashfs image that starts
+/// `offset` bytes into `file`, listed by `unsquashfs -l` (independent of our own code).
+pub fn squashfs_listing(file: &Path, offset: u64) -> Vec<String> {
+    let out = Command::new("unsquashfs")
+        .args(["-l", "-o", &offset.to_string(), "-d", ""])
+        .arg(file)
+        .output()
+        .expect("run unsquashfs");
+    assert!(
+        out.status.success(),
+        "unsquashfs -l failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix('/').map(String::from))
+        .collect()
+}
+
 /// The installed apptainer as the test user, cwd = the user's home.
 pub fn apptainer_as_user(args: &[&str]) -> Out {
     UserCmd::new(args).run()

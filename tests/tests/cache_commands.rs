@@ -2,16 +2,10 @@
 //! the test user: counts, the verbose table, type filters, the confirmation prompt.
 
 use apptainer_tests::{
-    docker_ref, installed, registry_up, require, test_user_exists, user_tempdir, UserCmd,
+    apptainer_in, docker_ref, installed, registry_up, require, test_user_exists, user_tempdir,
+    UserCmd,
 };
 use std::path::Path;
-
-fn apptainer_in(dir: &Path, args: &[&str]) -> apptainer_tests::Out {
-    UserCmd::new(args)
-        .cwd(dir)
-        .env("APPTAINER_CACHEDIR", dir.join("cachedir"))
-        .run()
-}
 
 fn ready() -> bool {
     installed() && test_user_exists() && registry_up()

@@ -3,11 +3,10 @@
 //! checked by listing the SIF's squashfs partition independently.
 
 use apptainer_tests::{
-    fixture_docker_archive, fixture_layout, fixture_oci_archive, fixtures, fixtures_built,
-    installed, require, test_user_exists, user_tempdir, UserCmd,
+    apptainer_in, fixture_docker_archive, fixture_layout, fixture_oci_archive, fixtures,
+    fixtures_built, installed, require, squashfs_listing, test_user_exists, user_tempdir,
 };
 use std::path::Path;
-use std::process::Command;
 
 const NEEDS: &str = "installed apptainer, test user and fixtures (scripts/test-setup.sh)";
 
@@ -15,32 +14,12 @@ fn ready() -> bool {
     installed() && test_user_exists() && fixtures_built()
 }
 
-fn apptainer_in(dir: &Path, args: &[&str]) -> apptainer_tests::Out {
-    UserCmd::new(args)
-        .cwd(dir)
-        .env("APPTAINER_CACHEDIR", dir.join("cachedir"))
-        .run()
-}
-
 fn sif_listing(sif: &Path) -> Vec<String> {
     let mut f = std::fs::File::open(sif).unwrap_or_else(|e| panic!("open {}: {e}", sif.display()));
     let offset = sif::primary_partition(&mut f)
         .expect("a SIF with a primary partition")
         .offset;
-    let out = Command::new("unsquashfs")
-        .args(["-l", "-o", &offset.to_string(), "-d", ""])
-        .arg(sif)
-        .output()
-        .expect("run unsquashfs");
-    assert!(
-        out.status.success(),
-        "unsquashfs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix('/').map(String::from))
-        .collect()
+    squashfs_listing(sif, offset)
 }
 
 #[track_caller]

@@ -3,8 +3,8 @@
 //! registry run inside the test (real HTTP on 127.0.0.1, wrong bytes for a layer).
 
 use apptainer_tests::{
-    docker_ref, fixture_layout, fixtures_built, installed, registry_up, require, test_user_exists,
-    user_tempdir, UserCmd,
+    apptainer_in, docker_ref, fixture_layout, fixtures_built, installed, registry_up, require,
+    test_user_exists, user_tempdir, UserCmd,
 };
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -15,13 +15,6 @@ use std::sync::Arc;
 
 fn ready() -> bool {
     installed() && test_user_exists()
-}
-
-fn apptainer_in(dir: &Path, args: &[&str]) -> apptainer_tests::Out {
-    UserCmd::new(args)
-        .cwd(dir)
-        .env("APPTAINER_CACHEDIR", dir.join("cachedir"))
-        .run()
 }
 
 /// The command failed with exactly one error line, and `dir` holds nothing but the cache

@@ -2,37 +2,17 @@
 //! the sandbox packed back into a SIF with the same tree, and refusals that leave nothing.
 
 use apptainer_tests::{
-    docker_ref, installed, registry_up, require, test_user_exists, user_tempdir, UserCmd,
+    apptainer_in, docker_ref, installed, registry_up, require, squashfs_listing, test_user_exists,
+    user_tempdir,
 };
 use std::path::Path;
-use std::process::Command;
-
-fn apptainer_in(dir: &Path, args: &[&str]) -> apptainer_tests::Out {
-    UserCmd::new(args)
-        .cwd(dir)
-        .env("APPTAINER_CACHEDIR", dir.join("cachedir"))
-        .run()
-}
 
 fn sif_listing(sif: &Path) -> Vec<String> {
     let mut f = std::fs::File::open(sif).unwrap_or_else(|e| panic!("open {}: {e}", sif.display()));
     let offset = sif::primary_partition(&mut f)
         .expect("a SIF with a primary partition")
         .offset;
-    let out = Command::new("unsquashfs")
-        .args(["-l", "-o", &offset.to_string(), "-d", ""])
-        .arg(sif)
-        .output()
-        .expect("run unsquashfs");
-    assert!(
-        out.status.success(),
-        "unsquashfs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix('/').map(String::from))
-        .collect();
+    let mut v = squashfs_listing(sif, offset);
     v.sort();
     v
 }

@@ -4,8 +4,8 @@
 //! listed/read with `unsquashfs -o <offset>`.
 
 use apptainer_tests::{
-    docker_ref, fixture_layout, installed, registry_up, require, test_user_exists, user_tempdir,
-    UserCmd,
+    apptainer_in, docker_ref, fixture_layout, installed, registry_up, require, squashfs_listing,
+    test_user_exists, user_tempdir, UserCmd,
 };
 use std::path::Path;
 use std::process::Command;
@@ -14,31 +14,9 @@ fn ready() -> bool {
     installed() && test_user_exists() && registry_up()
 }
 
-/// Runs apptainer as the test user in `dir`, with the cache under `dir/cachedir`.
-fn apptainer_in(dir: &Path, args: &[&str]) -> apptainer_tests::Out {
-    UserCmd::new(args)
-        .cwd(dir)
-        .env("APPTAINER_CACHEDIR", dir.join("cachedir"))
-        .run()
-}
-
 /// The squashfs listing of a SIF's primary partition (paths relative to the root).
 fn sif_listing(sif: &Path) -> Vec<String> {
-    let offset = partition_offset(sif);
-    let out = Command::new("unsquashfs")
-        .args(["-l", "-o", &offset.to_string(), "-d", ""])
-        .arg(sif)
-        .output()
-        .expect("run unsquashfs");
-    assert!(
-        out.status.success(),
-        "unsquashfs -l failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix('/').map(String::from))
-        .collect()
+    squashfs_listing(sif, partition_offset(sif))
 }
 
 /// One file's content from a SIF's primary partition.
