@@ -21,6 +21,11 @@ const ALICE_ENV: [(&str, &str); 2] = [
     ("APPTAINER_DOCKER_USERNAME", "alice"),
     ("APPTAINER_DOCKER_PASSWORD", ALICE_PW),
 ];
+/// A wrong password in the environment.
+const WRONG_ENV: [(&str, &str); 2] = [
+    ("APPTAINER_DOCKER_USERNAME", "alice"),
+    ("APPTAINER_DOCKER_PASSWORD", WRONG_PW),
+];
 
 /// `apptainer pull` of the private image into `dir` with extra env pairs.
 fn pull(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Out {
@@ -210,10 +215,7 @@ fn authfile_credentials_work_and_env_overrides_them() {
     let out = pull(
         dir.path(),
         &["--authfile", authfile.to_str().unwrap()],
-        &[
-            ("APPTAINER_DOCKER_USERNAME", "alice"),
-            ("APPTAINER_DOCKER_PASSWORD", WRONG_PW),
-        ],
+        &WRONG_ENV,
     );
     assert_refused(&out, dir.path(), REG);
 }
@@ -222,14 +224,7 @@ fn authfile_credentials_work_and_env_overrides_them() {
 fn wrong_password_is_one_line_without_the_password() {
     require!(auth_registry_ready(), NEEDS);
     let dir = user_tempdir();
-    let out = pull(
-        dir.path(),
-        &[],
-        &[
-            ("APPTAINER_DOCKER_USERNAME", "alice"),
-            ("APPTAINER_DOCKER_PASSWORD", WRONG_PW),
-        ],
-    );
+    let out = pull(dir.path(), &[], &WRONG_ENV);
     assert_refused(
         &out,
         dir.path(),

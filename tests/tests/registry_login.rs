@@ -28,6 +28,25 @@ fn apptainer(dir: &Path, args: &[&str], stdin: Option<&str>) -> Out {
     cmd.run()
 }
 
+/// `registry login --authfile AUTHFILE -u alice --password-stdin URI` with `password`.
+fn login_alice(dir: &Path, authfile: &str, uri: &str, password: &str) -> Out {
+    let stdin = format!("{password}\n");
+    apptainer(
+        dir,
+        &[
+            "registry",
+            "login",
+            "--authfile",
+            authfile,
+            "-u",
+            "alice",
+            "--password-stdin",
+            uri,
+        ],
+        Some(&stdin),
+    )
+}
+
 #[track_caller]
 fn assert_no_secret(out: &Out) {
     out.assert_no_secret(&[ALICE_PW, WRONG_PW]);
@@ -92,19 +111,11 @@ fn wrong_password_stores_nothing() {
     );
     let dir = user_tempdir();
     let authfile = dir.path().join("auth.json");
-    let out = apptainer(
+    let out = login_alice(
         dir.path(),
-        &[
-            "registry",
-            "login",
-            "--authfile",
-            authfile.to_str().unwrap(),
-            "-u",
-            "alice",
-            "--password-stdin",
-            &format!("docker://{REG}"),
-        ],
-        Some(&format!("{WRONG_PW}\n")),
+        authfile.to_str().unwrap(),
+        &format!("docker://{REG}"),
+        WRONG_PW,
     );
     assert_one_error(&out, "wrong username or password");
     assert!(
@@ -234,35 +245,9 @@ fn login_through_a_token_realm() {
     let af = dir.path().join("auth.json");
     let af = af.to_str().unwrap();
     let uri = format!("docker://{}", token_server::REGISTRY);
-    let bad = apptainer(
-        dir.path(),
-        &[
-            "registry",
-            "login",
-            "--authfile",
-            af,
-            "-u",
-            "alice",
-            "--password-stdin",
-            &uri,
-        ],
-        Some(&format!("{WRONG_PW}\n")),
-    );
+    let bad = login_alice(dir.path(), af, &uri, WRONG_PW);
     assert_one_error(&bad, "wrong username or password");
-    let good = apptainer(
-        dir.path(),
-        &[
-            "registry",
-            "login",
-            "--authfile",
-            af,
-            "-u",
-            "alice",
-            "--password-stdin",
-            &uri,
-        ],
-        Some(&format!("{ALICE_PW}\n")),
-    );
+    let good = login_alice(dir.path(), af, &uri, ALICE_PW);
     good.assert_success();
     let pulled = apptainer(
         dir.path(),

@@ -258,8 +258,13 @@ fn with(mut p: Value, pointer: &str, v: Value) -> Vec<u8> {
     serde_json::to_vec(&p).unwrap()
 }
 
-fn push_mount(mut p: Value, m: Value) -> Vec<u8> {
+/// Appends `m` to the plan's mount list.
+fn add_mount(p: &mut Value, m: Value) {
     p["mounts"].as_array_mut().unwrap().push(m);
+}
+
+fn push_mount(mut p: Value, m: Value) -> Vec<u8> {
+    add_mount(&mut p, m);
     serde_json::to_vec(&p).unwrap()
 }
 
@@ -397,10 +402,7 @@ fn a_valid_plan_runs_confined(mode: Mode) {
                   cat /evil/mem >/dev/null 2>&1 && echo DEVICE-OPENED; /bin/tiocsti; \
                   cat /etc/marker; env; grep ' / ' /proc/self/mountinfo";
     let mut p = plan(mode, f, script);
-    p["mounts"]
-        .as_array_mut()
-        .unwrap()
-        .push(user_bind(f.user_dir.to_str().unwrap(), "/mnt/abs"));
+    add_mount(&mut p, user_bind(f.user_dir.to_str().unwrap(), "/mnt/abs"));
     let out = run_plan(
         &st,
         &serde_json::to_vec(&p).unwrap(),
@@ -493,10 +495,7 @@ fn a_relative_symlink_destination_stays_inside_the_root() {
     let f = fixture().unwrap();
     for (mode, st) in starters() {
         let mut p = plan(mode, f, "cat /etc/marker");
-        p["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .push(user_bind(f.user_dir.to_str().unwrap(), "/mnt/rel"));
+        add_mount(&mut p, user_bind(f.user_dir.to_str().unwrap(), "/mnt/rel"));
         let out = run_json(&st, &p);
         assert!(
             out.success() && out.stdout == "from-the-host\n",
@@ -513,10 +512,7 @@ fn a_bound_file_the_caller_cannot_read_stays_unreadable() {
     let f = fixture().unwrap();
     for (mode, st) in starters() {
         let mut p = plan(mode, f, "cat /mnt/x");
-        p["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .push(user_bind("/etc/shadow", "/mnt/x"));
+        add_mount(&mut p, user_bind("/etc/shadow", "/mnt/x"));
         let out = run_json(&st, &p);
         assert!(!out.stdout.contains("root:"), "{mode:?}: {out:?}");
     }
