@@ -10,6 +10,8 @@ use apptainer_tests::launch::{self, pull_fixture, Mode, PulledImage};
 use apptainer_tests::{require, run_as_root, Out, TempDir, TEST_USER};
 use std::path::{Path, PathBuf};
 
+const NEEDS: &str = "installed apptainer, test user, fixtures, cc and the starter for this mode";
+
 fn ready(mode: Mode) -> bool {
     launch::ready(mode) && Path::new("/usr/bin/cc").exists()
 }
@@ -84,10 +86,7 @@ fn exec(mode: Mode, host: &Host, flag: &str, list_env: &str, list: &str, script:
 }
 
 fn nv_binds_the_listed_libraries(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures, cc and the starter for this mode"
-    );
+    require!(ready(mode), NEEDS);
     let host = setup();
     let out = exec(
         mode,
@@ -130,10 +129,7 @@ fn nv_binds_the_listed_libraries(mode: Mode) {
 }
 
 fn rocm_binds_its_own_list(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures, cc and the starter for this mode"
-    );
+    require!(ready(mode), NEEDS);
     let host = setup();
     let out = exec(
         mode,
@@ -148,10 +144,7 @@ fn rocm_binds_its_own_list(mode: Mode) {
 }
 
 fn a_host_without_the_driver_warns_and_runs(mode: Mode) {
-    require!(
-        ready(mode),
-        "installed apptainer, test user, fixtures, cc and the starter for this mode"
-    );
+    require!(ready(mode), NEEDS);
     let host = setup();
     let out = exec(
         mode,
