@@ -10,13 +10,13 @@ mod deffile;
 mod env;
 mod gpu;
 mod launch;
-mod oci;
-mod oras;
-mod registry;
-mod sources;
 mod log;
 mod metadata;
+mod oci;
+mod oras;
 mod pull;
+mod registry;
+mod sources;
 
 use clap::Parser;
 

@@ -147,14 +147,13 @@ fn verify(host: &str, username: &str, password: &str, insecure: bool) -> Result<
         password: password.to_string(),
     };
     let mut session = Session::new(api, None, false, creds, insecure);
-    session
-        .send(
-            "GET",
-            "",
-            None,
-            &crate::auth::session::Body::Empty,
-            &format!("login to {host}"),
-        )?;
+    session.send(
+        "GET",
+        "",
+        None,
+        &crate::auth::session::Body::Empty,
+        &format!("login to {host}"),
+    )?;
     Ok(())
 }
 
