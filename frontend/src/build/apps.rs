@@ -9,7 +9,7 @@ use std::fs;
 use anyhow::{Context, Result};
 
 use super::metadata::{section_text, shebang_script, write_file};
-use super::{files, labels, StageContext};
+use super::{files, StageContext};
 use crate::deffile::SectionKind;
 
 /// Lays out every app of the stage and returns the `%appinstall` script to append to
@@ -118,7 +118,11 @@ fn layout_app(ctx: &StageContext<'_>, app: &str) -> Result<()> {
     for (k, v) in app_labels {
         l.insert(k, v);
     }
-    write_file(&meta.join("labels.json"), &labels::to_json(&l), 0o644)?;
+    write_file(
+        &meta.join("labels.json"),
+        &crate::metadata::labels_json(&l),
+        0o644,
+    )?;
     let copies = stage.app_files(app);
     if !copies.is_empty() {
         // %appfiles destinations are relative to the app's directory.

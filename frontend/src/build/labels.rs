@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use crate::deffile::Stage;
 
 /// The labels before this build's `%labels`, plus the build labels.
@@ -21,17 +19,7 @@ pub fn build_labels(
     for (k, v) in crate::deffile::parse_labels(from_post) {
         l.insert(k, v);
     }
-    let rfc3339 = time::format_description::well_known::Rfc3339;
-    l.insert("org.label-schema.schema-version".into(), "1.0".into());
-    l.insert(
-        "org.opencontainers.image.created".into(),
-        now.format(&rfc3339).unwrap_or_default(),
-    );
-    l.insert("org.label-schema.build-date".into(), build_date(now));
-    l.insert(
-        "org.label-schema.usage.apptainer.version".into(),
-        crate::cli::APPTAINER_VERSION.into(),
-    );
+    crate::metadata::insert_build_labels(&mut l, now);
     if has_help {
         for k in [
             "org.label-schema.usage",
@@ -67,35 +55,6 @@ pub fn add_section_labels(
     }
 }
 
-/// The reference's `Weekday_D_Month_YYYY_h:m:s_ZONE`, numbers not padded.
-fn build_date(t: time::OffsetDateTime) -> String {
-    let zone = if t.offset().is_utc() {
-        "UTC".to_string()
-    } else {
-        t.offset().to_string()
-    };
-    format!(
-        "{}_{}_{}_{}_{}:{}:{}_{}",
-        t.weekday(),
-        t.day(),
-        t.month(),
-        t.year(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        zone
-    )
-}
-
-/// Tab-indented JSON with sorted keys, as the reference writes labels.json.
-pub fn to_json(labels: &BTreeMap<String, String>) -> Vec<u8> {
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    labels.serialize(&mut ser).expect("a string map serialises");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,11 +71,5 @@ mod tests {
         assert_eq!(l["B"], "b");
         add_section_labels(&mut l, &new, true);
         assert_eq!(l["A"], "new");
-    }
-
-    #[test]
-    fn build_date_has_the_reference_shape() {
-        let t = time::macros::datetime!(2026-12-04 09:05:03 UTC);
-        assert_eq!(build_date(t), "Friday_4_December_2026_9:5:3_UTC");
     }
 }

@@ -148,7 +148,7 @@ fn insert_labels(ctx: &StageContext<'_>, has_help: bool) -> Result<()> {
         crate::info!("Adding labels");
         labels::add_section_labels(&mut all, &section, ctx.opts.force);
     }
-    write_file(&path, &labels::to_json(&all), 0o644)
+    write_file(&path, &crate::metadata::labels_json(&all), 0o644)
 }
 
 /// Writes the definition to `Singularity`, moving an earlier one (a `localimage` base)

@@ -104,21 +104,7 @@ pub fn labels(
     let mut l = config.labels.clone();
     let (bootstrap, from) = bootstrap_from(&image.reference);
     let (arch, variant) = arch_variant(&image.platform);
-    let rfc3339 = time::format_description::well_known::Rfc3339;
-    l.insert("org.label-schema.schema-version".into(), "1.0".into());
-    l.insert(
-        "org.opencontainers.image.created".into(),
-        // Whole seconds, as the reference's RFC 3339 layout writes them.
-        now.replace_nanosecond(0)
-            .unwrap_or(now)
-            .format(&rfc3339)
-            .unwrap_or_default(),
-    );
-    l.insert("org.label-schema.build-date".into(), build_date(now));
-    l.insert(
-        "org.label-schema.usage.apptainer.version".into(),
-        crate::cli::APPTAINER_VERSION.into(),
-    );
+    crate::metadata::insert_build_labels(&mut l, now);
     l.insert(
         "org.label-schema.usage.singularity.deffile.bootstrap".into(),
         bootstrap,
@@ -142,35 +128,6 @@ pub fn labels(
         l.insert("org.opencontainers.image.variant".into(), v);
     }
     l
-}
-
-/// The reference's `Weekday_D_Month_YYYY_h:m:s_ZONE` (numbers not padded).
-fn build_date(t: time::OffsetDateTime) -> String {
-    let zone = if t.offset().is_utc() {
-        "UTC".to_string()
-    } else {
-        t.offset().to_string()
-    };
-    format!(
-        "{}_{}_{}_{}_{}:{}:{}_{}",
-        t.weekday(),
-        t.day(),
-        t.month(),
-        t.year(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        zone
-    )
-}
-
-/// Pretty JSON with tab indentation, keys sorted (as the reference writes labels.json).
-pub fn labels_json(labels: &BTreeMap<String, String>) -> Vec<u8> {
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    labels.serialize(&mut ser).expect("string map serialises");
-    out
 }
 
 /// The generated files of `/.singularity.d` for this image (path, mode, content).
@@ -204,7 +161,7 @@ pub fn generate(
     files.push((
         ".singularity.d/labels.json".into(),
         0o644,
-        labels_json(&labels),
+        crate::metadata::labels_json(&labels),
     ));
     let deffile = deffile(&image.reference);
     files.push((
@@ -338,12 +295,6 @@ mod tests {
     }
 
     #[test]
-    fn build_date_has_the_reference_shape() {
-        let t = time::macros::datetime!(2026-12-04 09:05:03 UTC);
-        assert_eq!(build_date(t), "Friday_4_December_2026_9:5:3_UTC");
-    }
-
-    #[test]
     fn created_label_has_whole_seconds() {
         let image = FetchedImage {
             reference: "docker://x".into(),
@@ -361,17 +312,6 @@ mod tests {
         assert_eq!(l["org.opencontainers.image.architecture"], "arm64");
         assert_eq!(l["org.opencontainers.image.variant"], "v8");
         assert_eq!(l["org.opencontainers.image.base.digest"], "sha256:1");
-    }
-
-    #[test]
-    fn labels_json_is_tab_indented_and_sorted() {
-        let mut l = BTreeMap::new();
-        l.insert("b".to_string(), "2".to_string());
-        l.insert("a".to_string(), "1".to_string());
-        assert_eq!(
-            String::from_utf8(labels_json(&l)).unwrap(),
-            "{\n\t\"a\": \"1\",\n\t\"b\": \"2\"\n}"
-        );
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! right program; the runscript of an OCI image reproduces Docker's ENTRYPOINT/CMD rules
 //! with the reference's evaluation semantics (see [`oci_runscript`]).
 
+mod labels;
 mod oci;
 mod scripts;
 
+pub use labels::{insert_build_labels, labels_json};
 pub use oci::{docker_env_script, oci_runscript};
 pub use scripts::{base_files, BASE_DIRS, ROOT_SYMLINKS};
