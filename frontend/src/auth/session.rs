@@ -6,7 +6,10 @@
 //! Error messages name the registry and never carry a credential.
 
 use crate::registry::auth::{parse_challenge, Challenge, Credentials};
-use crate::registry::client::read_document;
+use crate::registry::http::{
+    describe_transport, error_detail, is_certificate_problem, parse_token, read_document,
+    token_request, untrusted_certificate,
+};
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
@@ -233,7 +236,7 @@ impl Session {
                     })
                 }
                 Err(ureq::Error::Transport(t)) => {
-                    let detail = describe_transport(&t);
+                    let detail = transport_detail(&t);
                     // Loopback registries may speak plain HTTP (Docker's rule); a certificate
                     // error means the server does speak TLS, and is reported as such.
                     if self.may_downgrade && !detail.contains("certificate") {
@@ -319,24 +322,11 @@ impl Session {
             realm: realm.clone(),
             detail,
         };
-        if !realm.starts_with("https://") && !realm.starts_with("http://") {
-            return Err(token_err("the registry gave no usable token realm".into()));
-        }
-        let scope = c.params.get("scope").cloned().or_else(|| {
-            self.repository
-                .as_ref()
-                .map(|r| format!("repository:{r}:{}", self.actions))
-        });
-        let mut req = self.agent.get(&realm);
-        if let Some(service) = c.params.get("service") {
-            req = req.query("service", service);
-        }
-        if let Some(scope) = &scope {
-            req = req.query("scope", scope);
-        }
-        if let Some(basic) = self.credentials.basic_header() {
-            req = req.set("Authorization", &basic);
-        }
+        let scope = self
+            .repository
+            .as_ref()
+            .map(|r| format!("repository:{r}:{}", self.actions));
+        let req = token_request(&self.agent, c, scope, &self.credentials).map_err(&token_err)?;
         let resp = match req.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) if code == 401 || code == 403 => {
@@ -345,19 +335,11 @@ impl Session {
             Err(ureq::Error::Status(code, r)) => {
                 return Err(token_err(format!("HTTP {code} ({})", error_detail(r))))
             }
-            Err(ureq::Error::Transport(t)) => return Err(token_err(describe_transport(&t))),
+            Err(ureq::Error::Transport(t)) => return Err(token_err(transport_detail(&t))),
         };
         let body = read_document(resp).map_err(|e| token_err(e.to_string()))?;
-        #[derive(serde::Deserialize)]
-        struct Token {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let t: Token = serde_json::from_slice(&body)
-            .map_err(|_| token_err("the answer is not a token".into()))?;
-        t.token
-            .or(t.access_token)
-            .filter(|t| !t.is_empty())
+        parse_token(&body)
+            .map_err(|_| token_err("the answer is not a token".into()))?
             .ok_or_else(|| token_err("no token in the answer".into()))
     }
 }
@@ -367,67 +349,16 @@ fn is_loopback(host: &str) -> bool {
     h == "localhost" || h.starts_with("127.") || h == "[::1]"
 }
 
-/// A transport error in words, with its causes (rustls says why a handshake failed only
-/// there); certificate problems say so plainly.
-fn describe_transport(t: &ureq::Transport) -> String {
-    let mut msg = t
+/// A transport error in words, with its causes; certificate problems say so plainly.
+fn transport_detail(t: &ureq::Transport) -> String {
+    let head = t
         .message()
         .map(String::from)
         .unwrap_or_else(|| t.kind().to_string());
-    let mut cause = std::error::Error::source(t);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg = format!("{msg}: {text}");
-        }
-        cause = c.source();
-    }
-    if msg.contains("certificate")
-        || msg.contains("UnknownIssuer")
-        || msg.contains("NotValidForName")
-    {
-        format!("TLS certificate not trusted ({msg}); install the registry's CA in the system trust store, or use --no-https only for a plain-HTTP registry")
+    let msg = describe_transport(head, t);
+    if is_certificate_problem(&msg) {
+        untrusted_certificate(&msg)
     } else {
         msg
-    }
-}
-
-/// The registry's error text (`{"errors":[{"message":..}]}`), else the status line.
-pub fn error_detail(resp: ureq::Response) -> String {
-    let status = format!("{} {}", resp.status(), resp.status_text());
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<Item>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Item {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    let mut body = Vec::new();
-    if resp
-        .into_reader()
-        .take(64 << 10)
-        .read_to_end(&mut body)
-        .is_err()
-    {
-        return status;
-    }
-    match serde_json::from_slice::<Errors>(&body) {
-        Ok(e) if !e.errors.is_empty() => e
-            .errors
-            .iter()
-            .map(|i| {
-                if i.message.is_empty() {
-                    i.code.to_lowercase()
-                } else {
-                    i.message.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        _ => status,
     }
 }

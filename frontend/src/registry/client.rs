@@ -3,15 +3,17 @@
 //! Basic auth, and retries with backoff on connection errors, 429 and 5xx.
 
 use super::auth::{parse_challenge, Challenge, CredentialStore, Credentials};
+use super::http::{
+    describe_transport, error_message, is_certificate_problem, parse_token, token_request,
+    untrusted_certificate,
+};
+pub use super::http::{read_document, MAX_DOCUMENT};
 use super::reference::Reference;
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 const MAX_ATTEMPTS: u32 = 5;
 const MAX_RETRY_AFTER: u64 = 60;
-/// Manifests, tokens and error bodies are small; refuse absurd ones instead of buffering.
-pub const MAX_DOCUMENT: u64 = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -207,14 +209,14 @@ impl Client {
                     })
                 }
                 ureq::Error::Transport(t) => {
-                    let detail = describe_transport(&t);
+                    let detail = describe_transport(t.to_string(), &t);
                     if is_certificate_problem(&detail) {
                         // An HTTPS server whose certificate we do not trust: never fall
                         // back to plain HTTP, and never retry; say what is wrong.
                         return Err(RegistryError::Transport {
                             what: what.into(),
                             registry: self.reference.registry.clone(),
-                            detail: format!("TLS certificate not trusted ({detail}); install the registry's CA in the system trust store, or use --no-https only for a plain-HTTP registry"),
+                            detail: untrusted_certificate(&detail),
                         });
                     }
                     if self.may_downgrade {
@@ -322,21 +324,9 @@ impl Client {
             realm: realm.clone(),
             detail,
         };
-        if !realm.starts_with("https://") && !realm.starts_with("http://") {
-            return Err(token_err("the registry gave no usable token realm".into()));
-        }
-        let scope = challenge
-            .params
-            .get("scope")
-            .cloned()
-            .unwrap_or_else(|| format!("repository:{}:pull", self.reference.repository));
-        let mut req = self.agent.get(&realm).query("scope", &scope);
-        if let Some(service) = challenge.params.get("service") {
-            req = req.query("service", service);
-        }
-        if let Some(basic) = self.credentials.basic_header() {
-            req = req.set("Authorization", &basic);
-        }
+        let scope = format!("repository:{}:pull", self.reference.repository);
+        let req = token_request(&self.agent, challenge, Some(scope), &self.credentials)
+            .map_err(&token_err)?;
         let resp = match req.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) if code == 401 || code == 403 => {
@@ -345,86 +335,19 @@ impl Client {
             Err(e) => return Err(token_err(e.to_string())),
         };
         let body = read_document(resp).map_err(|e| token_err(e.to_string()))?;
-        #[derive(serde::Deserialize)]
-        struct Token {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let t: Token = serde_json::from_slice(&body).map_err(|e| token_err(e.to_string()))?;
-        t.token
-            .or(t.access_token)
-            .filter(|t| !t.is_empty())
+        parse_token(&body)
+            .map_err(|e| token_err(e.to_string()))?
             .ok_or_else(|| token_err("no token in the answer".into()))
     }
 }
 
-/// A transport error with its causes (rustls says why a handshake failed only there).
-fn describe_transport(t: &ureq::Transport) -> String {
-    let mut msg = t.to_string();
-    let mut cause = std::error::Error::source(t);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg = format!("{msg}: {text}");
-        }
-        cause = c.source();
-    }
-    msg
-}
-
-fn is_certificate_problem(detail: &str) -> bool {
-    ["UnknownIssuer", "NotValidForName", "certificate"]
-        .iter()
-        .any(|w| detail.contains(w))
-}
-
-/// Reads a small response body, refusing more than [`MAX_DOCUMENT`] bytes.
-pub fn read_document(resp: ureq::Response) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    resp.into_reader()
-        .take(MAX_DOCUMENT + 1)
-        .read_to_end(&mut body)?;
-    if body.len() as u64 > MAX_DOCUMENT {
-        return Err(std::io::Error::other("document larger than 8 MiB"));
-    }
-    Ok(body)
-}
-
-/// The registry's error text (`{"errors":[{"code":..,"message":..}]}`), else the status.
+/// The registry's error text, else the status ("not found" for a 404).
 fn error_detail(resp: ureq::Response) -> String {
     let status = match resp.status() {
         404 => "not found".to_string(),
         code => format!("{code} {}", resp.status_text()),
     };
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<Item>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Item {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    let Ok(body) = read_document(resp) else {
-        return status;
-    };
-    match serde_json::from_slice::<Errors>(&body) {
-        Ok(e) if !e.errors.is_empty() => e
-            .errors
-            .iter()
-            .map(|i| {
-                if i.message.is_empty() {
-                    i.code.to_lowercase()
-                } else {
-                    i.message.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        _ => status,
-    }
+    error_message(resp).unwrap_or(status)
 }
 
 fn retry_after(resp: &ureq::Response) -> Option<Duration> {
