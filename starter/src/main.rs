@@ -94,7 +94,7 @@ fn run_setuid(
             }
             creds::drop_all(root.into_supervisor())?;
             sys::close_range_from(3).map_err(syserr("close_range"))?;
-            return userns::supervise(child);
+            return userns::supervise(child, false);
         }
         let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
     }
@@ -118,7 +118,7 @@ fn run_userns(
 ) -> Result<i32> {
     let sys = &LinuxSys;
     if let Some(child) = userns::enter(maps, &policy.conf.binary_path)? {
-        return userns::supervise(child);
+        return userns::supervise(child, false);
     }
     creds::no_new_privs()?;
     let fuse = image.kind == ImageKind::Sandbox
@@ -155,7 +155,7 @@ fn run_userns(
         }
     };
     drop(tree);
-    let code = userns::supervise(child);
+    let code = userns::supervise(child, false);
     if let Some(d) = daemon {
         userns::stop_daemon(d);
     }
@@ -184,6 +184,12 @@ fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
     confine::apply(&user)?;
     let (cwd, argv) = (plan.cwd().as_str(), &plan.process.argv);
     sys::chdir(cwd).map_err(error::path("cannot change directory to", cwd))?;
+    if plan.namespaces.pid && plan.init {
+        // Already unprivileged and confined: from here on, PID 1 only reaps and forwards.
+        if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
+            std::process::exit(userns::supervise(child, true).unwrap_or(255));
+        }
+    }
     Err(error::path("cannot execute", &argv[0])(sys::execve(argv, &plan.process.env)))
 }
 

@@ -31,6 +31,10 @@ pub struct Plan {
     /// Map the caller to uid/gid 0 in a user namespace (and the caller's /etc/subuid and
     /// /etc/subgid ranges from 1 up, when it has them). Needs `namespaces.user`.
     pub fakeroot: bool,
+    /// With a PID namespace: the starter stays as PID 1 (reaping orphans, forwarding
+    /// signals) and the container process is its child, as the reference's `appinit`.
+    #[serde(default)]
+    pub init: bool,
     pub process: Process,
 }
 

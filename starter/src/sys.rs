@@ -290,11 +290,12 @@ pub fn fork() -> SysResult<Fork> {
         pid => Ok(Fork::Parent(pid as libc::pid_t)),
     }
 }
-/// Waits once for `pid`; returns the raw wait status (EINTR is the caller's to handle).
-pub fn waitpid(pid: libc::pid_t) -> SysResult<i32> {
+/// Waits once for `pid` (-1: any child); returns the pid reaped and its raw wait status
+/// (EINTR is the caller's to handle).
+pub fn waitpid(pid: libc::pid_t) -> SysResult<(libc::pid_t, i32)> {
     let mut status = 0;
     // SAFETY: valid out-pointer.
-    check(unsafe { libc::waitpid(pid, &mut status, 0) } as libc::c_long).map(|_| status)
+    check(unsafe { libc::waitpid(pid, &mut status, 0) } as libc::c_long).map(|p| (p as libc::pid_t, status))
 }
 /// Starts a new session, leaving the terminal's foreground process group.
 pub fn setsid() -> SysResult<()> {

@@ -181,8 +181,7 @@ pub fn extract(sys: &dyn Sys, image: &Image) -> Result<(PathBuf, OwnedFd)> {
         .args(["-q", "-n", "-no-xattrs", "-ig", "-no-exit", "-o", &offset, "-d", &root, &src])
         .env_clear()
         .status();
-    let fd = sys.openat2(sys::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_NO_SYMLINKS);
-    match fd {
+    match sys.openat2(sys::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_NO_SYMLINKS) {
         Ok(fd) if status.is_ok_and(|s| s.success()) => Ok((dir, fd)),
         _ => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -204,9 +203,8 @@ fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> 
     let argv = [bin, "-f", "-o", &offset, &src, &dev].map(String::from);
     match sys::fork().map_err(syserr("fork"))? {
         Fork::Parent(pid) => {
-            if drop_to.is_some() {
-                while sys::waitpid(pid) == Err(sys::Errno(libc::EINTR)) {}
-            }
+            // The detached daemon's first fork exits at once: reap it.
+            while drop_to.is_some() && sys::waitpid(pid) == Err(sys::Errno(libc::EINTR)) {}
             Ok(pid)
         }
         Fork::Child => {
@@ -240,14 +238,15 @@ extern "C" fn note_signal(sig: i32) {
 }
 
 /// Waits for the container, forwarding signals; returns its exit code (128+n if killed by n).
-pub fn supervise(child: libc::pid_t) -> Result<i32> {
+/// As PID 1 of a PID namespace (`reap_all`) it also reaps every orphan reparented to it.
+pub fn supervise(child: libc::pid_t, reap_all: bool) -> Result<i32> {
     for s in FORWARDED {
         sys::catch_signal(s, note_signal);
     }
     loop {
-        match sys::waitpid(child) {
-            Ok(status) if libc::WIFEXITED(status) => return Ok(libc::WEXITSTATUS(status)),
-            Ok(status) if libc::WIFSIGNALED(status) => return Ok(128 + libc::WTERMSIG(status)),
+        match sys::waitpid(if reap_all { -1 } else { child }) {
+            Ok((p, status)) if p == child && libc::WIFEXITED(status) => return Ok(libc::WEXITSTATUS(status)),
+            Ok((p, status)) if p == child && libc::WIFSIGNALED(status) => return Ok(128 + libc::WTERMSIG(status)),
             Ok(_) | Err(sys::Errno(libc::EINTR)) => {}
             Err(e) => return Err(syserr("waitpid")(e)),
         }

@@ -413,7 +413,43 @@ fn config_is_refused_for_a_plain_user_with_the_setuid_starter() {
     );
 }
 
+fn pid_namespace_has_an_init_that_reaps_orphans(mode: Mode) {
+    require!(ready(mode), READY);
+    let img = pull();
+    // The subshell's sleep is orphaned at once and reparented to PID 1; a live init reaps it
+    // when it exits, so no zombie is left for the second listing.
+    let script = "(sleep 0.1 &); sleep 0.6; ps -o pid,stat,comm; exit 7";
+    let out = sh(mode, &["--pid"], &img, script).run();
+    assert_eq!(out.code(), 7, "{out:?}");
+    let first = out.stdout.lines().nth(1).unwrap_or_default().to_string();
+    assert!(
+        first.trim_start().starts_with("1 ") && first.contains("starter"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("2 ") && l.ends_with("sh")),
+        "{out:?}"
+    );
+    assert!(
+        !out.stdout
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("Z")),
+        "{out:?}"
+    );
+}
+
+fn pid_namespace_without_init_runs_the_process_as_pid_1(mode: Mode) {
+    require!(ready(mode), READY);
+    let img = pull();
+    let out = sh(mode, &["--pid", "--no-init"], &img, "echo $$").run();
+    assert_eq!(stdout(&out), "1");
+}
+
 apptainer_tests::both_modes!(
+    pid_namespace_has_an_init_that_reaps_orphans,
+    pid_namespace_without_init_runs_the_process_as_pid_1,
     contain_gives_an_empty_home_and_tmp,
     no_home_leaves_home_unmounted,
     pwd_sets_the_working_directory,

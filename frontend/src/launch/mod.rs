@@ -138,11 +138,6 @@ fn check_combinations(opts: &LaunchOptions) -> Result<()> {
     if opts.writable && opts.writable_tmpfs {
         bail!("--writable and --writable-tmpfs cannot be used together");
     }
-    if opts.pid && !opts.no_init {
-        crate::warning!(
-            "this build has no init shim: with --pid the container process runs as PID 1"
-        );
-    }
     Ok(())
 }
 
@@ -271,6 +266,7 @@ pub fn build_plan(inp: &PlanInputs<'_>) -> Result<Plan> {
         mounts: mplan.mounts,
         writable_tmpfs: opts.writable_tmpfs,
         fakeroot: opts.fakeroot,
+        init: opts.pid && !opts.no_init,
         process: starter::plan::Process {
             argv: process.argv,
             env: process

@@ -93,6 +93,7 @@ fn validated(mounts: Vec<PlanMount>, pid: bool) -> plan::ValidatedPlan {
         mounts,
         writable_tmpfs: false,
         fakeroot: false,
+        init: false,
         process: Process { argv: vec!["/bin/true".into()], env: vec![], cwd: "/".into() },
     };
     plan::validate(plan, &policy, &caller).unwrap()

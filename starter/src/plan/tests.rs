@@ -29,6 +29,7 @@ fn plan() -> Plan {
         mounts: vec![PlanMount::Proc, PlanMount::Dev { minimal: true }],
         writable_tmpfs: false,
         fakeroot: false,
+        init: false,
         process: Process { argv: vec!["/bin/sh".into()], env: vec!["PATH=/bin".into()], cwd: "/".into() },
     }
 }
