@@ -1,0 +1,208 @@
+//! Attacks from SECURITY.md's table made end to end against the installed starters by the
+//! plain test user: odd argument vectors given to starter-suid (T01), the starter that stays
+//! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
+//! setuid mount of a user's squashfs under the default `iflimited` (T24). Each test also
+//! shows that nothing was left mounted or attached to a loop device.
+
+use apptainer_tests::launch::{action, pull_fixture, ready, Mode, PulledImage, READY};
+use apptainer_tests::{
+    assert_no_leftover_mounts, mounts_snapshot, require, serial, setuid_starter, tempdir_for,
+    test_account, Out, UserCmd, TEST_USER,
+};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command;
+
+/// Execs its first argument with an empty argv (argc = 0) and an empty environment.
+const ARGC0_C: &str = "#include <stdio.h>\n#include <unistd.h>\n\
+int main(int c,char**v){char*a[]={0};char*e[]={0};if(c<2)return 126;\
+execve(v[1],a,e);perror(\"execve\");return 127;}\n";
+
+fn image() -> PulledImage {
+    pull_fixture(TEST_USER, "entrypoint", "none")
+}
+
+fn digest(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Asserts the starter refused: exit 255, one `FATAL:` line, no stdout.
+#[track_caller]
+fn assert_fatal(out: &Out) {
+    assert_eq!(out.code(), 255, "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{out:?}");
+    assert!(lines[0].starts_with("FATAL:   "), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn the_setuid_starter_refuses_argc_zero_huge_and_non_utf8_arguments_without_mounting() {
+    let _guard = serial();
+    let Some(suid) = setuid_starter() else {
+        require!(false, "starter-suid installed");
+        return;
+    };
+    require!(
+        Command::new("gcc").arg("--version").output().is_ok(),
+        "gcc to build the argc = 0 launcher"
+    );
+    let before = mounts_snapshot();
+    let dir = tempdir_for(TEST_USER);
+    let launcher = dir.path().join("argc0");
+    let src = dir.path().join("argc0.c");
+    std::fs::write(&src, ARGC0_C).unwrap();
+    let built = Command::new("gcc")
+        .arg("-o")
+        .arg(&launcher)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(built.success(), "gcc failed");
+
+    // argc = 0 and no environment at all.
+    assert_fatal(&UserCmd::program(&launcher, &[&suid]).run());
+    // Arguments that are not UTF-8, and a megabyte of argv and of envp.
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe\x80");
+    assert_fatal(
+        &UserCmd::program(&suid, &[bad, bad])
+            .env("APPTAINER_X", bad)
+            .run(),
+    );
+    let big = "A".repeat(100_000);
+    let args: Vec<&str> = (0..10).map(|_| big.as_str()).collect();
+    let mut cmd = UserCmd::program(&suid, &args);
+    for i in 0..10 {
+        cmd = cmd.env(format!("BIG{i}"), &big);
+    }
+    assert_fatal(&cmd.run());
+    assert_no_leftover_mounts(&before);
+}
+
+#[test]
+fn the_setuid_starter_kept_as_pid_1_cannot_be_read_or_written_from_inside_the_container() {
+    let _guard = serial();
+    require!(ready(Mode::Setuid), READY);
+    let suid = setuid_starter().unwrap();
+    let img = image();
+    let starter_before = digest(&suid);
+    let before = mounts_snapshot();
+    // With --pid the starter stays as PID 1 of the container; a process of the container
+    // must not reach its memory, environment or executable.
+    let script = "cat /proc/1/comm; grep ^Uid: /proc/1/status; \
+        for f in mem environ; do cat /proc/1/$f >/dev/null 2>&1 && echo read-$f; done; \
+        readlink /proc/1/exe >/dev/null 2>&1 && echo readlink-exe; \
+        (echo x >>/proc/1/exe) 2>/dev/null && echo wrote-exe; echo done";
+    let out = action(
+        Mode::Setuid,
+        "exec",
+        &["--pid"],
+        &img.sif,
+        &["sh", "-c", script],
+    )
+    .run();
+    out.assert_success();
+    let uid = test_account().uid;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"starter-suid"), "{out:?}");
+    let ids: Vec<&str> = lines[1].split_whitespace().skip(1).collect();
+    assert_eq!(ids, vec![uid.to_string(); 4], "{out:?}");
+    assert_eq!(&lines[2..], ["done"], "{out:?}");
+    assert_eq!(digest(&suid), starter_before, "starter-suid changed");
+    assert_no_leftover_mounts(&before);
+}
+
+fn proc_self_exe_cannot_be_opened_for_writing(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    let img = image();
+    let starters: Vec<_> = [
+        apptainer_tests::starter_bin(),
+        apptainer_tests::starter_suid_bin(),
+    ]
+    .into_iter()
+    .filter(|p| p.exists())
+    .map(|p| (digest(&p), p))
+    .collect();
+    let image_before = digest(&img.sif);
+    let before = mounts_snapshot();
+    // --writable-tmpfs so that a read-only root is not what stops the write.
+    let script = "readlink /proc/self/exe; (echo x >>/proc/self/exe) 2>/dev/null && echo wrote; \
+        (echo x >>/proc/$$/exe) 2>/dev/null && echo wrote-shell; echo done";
+    let out = action(
+        mode,
+        "exec",
+        &["--writable-tmpfs"],
+        &img.sif,
+        &["sh", "-c", script],
+    )
+    .run();
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    assert!(!lines[0].contains("starter"), "{out:?}");
+    assert_eq!(lines[1], "done", "{out:?}");
+    for (sum, p) in &starters {
+        assert_eq!(&digest(p), sum, "{} changed", p.display());
+    }
+    assert_eq!(digest(&img.sif), image_before, "the image changed");
+    assert_no_leftover_mounts(&before);
+}
+
+fn net_gives_the_container_only_a_loopback_interface(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    let img = image();
+    let before = mounts_snapshot();
+    let out = action(
+        mode,
+        "exec",
+        &["--net"],
+        &img.sif,
+        &["cat", "/proc/net/dev"],
+    )
+    .run();
+    out.assert_success();
+    // The first two lines are headers; each other line is `name: counters`.
+    let names: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(names, ["lo"], "{out:?}");
+    assert_no_leftover_mounts(&before);
+}
+
+#[test]
+fn a_setuid_run_mounts_the_sif_with_squashfuse_under_the_default_iflimited() {
+    let _guard = serial();
+    require!(ready(Mode::Setuid), READY);
+    let conf = std::fs::read_to_string(apptainer_tests::conf_path()).unwrap();
+    require!(
+        conf.lines()
+            .any(|l| l.trim() == "allow setuid-mount squashfs = iflimited"),
+        "the installed conf at its default `allow setuid-mount squashfs = iflimited`"
+    );
+    let img = image();
+    let before = mounts_snapshot();
+    // Without a PID namespace the host's /proc is visible: list the SIF files held open by
+    // a squashfuse process of the caller while the container runs.
+    let script = "for p in /proc/[0-9]*; do \
+        case \"$(cat $p/comm 2>/dev/null)\" in squashfuse*) \
+        for fd in $p/fd/*; do readlink $fd; done;; esac; done 2>/dev/null";
+    let out = action(Mode::Setuid, "exec", &[], &img.sif, &["sh", "-c", script]).run();
+    out.assert_success();
+    let sif = img.sif.to_str().unwrap();
+    assert!(
+        out.stdout.lines().any(|l| l == sif),
+        "no squashfuse process holds {sif}: {out:?}"
+    );
+    assert_no_leftover_mounts(&before);
+}
+
+apptainer_tests::both_modes!(
+    proc_self_exe_cannot_be_opened_for_writing,
+    net_gives_the_container_only_a_loopback_interface,
+);
