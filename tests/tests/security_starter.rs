@@ -1,5 +1,6 @@
 //! Attacks from SECURITY.md's table made end to end against the installed starters by the
-//! plain test user: odd argument vectors given to starter-suid (T01), the starter that stays
+//! plain test user: odd argument vectors given to starter-suid (T01), loader, malloc and
+//! `APPTAINER_*` variables given to it (T02), the starter that stays
 //! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
 //! setuid mount of a user's squashfs under the default `iflimited` (T24). Each test also
 //! shows that nothing was left mounted or attached to a loop device.
@@ -12,6 +13,11 @@ use apptainer_tests::{
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
+
+/// A library that announces itself when a dynamic loader runs its constructor.
+const MARKER_SO_C: &str = "#include <stdio.h>\n\
+__attribute__((constructor)) static void hit(void){fputs(\"INJECTED-LIBRARY-LOADED\\n\",stderr);}\n\
+unsigned int la_version(unsigned int v){fputs(\"INJECTED-LIBRARY-LOADED\\n\",stderr);return v;}\n";
 
 /// Execs its first argument with an empty argv (argc = 0) and an empty environment.
 const ARGC0_C: &str = "#include <stdio.h>\n#include <unistd.h>\n\
@@ -199,6 +205,103 @@ fn a_setuid_run_mounts_the_sif_with_squashfuse_under_the_default_iflimited() {
         out.stdout.lines().any(|l| l == sif),
         "no squashfuse process holds {sif}: {out:?}"
     );
+    assert_no_leftover_mounts(&before);
+}
+
+fn gcc(src: &str, out: &Path, flags: &[&str]) {
+    let c = out.with_extension("c");
+    std::fs::write(&c, src).unwrap();
+    let st = Command::new("gcc")
+        .args(flags)
+        .arg("-o")
+        .arg(out)
+        .arg(&c)
+        .status()
+        .unwrap();
+    assert!(st.success(), "gcc failed for {}", out.display());
+}
+
+#[test]
+fn loader_malloc_and_apptainer_variables_given_to_the_setuid_starter_have_no_effect() {
+    let _guard = serial();
+    require!(ready(Mode::Setuid), READY);
+    require!(
+        Command::new("gcc").arg("--version").output().is_ok(),
+        "gcc to build the injected library"
+    );
+    let suid = setuid_starter().unwrap();
+    let img = image();
+    let dir = img.dir.path();
+    let lib = dir.join("evil.so");
+    gcc(MARKER_SO_C, &lib, &["-shared", "-fPIC"]);
+    // A directory where LD_LIBRARY_PATH would find the marker under the starter's own
+    // library names, and a conf the starter must not read.
+    let libdir = dir.join("libs");
+    std::fs::create_dir(&libdir).unwrap();
+    for name in ["libgcc_s.so.1", "libc.so.6"] {
+        std::fs::copy(&lib, libdir.join(name)).unwrap();
+    }
+    let conf = dir.join("evil.conf");
+    std::fs::write(&conf, "this is not a configuration\n").unwrap();
+    let plan = serde_json::json!({
+        "version": 1,
+        "image": { "path": img.sif, "kind": "sif", "writable": false },
+        "namespaces": { "user": false, "pid": false, "ipc": false, "uts": false, "net": false },
+        "hostname": null,
+        "mounts": ["proc", "sys", { "dev": { "minimal": true } }, "devpts"],
+        "writable_tmpfs": false,
+        "fakeroot": false,
+        "process": { "argv": ["/bin/sh", "-c", "id -u; env"], "env": ["PATH=/bin"], "cwd": "/" }
+    });
+    let plan_file = dir.join("plan.json");
+    std::fs::write(&plan_file, serde_json::to_vec(&plan).unwrap()).unwrap();
+    let lib_s = lib.to_str().unwrap();
+    let injected = [
+        ("LD_AUDIT", lib_s),
+        ("LD_LIBRARY_PATH", libdir.to_str().unwrap()),
+        ("LD_SHOW_AUXV", "1"),
+        ("LD_DEBUG", "all"),
+        ("GCONV_PATH", dir.to_str().unwrap()),
+        ("MALLOC_CHECK_", "3"),
+        ("MALLOC_PERTURB_", "165"),
+        ("GLIBC_TUNABLES", "glibc.malloc.check=3"),
+        ("APPTAINER_CONF", conf.to_str().unwrap()),
+        ("APPTAINER_MESSAGELEVEL", "5"),
+        ("APPTAINERENV_INJECTED", "1"),
+    ];
+    let before = mounts_snapshot();
+    // The variables are exported by the shell just before it execs the starter, so that
+    // setpriv and the shell itself run without them.
+    let pairs: Vec<String> = injected.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut args = vec![
+        "-c".to_string(),
+        "s=$0; p=$1; shift; for kv; do export \"$kv\"; done; exec \"$s\" 3<\"$p\"".to_string(),
+        suid.to_str().unwrap().to_string(),
+        plan_file.to_str().unwrap().to_string(),
+    ];
+    args.extend(pairs);
+    let cmd = UserCmd::program("/bin/sh", &args);
+    let out = cmd.run();
+    out.assert_success();
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(!all.contains("INJECTED-LIBRARY-LOADED"), "{out:?}");
+    // LD_SHOW_AUXV and LD_DEBUG print AT_* lines and `file=`/`binding` traces when honoured.
+    assert!(!all.contains("AT_"), "{out:?}");
+    assert!(!all.contains("file="), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&test_account().uid.to_string().as_str()),
+        "{out:?}"
+    );
+    // The container's environment is the plan's, not the caller's.
+    for (k, _) in injected {
+        assert!(
+            !lines.iter().any(|l| l.starts_with(&format!("{k}="))),
+            "{k}: {out:?}"
+        );
+    }
     assert_no_leftover_mounts(&before);
 }
 
