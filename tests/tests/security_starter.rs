@@ -1,6 +1,7 @@
 //! Attacks from SECURITY.md's table made end to end against the installed starters by the
 //! plain test user: odd argument vectors given to starter-suid (T01), loader, malloc and
-//! `APPTAINER_*` variables given to it (T02), the starter that stays
+//! `APPTAINER_*` variables given to it (T02), fds the caller leaves open or closes (T03),
+//! `--pwd` through an inherited fd (T32), the starter that stays
 //! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
 //! setuid mount of a user's squashfs under the default `iflimited` (T24). Each test also
 //! shows that nothing was left mounted or attached to a loop device.
@@ -18,6 +19,13 @@ use std::process::Command;
 const MARKER_SO_C: &str = "#include <stdio.h>\n\
 __attribute__((constructor)) static void hit(void){fputs(\"INJECTED-LIBRARY-LOADED\\n\",stderr);}\n\
 unsigned int la_version(unsigned int v){fputs(\"INJECTED-LIBRARY-LOADED\\n\",stderr);return v;}\n";
+
+/// Lists its open fds with their targets, then writes the list to the file `argv[1]`.
+const SHOW_FDS_C: &str = "#include <stdio.h>\n#include <fcntl.h>\n#include <unistd.h>\n\
+int main(int c,char**v){char out[65536];int n=0;for(int fd=0;fd<4096;fd++){\
+if(fcntl(fd,F_GETFD)==-1)continue;char p[64],t[512];snprintf(p,sizeof p,\"/proc/self/fd/%d\",fd);\
+ssize_t l=readlink(p,t,sizeof t-1);t[l<0?0:l]=0;n+=snprintf(out+n,sizeof out-n,\"%d %s\\n\",fd,t);}\
+if(c<2)return 2;FILE*f=fopen(v[1],\"w\");if(!f)return 3;fputs(out,f);return fclose(f)?4:0;}\n";
 
 /// Execs its first argument with an empty argv (argc = 0) and an empty environment.
 const ARGC0_C: &str = "#include <stdio.h>\n#include <unistd.h>\n\
@@ -305,7 +313,66 @@ fn loader_malloc_and_apptainer_variables_given_to_the_setuid_starter_have_no_eff
     assert_no_leftover_mounts(&before);
 }
 
+fn inherited_fds_and_closed_stdio_never_reach_the_container(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    require!(
+        Command::new("gcc").arg("--version").output().is_ok(),
+        "gcc to build the fd lister"
+    );
+    let img = image();
+    let dir = img.dir.path();
+    let lister = dir.join("showfds");
+    gcc(SHOW_FDS_C, &lister, &["-static"]);
+    let report = dir.join("fds");
+    let before = mounts_snapshot();
+    // The caller closes 0-2 and leaves directories, its mount namespace and the image
+    // open on other fds; apptainer runs with the lister bound in from the caller's dir.
+    let d = dir.to_str().unwrap();
+    let mut argv: Vec<&str> = vec!["exec"];
+    argv.extend(mode.flag());
+    argv.extend([
+        "-B",
+        d,
+        img.arg(),
+        lister.to_str().unwrap(),
+        report.to_str().unwrap(),
+    ]);
+    let script = "exec \"$@\" 0<&- 1>&- 2>&- 5</ 6</etc 7</proc/self/ns/mnt 9<\"$0\"";
+    let mut sh_args = vec!["-c", script, img.arg()];
+    let bin = apptainer_tests::apptainer_bin();
+    sh_args.push(bin.to_str().unwrap());
+    sh_args.extend(argv);
+    let out = UserCmd::program("/bin/sh", &sh_args).run();
+    assert!(out.success(), "{out:?}");
+    let fds = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(
+        fds, "0 /dev/null\n1 /dev/null\n2 /dev/null\n",
+        "open fds in the container"
+    );
+    assert_no_leftover_mounts(&before);
+}
+
+fn a_working_directory_through_an_inherited_fd_is_refused(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    let img = image();
+    let before = mounts_snapshot();
+    let mut argv: Vec<&str> = vec!["exec"];
+    argv.extend(mode.flag());
+    argv.extend(["--pwd", "/proc/self/fd/5", img.arg(), "pwd"]);
+    let bin = apptainer_tests::apptainer_bin();
+    let mut sh_args = vec!["-c", "exec \"$0\" \"$@\" 5</etc", bin.to_str().unwrap()];
+    sh_args.extend(argv);
+    let out = UserCmd::program("/bin/sh", &sh_args).run();
+    out.assert_one_error("/proc/self/fd/5");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_no_leftover_mounts(&before);
+}
+
 apptainer_tests::both_modes!(
+    inherited_fds_and_closed_stdio_never_reach_the_container,
+    a_working_directory_through_an_inherited_fd_is_refused,
     proc_self_exe_cannot_be_opened_for_writing,
     net_gives_the_container_only_a_loopback_interface,
 );
