@@ -1,7 +1,8 @@
 //! Attacks from SECURITY.md's table made end to end against the installed starters by the
 //! plain test user: odd argument vectors given to starter-suid (T01), loader, malloc and
 //! `APPTAINER_*` variables given to it (T02), fds the caller leaves open or closes (T03),
-//! `--pwd` through an inherited fd (T32), the starter that stays
+//! `--pwd` through an inherited fd (T32), the caller's umask (T06), signals from a PID
+//! namespace to the caller's host processes (T34), the starter that stays
 //! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
 //! setuid mount of a user's squashfs under the default `iflimited` (T24). Each test also
 //! shows that nothing was left mounted or attached to a loop device.
@@ -370,7 +371,72 @@ fn a_working_directory_through_an_inherited_fd_is_refused(mode: Mode) {
     assert_no_leftover_mounts(&before);
 }
 
+/// Modes and owners of what the starter creates or mounts in the container, as seen from
+/// inside a run made under `umask`.
+fn container_modes_under_umask(mode: Mode, img: &PulledImage, umask: &str) -> String {
+    let listing = "stat -c '%n %a %U' / /tmp /var/tmp /dev /dev/shm /dev/pts /dev/null \
+        /etc/passwd /etc/group /etc/hosts /etc/resolv.conf \"$HOME\" 2>&1";
+    let mut sh_args = vec![
+        "-c".to_string(),
+        format!("umask {umask}; exec \"$@\""),
+        "sh".to_string(),
+        apptainer_tests::apptainer_bin()
+            .to_str()
+            .unwrap()
+            .to_string(),
+        "exec".to_string(),
+    ];
+    sh_args.extend(mode.flag().map(str::to_string));
+    sh_args.extend(["--writable-tmpfs", img.arg(), "sh", "-c", listing].map(str::to_string));
+    let out = UserCmd::program("/bin/sh", &sh_args).cwd("/").run();
+    out.assert_success();
+    out.stdout
+}
+
+fn the_callers_umask_does_not_change_the_modes_the_starter_creates(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    let img = image();
+    let before = mounts_snapshot();
+    let usual = container_modes_under_umask(mode, &img, "022");
+    assert!(usual.starts_with("/ "), "{usual}");
+    for umask in ["000", "777"] {
+        let got = container_modes_under_umask(mode, &img, umask);
+        assert_eq!(got, usual, "umask {umask}");
+    }
+    assert_no_leftover_mounts(&before);
+}
+
+fn a_pid_namespace_cannot_signal_the_callers_host_processes(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    let img = image();
+    let acct = test_account();
+    // A host process of the caller, which a container with --pid must not reach.
+    let mut victim = Command::new("setpriv")
+        .arg(format!("--reuid={}", acct.uid))
+        .arg(format!("--regid={}", acct.gid))
+        .args(["--init-groups", "sleep", "600"])
+        .spawn()
+        .unwrap();
+    let pid = victim.id().to_string();
+    let before = mounts_snapshot();
+    let script = format!(
+        "kill -TERM {pid} 2>/dev/null; echo term=$?; kill -KILL {pid} 2>/dev/null; echo kill=$?"
+    );
+    let out = action(mode, "exec", &["--pid"], &img.sif, &["sh", "-c", &script]).run();
+    let alive = victim.try_wait().unwrap().is_none();
+    let _ = victim.kill();
+    let _ = victim.wait();
+    out.assert_success();
+    assert_eq!(out.stdout, "term=1\nkill=1\n", "{out:?}");
+    assert!(alive, "the host process was killed from the container");
+    assert_no_leftover_mounts(&before);
+}
+
 apptainer_tests::both_modes!(
+    a_pid_namespace_cannot_signal_the_callers_host_processes,
+    the_callers_umask_does_not_change_the_modes_the_starter_creates,
     inherited_fds_and_closed_stdio_never_reach_the_container,
     a_working_directory_through_an_inherited_fd_is_refused,
     proc_self_exe_cannot_be_opened_for_writing,
