@@ -2,7 +2,7 @@
 //! plain test user: odd argument vectors given to starter-suid (T01), loader, malloc and
 //! `APPTAINER_*` variables given to it (T02), fds the caller leaves open or closes (T03),
 //! `--pwd` through an inherited fd (T32), the caller's umask (T06), signals from a PID
-//! namespace to the caller's host processes (T34), the starter that stays
+//! namespace to the caller's host processes (T34), tiny rlimits (T04), the starter that stays
 //! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
 //! setuid mount of a user's squashfs under the default `iflimited` (T24). Each test also
 //! shows that nothing was left mounted or attached to a loop device.
@@ -230,6 +230,24 @@ fn gcc(src: &str, out: &Path, flags: &[&str]) {
     assert!(st.success(), "gcc failed for {}", out.display());
 }
 
+/// Writes a Plan for the setuid starter that runs `script` in `img` to the image's
+/// directory (readable by the caller) and returns its path.
+fn setuid_plan(img: &PulledImage, script: &str) -> std::path::PathBuf {
+    let plan = serde_json::json!({
+        "version": 1,
+        "image": { "path": img.sif, "kind": "sif", "writable": false },
+        "namespaces": { "user": false, "pid": false, "ipc": false, "uts": false, "net": false },
+        "hostname": null,
+        "mounts": ["proc", "sys", { "dev": { "minimal": true } }, "devpts"],
+        "writable_tmpfs": false,
+        "fakeroot": false,
+        "process": { "argv": ["/bin/sh", "-c", script], "env": ["PATH=/bin"], "cwd": "/" }
+    });
+    let file = img.dir.path().join("plan.json");
+    std::fs::write(&file, serde_json::to_vec(&plan).unwrap()).unwrap();
+    file
+}
+
 #[test]
 fn loader_malloc_and_apptainer_variables_given_to_the_setuid_starter_have_no_effect() {
     let _guard = serial();
@@ -252,18 +270,7 @@ fn loader_malloc_and_apptainer_variables_given_to_the_setuid_starter_have_no_eff
     }
     let conf = dir.join("evil.conf");
     std::fs::write(&conf, "this is not a configuration\n").unwrap();
-    let plan = serde_json::json!({
-        "version": 1,
-        "image": { "path": img.sif, "kind": "sif", "writable": false },
-        "namespaces": { "user": false, "pid": false, "ipc": false, "uts": false, "net": false },
-        "hostname": null,
-        "mounts": ["proc", "sys", { "dev": { "minimal": true } }, "devpts"],
-        "writable_tmpfs": false,
-        "fakeroot": false,
-        "process": { "argv": ["/bin/sh", "-c", "id -u; env"], "env": ["PATH=/bin"], "cwd": "/" }
-    });
-    let plan_file = dir.join("plan.json");
-    std::fs::write(&plan_file, serde_json::to_vec(&plan).unwrap()).unwrap();
+    let plan_file = setuid_plan(&img, "id -u; env");
     let lib_s = lib.to_str().unwrap();
     let injected = [
         ("LD_AUDIT", lib_s),
@@ -432,6 +439,47 @@ fn a_pid_namespace_cannot_signal_the_callers_host_processes(mode: Mode) {
     assert_eq!(out.stdout, "term=1\nkill=1\n", "{out:?}");
     assert!(alive, "the host process was killed from the container");
     assert_no_leftover_mounts(&before);
+}
+
+#[test]
+fn tiny_rlimits_make_the_setuid_starter_fail_or_run_without_leaving_anything_behind() {
+    let _guard = serial();
+    require!(ready(Mode::Setuid), READY);
+    let suid = setuid_starter().unwrap();
+    let img = image();
+    let plan = setuid_plan(&img, "id -u");
+    let uid = test_account().uid.to_string();
+    let run = |limit: &str| {
+        let script = format!("ulimit {limit} && exec \"$0\" 3<\"$1\"");
+        UserCmd::program(
+            "/bin/bash",
+            &[
+                "-c",
+                &script,
+                suid.to_str().unwrap(),
+                plan.to_str().unwrap(),
+            ],
+        )
+        .run()
+    };
+    let before = mounts_snapshot();
+    // Too few fds for the mounts: one clear error.
+    let out = run("-n 5");
+    assert_fatal(&out);
+    assert!(out.stderr.contains("Too many open files"), "{out:?}");
+    assert_no_leftover_mounts(&before);
+    // Either the container runs as the caller or the run fails without output; in both
+    // cases nothing stays mounted. RLIMIT_FSIZE = 0 kills the starter with SIGXFSZ
+    // (SECURITY.md T04 records this).
+    for limit in ["-n 4", "-f 0", "-u 1", "-v 20000", "-s 16", "-c 0"] {
+        let out = run(limit);
+        if out.success() {
+            assert_eq!(out.stdout, format!("{uid}\n"), "ulimit {limit}: {out:?}");
+        } else {
+            assert!(out.stdout.is_empty(), "ulimit {limit}: {out:?}");
+        }
+        assert_no_leftover_mounts(&before);
+    }
 }
 
 apptainer_tests::both_modes!(
