@@ -2,7 +2,8 @@
 //! plain test user: odd argument vectors given to starter-suid (T01), loader, malloc and
 //! `APPTAINER_*` variables given to it (T02), fds the caller leaves open or closes (T03),
 //! `--pwd` through an inherited fd (T32), the caller's umask (T06), signals from a PID
-//! namespace to the caller's host processes (T34), tiny rlimits (T04), the starter that stays
+//! namespace to the caller's host processes (T34), tiny rlimits (T04), staging names
+//! planted in /tmp (T18), the starter that stays
 //! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
 //! setuid mount of a user's squashfs under the default `iflimited` (T24). Each test also
 //! shows that nothing was left mounted or attached to a loop device.
@@ -482,7 +483,69 @@ fn tiny_rlimits_make_the_setuid_starter_fail_or_run_without_leaving_anything_beh
     }
 }
 
+/// Removes the planted symlinks even when the test fails.
+struct Planted(Vec<std::path::PathBuf>);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn names_planted_in_tmp_by_the_caller_are_not_followed(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    let img = image();
+    let target = tempdir_for(TEST_USER);
+    // The starter stages the root in a tmpfs it mounts over /tmp; the caller plants the
+    // staging names in the host's /tmp as symlinks to a directory of its own.
+    let mut planted = Planted(Vec::new());
+    for name in ["lower", "stubs", "root", "session", "apptainer"] {
+        let link = Path::new("/tmp").join(name);
+        if link.symlink_metadata().is_err() {
+            let out = UserCmd::program(
+                "ln",
+                &[
+                    "-s",
+                    target.path().to_str().unwrap(),
+                    link.to_str().unwrap(),
+                ],
+            )
+            .run();
+            out.assert_success();
+            planted.0.push(link);
+        }
+    }
+    require!(!planted.0.is_empty(), "a free name to plant in /tmp");
+    let before = mounts_snapshot();
+    let flags: &[&str] = &["--writable-tmpfs"];
+    let out = action(
+        mode,
+        "exec",
+        flags,
+        &img.sif,
+        &["sh", "-c", "echo x > /var/tmp/newfile && id -u"],
+    )
+    .run();
+    out.assert_success();
+    assert_eq!(out.stdout, format!("{}\n", test_account().uid), "{out:?}");
+    let left: Vec<_> = std::fs::read_dir(target.path()).unwrap().collect();
+    assert!(left.is_empty(), "written through a planted link: {left:?}");
+    for link in &planted.0 {
+        assert_eq!(
+            std::fs::read_link(link).unwrap(),
+            target.path(),
+            "{}",
+            link.display()
+        );
+    }
+    assert_no_leftover_mounts(&before);
+}
+
 apptainer_tests::both_modes!(
+    names_planted_in_tmp_by_the_caller_are_not_followed,
     a_pid_namespace_cannot_signal_the_callers_host_processes,
     the_callers_umask_does_not_change_the_modes_the_starter_creates,
     inherited_fds_and_closed_stdio_never_reach_the_container,
