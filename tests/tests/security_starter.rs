@@ -3,7 +3,7 @@
 //! `APPTAINER_*` variables given to it (T02), fds the caller leaves open or closes (T03),
 //! `--pwd` through an inherited fd (T32), the caller's umask (T06), signals from a PID
 //! namespace to the caller's host processes (T34), tiny rlimits (T04), staging names
-//! planted in /tmp (T18), the starter that stays
+//! planted in /tmp (T18), submounts of a bound tree (T15), the starter that stays
 //! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
 //! setuid mount of a user's squashfs under the default `iflimited` (T24). Each test also
 //! shows that nothing was left mounted or attached to a loop device.
@@ -544,7 +544,62 @@ fn names_planted_in_tmp_by_the_caller_are_not_followed(mode: Mode) {
     assert_no_leftover_mounts(&before);
 }
 
+/// Unmounts the host tmpfs even when the test fails.
+struct HostMount(std::path::PathBuf);
+
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn a_bound_tree_keeps_its_submounts_covering_what_they_mask(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    require!(
+        apptainer_tests::is_root(),
+        "root to mount a tmpfs on the host"
+    );
+    let img = image();
+    let tree = tempdir_for(TEST_USER);
+    let sub = tree.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("masked"), "under the mount\n").unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    let _mounted = HostMount(sub.clone());
+    std::fs::write(sub.join("on-top"), "on the mount\n").unwrap();
+    let before = mounts_snapshot();
+    let bind = format!("{}:/mnt", tree.path().display());
+    let script = "ls /mnt/sub; grep ' /mnt/sub ' /proc/self/mountinfo | cut -d' ' -f6";
+    let out = action(
+        mode,
+        "exec",
+        &["-B", &bind],
+        &img.sif,
+        &["sh", "-c", script],
+    )
+    .run();
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    // The submount is there (the bind was recursive), so the file it masks stays hidden,
+    // and it gained nosuid and nodev like the bind itself.
+    assert_eq!(lines.first(), Some(&"on-top"), "{out:?}");
+    assert_eq!(lines.len(), 2, "{out:?}");
+    let opts: Vec<&str> = lines[1].split(',').collect();
+    assert!(
+        opts.contains(&"nosuid") && opts.contains(&"nodev"),
+        "{out:?}"
+    );
+    assert_no_leftover_mounts(&before);
+}
+
 apptainer_tests::both_modes!(
+    a_bound_tree_keeps_its_submounts_covering_what_they_mask,
     names_planted_in_tmp_by_the_caller_are_not_followed,
     a_pid_namespace_cannot_signal_the_callers_host_processes,
     the_callers_umask_does_not_change_the_modes_the_starter_creates,
