@@ -3,7 +3,8 @@
 //! `APPTAINER_*` variables given to it (T02), fds the caller leaves open or closes (T03),
 //! `--pwd` through an inherited fd (T32), the caller's umask (T06), signals from a PID
 //! namespace to the caller's host processes (T34), tiny rlimits (T04), staging names
-//! planted in /tmp (T18), submounts of a bound tree (T15), the starter that stays
+//! planted in /tmp (T18), submounts of a bound tree (T15), file capabilities in the
+//! image (T23), the starter that stays
 //! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
 //! setuid mount of a user's squashfs under the default `iflimited` (T24). Each test also
 //! shows that nothing was left mounted or attached to a loop device.
@@ -28,6 +29,13 @@ int main(int c,char**v){char out[65536];int n=0;for(int fd=0;fd<4096;fd++){\
 if(fcntl(fd,F_GETFD)==-1)continue;char p[64],t[512];snprintf(p,sizeof p,\"/proc/self/fd/%d\",fd);\
 ssize_t l=readlink(p,t,sizeof t-1);t[l<0?0:l]=0;n+=snprintf(out+n,sizeof out-n,\"%d %s\\n\",fd,t);}\
 if(c<2)return 2;FILE*f=fopen(v[1],\"w\");if(!f)return 3;fputs(out,f);return fclose(f)?4:0;}\n";
+
+/// Prints the size of its own `security.capability` xattr, its capability sets and whether it could read /mnt/secret.
+const SHOW_CAPS_C: &str = "#include <stdio.h>\n#include <string.h>\n#include <fcntl.h>\n\
+#include <sys/xattr.h>\n\
+int main(void){char x[64];printf(\"xattr=%zd\\n\",getxattr(\"/bin/showcaps\",\"security.capability\",x,sizeof x));FILE*f=fopen(\"/proc/self/status\",\"r\");char l[256];\
+while(f&&fgets(l,sizeof l,f))if(!strncmp(l,\"Cap\",3))fputs(l,stdout);\
+printf(\"secret=%s\\n\",open(\"/mnt/secret\",O_RDONLY)<0?\"denied\":\"READ\");return 0;}\n";
 
 /// Execs its first argument with an empty argv (argc = 0) and an empty environment.
 const ARGC0_C: &str = "#include <stdio.h>\n#include <unistd.h>\n\
@@ -598,7 +606,84 @@ fn a_bound_tree_keeps_its_submounts_covering_what_they_mask(mode: Mode) {
     assert_no_leftover_mounts(&before);
 }
 
+/// A SIF whose only program, /bin/showcaps, carries file capabilities; the SIF and its
+/// directory belong to the test user.
+fn image_with_file_caps() -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+    let dir = tempdir_for(TEST_USER);
+    let root = dir.path().join("rootfs");
+    for d in [
+        "bin", "proc", "sys", "dev", "tmp", "etc", "mnt", "home", "var/tmp",
+    ] {
+        std::fs::create_dir_all(root.join(d)).ok()?;
+    }
+    let bin = root.join("bin/showcaps");
+    gcc(SHOW_CAPS_C, &bin, &["-static"]);
+    let caps = "cap_dac_override,cap_dac_read_search,cap_setuid,cap_sys_admin+eip";
+    let st = Command::new("setcap").arg(caps).arg(&bin).status().ok()?;
+    st.success().then_some(())?;
+    let sqfs = dir.path().join("rootfs.sqfs");
+    let st = Command::new("mksquashfs")
+        .arg(&root)
+        .arg(&sqfs)
+        .args(["-noappend", "-quiet", "-no-progress", "-xattrs"])
+        .status()
+        .ok()?;
+    st.success().then_some(())?;
+    let data = sif::write::DataSource::File(std::fs::File::open(&sqfs).ok()?);
+    let part = sif::write::DescriptorInput::new(sif::DataType::Partition, data).partition(
+        sif::FsType::Squash,
+        sif::PartType::PrimSys,
+        sif::Arch::Amd64,
+    );
+    let sif_path = dir.path().join("caps.sif");
+    sif::write::create_container(&sif_path, sif::write::CreateOptions::default(), vec![part])
+        .ok()?;
+    let acct = test_account();
+    std::os::unix::fs::chown(&sif_path, Some(acct.uid), Some(acct.gid)).ok()?;
+    Some((dir, sif_path))
+}
+
+fn file_capabilities_in_the_image_grant_nothing(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    let tools = ["gcc", "setcap", "mksquashfs"];
+    require!(
+        tools.iter().all(|t| Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())),
+        "gcc, setcap and mksquashfs"
+    );
+    let Some((dir, sif_path)) = image_with_file_caps() else {
+        panic!("could not build the image with file capabilities");
+    };
+    // A root-only file the capabilities would open (cap_dac_override / cap_dac_read_search).
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "root only\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let bind = format!("{}:/mnt", dir.path().display());
+    let before = mounts_snapshot();
+    let out = action(mode, "exec", &["-B", &bind], &sif_path, &["/bin/showcaps"]).run();
+    out.assert_success();
+    for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        let line = out.stdout.lines().find(|l| l.starts_with(set));
+        assert_eq!(
+            line.map(|l| l.split_whitespace().nth(1)),
+            Some(Some("0000000000000000")),
+            "{set}: {out:?}"
+        );
+    }
+    assert!(out.stdout.contains("secret=denied"), "{out:?}");
+    // The setuid run shows the capabilities are really in the image (the user-namespace run
+    // hides a root-namespace security.capability xattr from the container altogether).
+    if mode == Mode::Setuid {
+        assert!(!out.stdout.starts_with("xattr=-1"), "{out:?}");
+    }
+    assert_no_leftover_mounts(&before);
+}
+
 apptainer_tests::both_modes!(
+    file_capabilities_in_the_image_grant_nothing,
     a_bound_tree_keeps_its_submounts_covering_what_they_mask,
     names_planted_in_tmp_by_the_caller_are_not_followed,
     a_pid_namespace_cannot_signal_the_callers_host_processes,
