@@ -4,7 +4,7 @@
 //! `--pwd` through an inherited fd (T32), the caller's umask (T06), signals from a PID
 //! namespace to the caller's host processes (T34), tiny rlimits (T04), staging names
 //! planted in /tmp (T18), submounts of a bound tree (T15), file capabilities in the
-//! image (T23), the starter that stays
+//! image (T23), `--config`/`APPTAINER_CONF` (T08), the starter that stays
 //! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
 //! setuid mount of a user's squashfs under the default `iflimited` (T24). Each test also
 //! shows that nothing was left mounted or attached to a loop device.
@@ -682,7 +682,45 @@ fn file_capabilities_in_the_image_grant_nothing(mode: Mode) {
     assert_no_leftover_mounts(&before);
 }
 
+fn an_alternative_config_from_the_caller_is_refused_or_ignored(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    let img = image();
+    // A conf that would be noticed: no /proc in the container.
+    let conf = img.dir.path().join("evil.conf");
+    std::fs::write(&conf, "mount proc = no\nmount dev = no\n").unwrap();
+    let conf = conf.to_str().unwrap();
+    let before = mounts_snapshot();
+    let mut cmds = Vec::new();
+    for flag in ["-c", "--config"] {
+        let mut argv = vec![flag, conf, "exec"];
+        argv.extend(mode.flag());
+        argv.extend([img.arg(), "true"]);
+        cmds.push(UserCmd::new(&argv));
+    }
+    cmds.push(action(mode, "exec", &[], &img.sif, &["true"]).env("APPTAINER_CONFIG_FILE", conf));
+    for cmd in cmds {
+        let out = cmd.run();
+        out.assert_one_error("--config requires to be root");
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+    // APPTAINER_CONF is no option of ours: the installed conf still applies.
+    let out = action(
+        mode,
+        "exec",
+        &[],
+        &img.sif,
+        &["sh", "-c", "test -r /proc/self/status && echo proc"],
+    )
+    .env("APPTAINER_CONF", conf)
+    .run();
+    out.assert_success();
+    assert_eq!(out.stdout, "proc\n", "{out:?}");
+    assert_no_leftover_mounts(&before);
+}
+
 apptainer_tests::both_modes!(
+    an_alternative_config_from_the_caller_is_refused_or_ignored,
     file_capabilities_in_the_image_grant_nothing,
     a_bound_tree_keeps_its_submounts_covering_what_they_mask,
     names_planted_in_tmp_by_the_caller_are_not_followed,
