@@ -4,7 +4,7 @@
 //! `--pwd` through an inherited fd (T32), the caller's umask (T06), signals from a PID
 //! namespace to the caller's host processes (T34), tiny rlimits (T04), staging names
 //! planted in /tmp (T18), submounts of a bound tree (T15), file capabilities in the
-//! image (T23), `--config`/`APPTAINER_CONF` (T08), the starter that stays
+//! image (T23), TIOCLINUX (T33), `--config`/`APPTAINER_CONF` (T08), the starter that stays
 //! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
 //! setuid mount of a user's squashfs under the default `iflimited` (T24). Each test also
 //! shows that nothing was left mounted or attached to a loop device.
@@ -36,6 +36,11 @@ const SHOW_CAPS_C: &str = "#include <stdio.h>\n#include <string.h>\n#include <fc
 int main(void){char x[64];printf(\"xattr=%zd\\n\",getxattr(\"/bin/showcaps\",\"security.capability\",x,sizeof x));FILE*f=fopen(\"/proc/self/status\",\"r\");char l[256];\
 while(f&&fgets(l,sizeof l,f))if(!strncmp(l,\"Cap\",3))fputs(l,stdout);\
 printf(\"secret=%s\\n\",open(\"/mnt/secret\",O_RDONLY)<0?\"denied\":\"READ\");return 0;}\n";
+
+/// Tries TIOCLINUX (paste selection, subcode 3) on fd 0, also with bit 32 of the request set.
+const TIOCLINUX_C: &str = "#define _GNU_SOURCE\n#include <stdio.h>\n#include <errno.h>\n#include <string.h>\n\
+#include <sys/ioctl.h>\nint main(void){char c=3;unsigned long r[2]={TIOCLINUX,TIOCLINUX|(1UL<<32)};\
+for(int i=0;i<2;i++){errno=0;int x=ioctl(0,r[i],&c);printf(\"%d %s\\n\",x,strerrorname_np(errno));}return 0;}\n";
 
 /// Execs its first argument with an empty argv (argc = 0) and an empty environment.
 const ARGC0_C: &str = "#include <stdio.h>\n#include <unistd.h>\n\
@@ -719,7 +724,27 @@ fn an_alternative_config_from_the_caller_is_refused_or_ignored(mode: Mode) {
     assert_no_leftover_mounts(&before);
 }
 
+fn tioclinux_is_refused_in_the_container(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    require!(
+        Command::new("gcc").arg("--version").output().is_ok(),
+        "gcc to build the ioctl probe"
+    );
+    let img = image();
+    let probe = img.dir.path().join("tioclinux");
+    gcc(TIOCLINUX_C, &probe, &["-static"]);
+    let bind = format!("{}:/mnt", img.dir.path().display());
+    let before = mounts_snapshot();
+    let out = action(mode, "exec", &["-B", &bind], &img.sif, &["/mnt/tioclinux"]).run();
+    out.assert_success();
+    // EPERM from the seccomp filter, whatever fd 0 is (a tty or not).
+    assert_eq!(out.stdout, "-1 EPERM\n-1 EPERM\n", "{out:?}");
+    assert_no_leftover_mounts(&before);
+}
+
 apptainer_tests::both_modes!(
+    tioclinux_is_refused_in_the_container,
     an_alternative_config_from_the_caller_is_refused_or_ignored,
     file_capabilities_in_the_image_grant_nothing,
     a_bound_tree_keeps_its_submounts_covering_what_they_mask,
