@@ -4,7 +4,7 @@
 //! `--pwd` through an inherited fd (T32), the caller's umask (T06), signals from a PID
 //! namespace to the caller's host processes (T34), tiny rlimits (T04), staging names
 //! planted in /tmp (T18), submounts of a bound tree (T15), file capabilities in the
-//! image (T23), TIOCLINUX (T33), `--config`/`APPTAINER_CONF` (T08), the starter that stays
+//! image (T23), TIOCLINUX (T33), ptrace of the running setuid starter by the caller (T05), `--config`/`APPTAINER_CONF` (T08), the starter that stays
 //! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
 //! setuid mount of a user's squashfs under the default `iflimited` (T24). Each test also
 //! shows that nothing was left mounted or attached to a loop device.
@@ -41,6 +41,16 @@ printf(\"secret=%s\\n\",open(\"/mnt/secret\",O_RDONLY)<0?\"denied\":\"READ\");re
 const TIOCLINUX_C: &str = "#define _GNU_SOURCE\n#include <stdio.h>\n#include <errno.h>\n#include <string.h>\n\
 #include <sys/ioctl.h>\nint main(void){char c=3;unsigned long r[2]={TIOCLINUX,TIOCLINUX|(1UL<<32)};\
 for(int i=0;i<2;i++){errno=0;int x=ioctl(0,r[i],&c);printf(\"%d %s\\n\",x,strerrorname_np(errno));}return 0;}\n";
+
+/// For each pid argument: can /proc/<pid>/environ be read, can it be ptrace-attached.
+const PROBE_PID_C: &str =
+    "#define _GNU_SOURCE\n#include <stdio.h>\n#include <errno.h>\n#include <string.h>\n\
+#include <stdlib.h>\n#include <fcntl.h>\n#include <sys/ptrace.h>\n#include <sys/wait.h>\n\
+int main(int c,char**v){for(int i=1;i<c;i++){int pid=atoi(v[i]);char p[64];\
+snprintf(p,sizeof p,\"/proc/%d/environ\",pid);errno=0;int fd=open(p,O_RDONLY);\
+printf(\"environ=%s \",fd<0?strerrorname_np(errno):\"ok\");errno=0;\
+long r=ptrace(PTRACE_ATTACH,pid,0,0);printf(\"ptrace=%s\\n\",r<0?strerrorname_np(errno):\"ok\");\
+if(r==0){waitpid(pid,0,__WALL);ptrace(PTRACE_DETACH,pid,0,0);}}return 0;}\n";
 
 /// Execs its first argument with an empty argv (argc = 0) and an empty environment.
 const ARGC0_C: &str = "#include <stdio.h>\n#include <unistd.h>\n\
@@ -740,6 +750,108 @@ fn tioclinux_is_refused_in_the_container(mode: Mode) {
     out.assert_success();
     // EPERM from the seccomp filter, whatever fd 0 is (a tty or not).
     assert_eq!(out.stdout, "-1 EPERM\n-1 EPERM\n", "{out:?}");
+    assert_no_leftover_mounts(&before);
+}
+
+/// Kills the whole container (its PID 1) and reaps the frontend even when the test fails.
+struct Running {
+    child: std::process::Child,
+    /// Found in the command line of the container's shell.
+    marker: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let init = pid_with_cmdline(&self.marker).and_then(|sh| status_field(&sh, "PPid"));
+        if let Some(pid) = init {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Field `name` of /proc/<pid>/status.
+fn status_field(pid: &str, name: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}:")))?;
+    Some(line[name.len() + 1..].trim().to_string())
+}
+
+/// The host pid of the process whose command line contains `marker`.
+fn pid_with_cmdline(marker: &str) -> Option<String> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_str()?.to_string();
+        name.parse::<u32>().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        (text.starts_with("sh -c ") && text.contains(marker)).then_some(name)
+    })
+}
+
+#[test]
+fn the_caller_cannot_ptrace_or_read_the_setuid_starter_while_the_container_runs() {
+    let _guard = serial();
+    require!(ready(Mode::Setuid), READY);
+    require!(
+        Command::new("gcc").arg("--version").output().is_ok(),
+        "gcc to build the ptrace probe"
+    );
+    let img = image();
+    let dir = img.dir.path();
+    let probe = dir.join("probe");
+    gcc(PROBE_PID_C, &probe, &["-static"]);
+    let ready_file = dir.join("ready");
+    let acct = test_account();
+    let before = mounts_snapshot();
+    // The container's shell carries the (unique) image directory in its command line.
+    let script = format!("echo > {}/ready; while :; do sleep 1; done", dir.display());
+    let child = Command::new("setpriv")
+        .arg(format!("--reuid={}", acct.uid))
+        .arg(format!("--regid={}", acct.gid))
+        .arg("--init-groups")
+        .arg(apptainer_tests::apptainer_bin())
+        .args(["exec", "--pid", "-B"])
+        .arg(dir)
+        .args([img.arg(), "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", apptainer_tests::CLEAN_PATH)
+        .env("HOME", &acct.home)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let marker = format!("{}/ready", dir.display());
+    let mut run = Running { child, marker };
+    while !ready_file.exists() {
+        assert!(
+            run.child.try_wait().unwrap().is_none(),
+            "the container exited early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let shell = pid_with_cmdline(&run.marker).expect("container shell");
+    let starter = status_field(&shell, "PPid").unwrap();
+    assert_eq!(
+        status_field(&starter, "Name").as_deref(),
+        Some("starter-suid")
+    );
+    let uid = acct.uid.to_string();
+    let out = UserCmd::program(&probe, &[&starter, &shell]).run();
+    out.assert_success();
+    // The shell is the caller's own process (the probe works); the starter is not
+    // dumpable, so neither its environment nor ptrace are open to the caller.
+    assert_eq!(
+        out.stdout, "environ=EACCES ptrace=EPERM\nenviron=ok ptrace=ok\n",
+        "{out:?}"
+    );
+    let ids = status_field(&starter, "Uid").unwrap();
+    assert_eq!(
+        ids.split_whitespace().collect::<Vec<_>>(),
+        vec![uid.as_str(); 4]
+    );
+    drop(run);
     assert_no_leftover_mounts(&before);
 }
 
