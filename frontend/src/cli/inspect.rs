@@ -156,6 +156,18 @@ pub fn run(mut args: Args, _g: &GlobalOpts) -> Result<()> {
     Ok(())
 }
 
+/// The definition file kept inside the image (`/.singularity.d/Singularity`).
+fn deffile_in_image(opened: &Opened) -> String {
+    let select = Select {
+        deffile: true,
+        ..Select::default()
+    };
+    inspect::collect(&opened.files, select, None, false)
+        .data
+        .attributes
+        .deffile
+}
+
 /// The definition file: the SIF's object (or the stored metadata's copy), else the one in
 /// the image's files.
 fn deffile(opened: &Opened, m: &Metadata) -> Result<String> {
@@ -166,38 +178,16 @@ fn deffile(opened: &Opened, m: &Metadata) -> Result<String> {
         (Some(Some(text)), _) => Ok(text.trim_end_matches('\n').to_string()),
         (Some(None), _) => {
             crate::warning!("No SIF metadata partition, searching in container...");
-            Ok(inspect::collect(
-                &opened.files,
-                Select {
-                    deffile: true,
-                    ..Select::default()
-                },
-                None,
-                false,
-            )
-            .data
-            .attributes
-            .deffile)
+            Ok(deffile_in_image(opened))
         }
-        (None, _) => Ok(inspect::collect(
-            &opened.files,
-            Select {
-                deffile: true,
-                ..Select::default()
-            },
-            None,
-            false,
-        )
-        .data
-        .attributes
-        .deffile)
-        .map(|d| {
-            if d.is_empty() {
+        (None, _) => {
+            let d = deffile_in_image(opened);
+            Ok(if d.is_empty() {
                 m.data.attributes.deffile.clone()
             } else {
                 d
-            }
-        }),
+            })
+        }
     }
 }
 
