@@ -1,6 +1,7 @@
 //! The output of a build: the last stage's root as a SIF (gzip squashfs made with
-//! mksquashfs on every core, the definition file and `inspect-metadata.json` beside it, as
-//! the reference stores them) or as a sandbox directory. Either appears complete or not at
+//! mksquashfs on every core, the definition file, `inspect-metadata.json` and the base
+//! image's `oci-config.json` beside it, as the reference stores them) or as a sandbox
+//! directory. Either appears complete or not at
 //! all.
 
 use std::fs;
@@ -19,6 +20,7 @@ pub fn to_sif(
     def: &DefFile,
     opts: &BuildOptions,
     work: &Path,
+    oci_config: Option<&[u8]>,
 ) -> Result<()> {
     use sif::write::{
         create_container, CreateOptions, DataSource, DescriptorInput, RUN_SINGULARITY,
@@ -71,7 +73,8 @@ pub fn to_sif(
     let part =
         fs::File::open(&squashfs).with_context(|| format!("opening {}", squashfs.display()))?;
     let arch = sif::Arch::host().unwrap_or(sif::Arch::Amd64);
-    let inputs = vec![
+    // As the reference orders them: definition, JSON objects by name, then the root.
+    let mut inputs = vec![
         DescriptorInput::new(
             sif::DataType::Deffile,
             DataSource::Bytes(def.templated_text().into_bytes()),
@@ -81,12 +84,23 @@ pub fn to_sif(
             DataSource::Bytes(inspect::sif_object(root)),
         )
         .name("inspect-metadata.json"),
+    ];
+    if let Some(config) = oci_config {
+        inputs.push(
+            DescriptorInput::new(
+                sif::DataType::GenericJson,
+                DataSource::Bytes(config.to_vec()),
+            )
+            .name(super::bootstrap::OCI_CONFIG),
+        );
+    }
+    inputs.push(
         DescriptorInput::new(sif::DataType::Partition, DataSource::File(part)).partition(
             sif::FsType::Squash,
             sif::PartType::PrimSys,
             arch,
         ),
-    ];
+    );
     if out.is_dir() && !out.is_symlink() {
         // Only reached with --force (the output check refused otherwise).
         remove_root(out, opts.subids.as_ref());

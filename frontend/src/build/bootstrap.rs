@@ -1,7 +1,12 @@
 //! Bootstrap agents: the base root filesystem of a stage, put at `ctx.rootfs` (which does
 //! not exist yet). OCI agents reuse the pull pipeline (cache, verification, conversion to a
-//! sandbox with the image's `/.singularity.d`); `localimage` unpacks a SIF or copies a
-//! sandbox; `scratch` starts empty; `debootstrap` runs Debian's debootstrap (root only).
+//! SIF with the image's `/.singularity.d`), then unpack that SIF; `localimage` unpacks a
+//! SIF or copies a sandbox; `scratch` starts empty; `debootstrap` runs Debian's
+//! debootstrap (see `debootstrap.rs`).
+//!
+//! An agent also hands back the base image's OCI config (`oci-config.json`) when it has
+//! one, as the reference keeps it: from the image config of an OCI source, or from the
+//! object of that name in a SIF used as `localimage` (or pulled with `oras`).
 
 use std::fs;
 use std::path::Path;
@@ -15,7 +20,8 @@ use crate::deffile::Agent;
 use crate::sources::local::{self, LocalKind};
 use crate::sources::Source;
 
-pub fn run(ctx: &StageContext<'_>) -> Result<()> {
+/// Makes the stage's base root; returns the base image's OCI config when it has one.
+pub fn run(ctx: &StageContext<'_>) -> Result<Option<Vec<u8>>> {
     let header = &ctx.stage.header;
     let from = header.from().unwrap_or("").trim();
     match header.agent {
@@ -34,37 +40,64 @@ pub fn run(ctx: &StageContext<'_>) -> Result<()> {
                 .with_context(|| format!("{uri:?} is not an image reference"))?;
             let mut pull = ctx.opts.pull.clone();
             pull.fix_perms |= ctx.opts.fix_perms;
-            match ctx.opts.subids.as_ref() {
-                // Through the (cached) SIF unpacked inside the fakeroot mapping, so files
-                // the image gives to other users keep their owners, as under the
-                // reference's fakeroot build.
-                Some(map) => {
-                    let sif = ctx.work.join(format!("base-stage-{}.sif", ctx.index));
-                    crate::pull::pull_to_file(&source, &sif, true, &pull)?;
-                    let result = unsquash_mapped(&sif, ctx.rootfs, map);
-                    let _ = fs::remove_file(&sif);
-                    result?;
-                }
-                None => crate::pull::pull_to_sandbox(&source, ctx.rootfs, false, &pull)?,
-            }
+            // Through the (cached) SIF of the image, which also holds its OCI config.
+            // Under fakeroot it is unpacked inside the mapping, so files the image gives
+            // to other users keep their owners, as under the reference's fakeroot build.
+            let sif = ctx.work.join(format!("base-stage-{}.sif", ctx.index));
+            crate::pull::pull_to_file(&source, &sif, true, &pull)?;
+            let result = read_oci_config(&sif).and_then(|config| {
+                unpack_sif(&sif, ctx.rootfs, ctx.opts.subids.as_ref())?;
+                Ok(config)
+            });
+            let _ = fs::remove_file(&sif);
+            let config = result?;
             // The conversion records a definition naming the image; this build records
             // its own, and an image pulled as a base has no history of its own.
             let def = ctx.rootfs.join(".singularity.d/Singularity");
             if fs::symlink_metadata(&def).is_ok() {
                 fs::remove_file(&def).context("removing the base image's definition")?;
             }
-            Ok(())
+            Ok(config)
         }
         Agent::Localimage => localimage(Path::new(from), ctx.rootfs, ctx.opts.subids.as_ref()),
         Agent::Scratch => {
-            fs::create_dir(ctx.rootfs).with_context(|| format!("creating {}", ctx.rootfs.display()))
+            fs::create_dir(ctx.rootfs)
+                .with_context(|| format!("creating {}", ctx.rootfs.display()))?;
+            Ok(None)
         }
         Agent::Oras => oras(ctx, from),
-        Agent::Debootstrap => debootstrap(ctx),
+        Agent::Debootstrap => super::debootstrap::run(ctx).map(|()| None),
         other => bail!(
             "bootstrap agent {:?} is not supported by this build",
             other.name()
         ),
+    }
+}
+
+/// The `oci-config.json` object of a SIF, if it has one.
+fn read_oci_config(sif: &Path) -> Result<Option<Vec<u8>>> {
+    let mut f = fs::File::open(sif).with_context(|| format!("opening {}", sif.display()))?;
+    let image = sif::Image::load(&mut f).with_context(|| format!("reading {}", sif.display()))?;
+    let Some(id) = image
+        .descriptors()
+        .find(|d| d.data_type == sif::DataType::GenericJson && d.name() == OCI_CONFIG)
+        .map(|d| d.id)
+    else {
+        return Ok(None);
+    };
+    let data = image
+        .read_object(&mut f, id)
+        .with_context(|| format!("reading {OCI_CONFIG} of {}", sif.display()))?;
+    Ok(Some(data))
+}
+
+/// The SIF object holding the base image's OCI config, as the reference names it.
+pub const OCI_CONFIG: &str = "oci-config.json";
+
+fn unpack_sif(sif: &Path, rootfs: &Path, subids: Option<&SubIdMap>) -> Result<()> {
+    match subids {
+        Some(map) => unsquash_mapped(sif, rootfs, map),
+        None => local::sif_to_sandbox(sif, rootfs),
     }
 }
 
@@ -96,21 +129,24 @@ fn oci_uri(agent: Agent, from: &str, registry: Option<&str>, namespace: Option<&
     }
 }
 
-fn localimage(from: &Path, rootfs: &Path, subids: Option<&SubIdMap>) -> Result<()> {
-    match (local::classify(from), subids) {
-        (Some(LocalKind::Sif), None) => local::sif_to_sandbox(from, rootfs),
-        (Some(LocalKind::Sif), Some(map)) => unsquash_mapped(from, rootfs, map),
-        (Some(LocalKind::Sandbox), _) => copy_sandbox(from, rootfs, subids),
-        (None, _) if from.exists() => {
+fn localimage(from: &Path, rootfs: &Path, subids: Option<&SubIdMap>) -> Result<Option<Vec<u8>>> {
+    match local::classify(from) {
+        Some(LocalKind::Sif) => {
+            let config = read_oci_config(from)?;
+            unpack_sif(from, rootfs, subids)?;
+            Ok(config)
+        }
+        Some(LocalKind::Sandbox) => copy_sandbox(from, rootfs, subids).map(|()| None),
+        None if from.exists() => {
             bail!("{from:?} is neither a SIF image nor a sandbox directory")
         }
-        (None, _) => bail!("{from:?}: no such image"),
+        None => bail!("{from:?}: no such image"),
     }
 }
 
 /// `Bootstrap: oras`: the SIF artifact is pulled into the build's temporary directory,
 /// then used as a `localimage`.
-fn oras(ctx: &StageContext<'_>, from: &str) -> Result<()> {
+fn oras(ctx: &StageContext<'_>, from: &str) -> Result<Option<Vec<u8>>> {
     let reference = crate::oras::parse_reference(from)?;
     let sif = ctx.work.join(format!("oras-stage-{}.sif", ctx.index));
     let target = crate::oras::Target {
@@ -191,74 +227,6 @@ fn copy_sandbox(from: &Path, rootfs: &Path, subids: Option<&SubIdMap>) -> Result
         );
     }
     Ok(())
-}
-
-/// Debian's debootstrap with the stage's `OSVersion`, `MirrorURL` and `Include`.
-fn debootstrap(ctx: &StageContext<'_>) -> Result<()> {
-    let header = &ctx.stage.header;
-    if !nix::unistd::geteuid().is_root() {
-        bail!("the debootstrap agent needs root (debootstrap creates device nodes and sets ownership)");
-    }
-    let Some(program) = ["/usr/sbin/debootstrap", "/usr/bin/debootstrap"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
-    else {
-        bail!("debootstrap is not installed (Debian package debootstrap)");
-    };
-    let suite = header
-        .get("osversion")
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
-    let Some(suite) = suite else {
-        bail!("the debootstrap agent needs an \"OSVersion:\" header");
-    };
-    let mirror = header
-        .get("mirrorurl")
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .or_else(debian_mirror)
-        .context("the debootstrap agent needs a \"MirrorURL:\" header (no Debian mirror configured on this machine)")?;
-    let mut cmd = Command::new(program);
-    cmd.arg("--variant=minbase");
-    if let Some(inc) = header
-        .get("include")
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let list: Vec<&str> = inc.split([',', ' ']).filter(|s| !s.is_empty()).collect();
-        cmd.arg(format!("--include={}", list.join(",")));
-    }
-    cmd.arg(suite).arg(ctx.rootfs).arg(&mirror);
-    crate::info!("Running debootstrap {suite} from {mirror}");
-    let status = cmd.status().context("running debootstrap")?;
-    if !status.success() {
-        bail!("debootstrap failed ({status})");
-    }
-    Ok(())
-}
-
-/// The host's Debian mirror (from its apt sources), for a def file without `MirrorURL`.
-fn debian_mirror() -> Option<String> {
-    let mut texts: Vec<String> = fs::read_to_string("/etc/apt/sources.list")
-        .into_iter()
-        .collect();
-    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
-        let mut paths: Vec<_> = dir.flatten().map(|e| e.path()).collect();
-        paths.sort();
-        texts.extend(paths.iter().filter_map(|p| fs::read_to_string(p).ok()));
-    }
-    texts
-        .iter()
-        .flat_map(|t| t.lines())
-        .filter_map(|l| {
-            let l = l.trim();
-            l.strip_prefix("deb ").or_else(|| l.strip_prefix("URIs:"))
-        })
-        .flat_map(str::split_whitespace)
-        .find(|w| w.starts_with("http") && w.trim_end_matches('/').ends_with("/debian"))
-        .map(str::to_string)
 }
 
 #[cfg(test)]

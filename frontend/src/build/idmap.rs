@@ -44,14 +44,38 @@ impl SubIdMap {
 
     /// `program args...` run inside the mapped user namespace.
     pub fn command<S: AsRef<OsStr>>(&self, program: impl AsRef<OsStr>, args: &[S]) -> Command {
+        self.unshare(&[], program, args)
+    }
+
+    /// As [`SubIdMap::command`], in new mount and PID namespaces of that user namespace:
+    /// the mounts it makes vanish with it, and no process it starts outlives it.
+    pub fn isolated_command<S: AsRef<OsStr>>(
+        &self,
+        program: impl AsRef<OsStr>,
+        args: &[S],
+    ) -> Command {
+        self.unshare(
+            &["--mount", "--pid", "--fork", "--kill-child"],
+            program,
+            args,
+        )
+    }
+
+    fn unshare<S: AsRef<OsStr>>(
+        &self,
+        namespaces: &[&str],
+        program: impl AsRef<OsStr>,
+        args: &[S],
+    ) -> Command {
         let mut cmd = Command::new(unshare_program().unwrap_or("unshare"));
         cmd.args([
             "--map-user=0".to_string(),
             "--map-group=0".to_string(),
             format!("--map-users={},1,{}", self.uids.start, self.uids.count),
             format!("--map-groups={},1,{}", self.gids.start, self.gids.count),
-            "--".to_string(),
         ])
+        .args(namespaces)
+        .arg("--")
         .arg(program)
         .args(args);
         cmd

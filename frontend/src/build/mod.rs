@@ -10,6 +10,7 @@
 mod apps;
 mod assemble;
 mod bootstrap;
+mod debootstrap;
 mod files;
 mod flags;
 mod idmap;
@@ -134,6 +135,7 @@ pub fn build_from_deffile(def_path: &Path, out: &Path, opts: &BuildOptions) -> R
         crate::info!("Starting build...");
     }
     let mut built: Vec<BuiltStage> = Vec::new();
+    let mut oci_config = None;
     let last = def.stages.len() - 1;
     for (i, stage) in def.stages.iter().enumerate() {
         let rootfs = if i == last && update_in_place {
@@ -153,7 +155,8 @@ pub fn build_from_deffile(def_path: &Path, out: &Path, opts: &BuildOptions) -> R
             work: work.path(),
             bootstrap: !(i == last && update_in_place),
         };
-        build_stage(&ctx)?;
+        // The output keeps the OCI config of its own stage's base image.
+        oci_config = build_stage(&ctx)?;
         built.push(BuiltStage {
             name: stage.name.clone(),
             index: i,
@@ -169,7 +172,7 @@ pub fn build_from_deffile(def_path: &Path, out: &Path, opts: &BuildOptions) -> R
     if opts.sandbox {
         assemble::to_sandbox(root, out, opts.force, opts.subids.as_ref())?;
     } else {
-        assemble::to_sif(root, out, &def, opts, work.path())?;
+        assemble::to_sif(root, out, &def, opts, work.path(), oci_config.as_deref())?;
     }
     crate::info!("Build complete: {}", out.display());
     Ok(())
@@ -253,16 +256,19 @@ impl StageContext<'_> {
     }
 }
 
-fn build_stage(ctx: &StageContext<'_>) -> Result<()> {
+/// Builds one stage; returns its base image's OCI config when it has one.
+fn build_stage(ctx: &StageContext<'_>) -> Result<Option<Vec<u8>>> {
     if ctx.def.stages.len() > 1 {
         crate::info!("Building {}", ctx.label());
     }
     if ctx.opts.runs("pre") {
         scripts::run_pre(ctx)?;
     }
-    if ctx.bootstrap {
-        bootstrap::run(ctx).with_context(|| format!("while bootstrapping {}", ctx.label()))?;
-    }
+    let oci_config = if ctx.bootstrap {
+        bootstrap::run(ctx).with_context(|| format!("while bootstrapping {}", ctx.label()))?
+    } else {
+        None
+    };
     metadata::ensure_base(ctx.rootfs)?;
     let post_apps = apps::prepare(ctx)?;
     if ctx.opts.runs("files") {
@@ -299,7 +305,7 @@ fn build_stage(ctx: &StageContext<'_>) -> Result<()> {
     if !ctx.opts.notest && ctx.opts.runs("test") {
         scripts::run_test(ctx)?;
     }
-    Ok(())
+    Ok(oci_config)
 }
 
 /// While a build runs, SIGINT, SIGTERM and SIGHUP remove its temporary tree and partial
