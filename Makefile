@@ -21,7 +21,7 @@ SYSCONFDIR = $(DESTDIR)$(PREFIX)/etc/apptainer
 # The starter's configuration path is fixed at build time from the prefix.
 export APPTAINER_PREFIX := $(PREFIX)
 
-.PHONY: all build install install-suid deps demo test unit-test e2e-test bench clean
+.PHONY: all build install install-suid install-alt-starter deps demo test unit-test e2e-test bench clean
 
 all: build
 
@@ -39,6 +39,18 @@ install: build
 install-suid: install
 	$(INSTALL) -m 4755 -o root -g root $(TARGET_DIR)/starter $(LIBEXECDIR)/starter-suid
 
+# A second pair of starters whose built-in apptainer.conf lives under ALT_PREFIX, so the
+# security tests can try admin settings (limit container *, allow setuid-mount, a tampered
+# conf) without touching the main install. Only the starter is built, in its own target dir.
+ALT_PREFIX ?= /opt/apptainer-alt
+ALT_TARGET = target/alt
+install-alt-starter:
+	APPTAINER_PREFIX=$(ALT_PREFIX) CARGO_TARGET_DIR=$(ALT_TARGET) $(CARGO) build --profile $(CARGO_PROFILE) --locked -p starter --bins
+	$(INSTALL) -d -m 0755 $(ALT_PREFIX)/libexec/apptainer/bin $(ALT_PREFIX)/etc/apptainer
+	$(INSTALL) -m 0755 $(ALT_TARGET)/$(notdir $(TARGET_DIR))/starter $(ALT_PREFIX)/libexec/apptainer/bin/starter
+	$(INSTALL) -m 4755 -o root -g root $(ALT_TARGET)/$(notdir $(TARGET_DIR))/starter $(ALT_PREFIX)/libexec/apptainer/bin/starter-suid
+	$(INSTALL) -m 0644 -o root -g root etc/apptainer.conf $(ALT_PREFIX)/etc/apptainer/apptainer.conf
+
 deps:
 	scripts/install-deps.sh
 
@@ -48,8 +60,12 @@ demo: deps
 
 test: deps
 	$(MAKE) PREFIX=$(TEST_PREFIX) install-suid
+	$(MAKE) install-alt-starter
 	scripts/test-setup.sh $(TEST_PREFIX)
-	APPTAINER_PREFIX=$(TEST_PREFIX) APPTAINER_TEST_PREFIX=$(TEST_PREFIX) $(CARGO) test --workspace --locked --no-fail-fast
+	# Licences, banned crates and sources of the dependency graph (see deny.toml). The advisory
+	# check needs the RustSec database from GitHub, which this network cannot reach.
+	$(CARGO) deny --offline check bans licenses sources
+	APPTAINER_PREFIX=$(TEST_PREFIX) APPTAINER_TEST_PREFIX=$(TEST_PREFIX) APPTAINER_TEST_ALT_PREFIX=$(ALT_PREFIX) $(CARGO) test --workspace --locked --no-fail-fast
 
 # Benchmarks against the peers (as root, after `make test` set up the registry and users);
 # release binaries in BENCH_PREFIX, results in docs/benchmarks.md.

@@ -49,3 +49,10 @@ if ! command -v cargo >/dev/null 2>&1; then
     fi
     exit 1
 fi
+
+# cargo-deny (not packaged in Debian 12) checks the dependency graph in `make test`. Built
+# once from crates.io (several minutes), then reused.
+if ! cargo deny --version >/dev/null 2>&1; then
+    echo "install-deps.sh: building cargo-deny from crates.io (once)"
+    cargo install --locked cargo-deny
+fi

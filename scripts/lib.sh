@@ -44,6 +44,13 @@ ensure_subid_range() {
     done
 }
 
+# ensure_group_member GROUP NAME: a local group GROUP with NAME as a member. The security
+# tests use it as a "negative" group (a file readable by others but not by GROUP, T28).
+ensure_group_member() {
+    getent group "$1" >/dev/null 2>&1 || groupadd "$1"
+    id -nG "$2" | tr ' ' '\n' | grep -qx "$1" || usermod -a -G "$1" "$2"
+}
+
 # drop_subid_range NAME: NAME must have no subordinate ids (the cross-user tests rely on it).
 drop_subid_range() {
     for f in /etc/subuid /etc/subgid; do

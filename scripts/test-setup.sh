@@ -11,12 +11,14 @@ PREFIX=${1:?usage: scripts/test-setup.sh PREFIX}
 . "$(dirname -- "$0")/lib.sh"
 
 need_root test-setup.sh
-need_cmds useradd setpriv curl skopeo umoci docker-registry jq tar
+need_cmds useradd groupadd usermod setpriv curl skopeo umoci docker-registry jq tar
 
 ensure_user apptest
 ensure_user apptest2
 ensure_subid_range apptest
 drop_subid_range apptest2
+ensure_group_member apptblocked apptest
+ensure_group_member apptblocked apptest2
 ensure_dev_fuse
 
 # The plain users must be able to reach the installed binaries: every directory on the way

@@ -1,0 +1,344 @@
+//! Attacks through a sandbox (a busybox root directory) that the plain test user owns and
+//! keeps changing while the installed starters use it, fed Plans on fd 3 directly: a
+//! rename-exchange race on a bind destination (T12), and a file the user may not read
+//! because of a group they belong to ("negative" group, T28). Both install modes.
+
+use apptainer_tests::launch::Mode;
+use apptainer_tests::{
+    assert_no_leftover_mounts, mounts_snapshot, require, serial, setuid_starter, starter_bin,
+    tempdir_for, test_user_exists, user_namespaces_available, Out, TempDir, UserCmd, TEST_USER,
+    TEST_USER2,
+};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+/// Swaps its two path arguments with renameat2(RENAME_EXCHANGE) until killed.
+const RACER_C: &str = "#define _GNU_SOURCE\n#include <fcntl.h>\n#include <unistd.h>\n\
+#include <sys/syscall.h>\n#include <linux/fs.h>\n\
+int main(int c,char**v){if(c<3)return 2;for(;;)syscall(SYS_renameat2,AT_FDCWD,v[1],AT_FDCWD,v[2],RENAME_EXCHANGE);}\n";
+
+const NEEDS: &str = "the installed starter for this mode, the apptest user, busybox and gcc";
+
+/// Runs under the racer: at least this many, at most that many.
+const RUNS: (u32, u32) = (150, 600);
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn starter(mode: Mode) -> Option<PathBuf> {
+    match mode {
+        Mode::Setuid => setuid_starter(),
+        Mode::Userns => Some(starter_bin()).filter(|p| p.is_file() && user_namespaces_available()),
+    }
+}
+
+fn ready(mode: Mode) -> bool {
+    starter(mode).is_some() && test_user_exists() && have("busybox") && have("gcc")
+}
+
+/// A user-owned directory holding `sandbox/` (a busybox root with /mnt/d a directory) and
+/// whatever the test adds next to it.
+struct Sandbox {
+    dir: TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempdir_for(TEST_USER);
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root = dir.path().join("sandbox");
+        for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "mnt/d"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("busybox");
+        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "cat", "echo", "id"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        let s = Sandbox { dir };
+        s.chown_to_user("sandbox");
+        s
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Gives `rel` and everything below it to the test user.
+    fn chown_to_user(&self, rel: &str) {
+        let ok = Command::new("chown")
+            .args(["-R", "-h", TEST_USER])
+            .arg(self.path(rel))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+/// A Plan running `/bin/sh -c script` in the sandbox with `mounts` and `env`.
+fn plan(mode: Mode, sandbox: &Path, mounts: Value, script: &str, env: &[String]) -> Value {
+    let userns = mode == Mode::Userns;
+    let mut e = vec!["PATH=/bin".to_string()];
+    e.extend_from_slice(env);
+    json!({
+        "version": 1,
+        "image": { "path": sandbox, "kind": "sandbox", "writable": userns },
+        "namespaces": { "user": userns, "pid": false, "ipc": false, "uts": false, "net": false },
+        "hostname": null,
+        "mounts": mounts,
+        "writable_tmpfs": false,
+        "fakeroot": false,
+        "process": { "argv": ["/bin/sh", "-c", script], "env": e, "cwd": "/" }
+    })
+}
+
+/// Runs `starter` as `user` with `plan` on fd 3.
+fn run(user: &str, starter: &Path, plan: &Value) -> Out {
+    let dir = tempdir_for(user);
+    let file = dir.path().join("plan.json");
+    std::fs::write(&file, serde_json::to_vec(plan).unwrap()).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    UserCmd::program(
+        "/bin/sh",
+        &[
+            "-c",
+            "exec \"$0\" 3<\"$1\"",
+            starter.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+    )
+    .user(user)
+    .run()
+}
+
+/// A racer process of the test user swapping `a` and `b` until dropped.
+struct Racer(Child);
+
+impl Racer {
+    fn start(bin: &Path, a: &Path, b: &Path) -> Racer {
+        let child = Command::new("setpriv")
+            .args([
+                &format!("--reuid={TEST_USER}"),
+                &format!("--regid={TEST_USER}"),
+                "--init-groups",
+                "--",
+            ])
+            .arg(bin)
+            .arg(a)
+            .arg(b)
+            .spawn()
+            .expect("start the racer");
+        Racer(child)
+    }
+}
+
+impl Drop for Racer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn build_racer(dir: &Path) -> PathBuf {
+    let src = dir.join("racer.c");
+    let bin = dir.join("racer");
+    std::fs::write(&src, RACER_C).unwrap();
+    let ok = Command::new("gcc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "gcc racer");
+    bin
+}
+
+/// Prints the mount point of every mount whose root (field 4 of mountinfo) is the bind
+/// source `$SRC`: where the bind landed, as the container sees it.
+const WHERE_IS_SRC: &str = "while read -r id parent dev root mp rest; do \
+    [ \"$root\" = \"$SRC\" ] && echo \"$mp\"; done < /proc/self/mountinfo; true";
+
+/// The mountinfo root field of a bind of `src`: its path inside its filesystem.
+fn root_field(src: &Path) -> String {
+    let out = Command::new("findmnt")
+        .args(["-n", "-o", "TARGET", "-T"])
+        .arg(src)
+        .output()
+        .unwrap();
+    let mount = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rel = src.strip_prefix(&mount).expect("src below its mount point");
+    format!("/{}", rel.display())
+}
+
+/// What the runs under the racer saw.
+#[derive(Default, Debug)]
+struct Tally {
+    bound_inside: u32,
+    refused: u32,
+}
+
+fn a_bind_destination_exchanged_with_a_symlink_never_mounts_outside_the_root(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), NEEDS);
+    let st = starter(mode).unwrap();
+    let sb = Sandbox::new();
+    let racer = build_racer(sb.dir.path());
+    // The bind source, and a directory of the user outside the sandbox that the symlink
+    // names by its absolute host path. Inside the root that path does not exist.
+    let src = sb.path("src");
+    let outside = sb.path("outside");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("marker"), "bound\n").unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    let d = sb.path("sandbox/mnt/d");
+    let l = sb.path("sandbox/mnt/l");
+    std::os::unix::fs::symlink(&outside, &l).unwrap();
+    sb.chown_to_user(".");
+    let mounts = json!(["proc", { "bind": {
+        "src": src, "dst": "/mnt/d", "read_only": true, "kind": "user" } }]);
+    let p = plan(
+        mode,
+        &sb.path("sandbox"),
+        mounts,
+        WHERE_IS_SRC,
+        &[format!("SRC={}", root_field(&src))],
+    );
+    let before = mounts_snapshot();
+    // Without the racer the bind lands on /mnt/d.
+    let out = run(TEST_USER, &st, &p);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "/mnt/d\n", "{out:?}");
+
+    let mut t = Tally::default();
+    {
+        let _racer = Racer::start(&racer, &d, &l);
+        for run_no in 1..=RUNS.1 {
+            let out = run(TEST_USER, &st, &p);
+            if out.success() {
+                // Exactly one bind of src, on the directory, under /mnt: the name it has when
+                // the container reads mountinfo may be either one.
+                let lines: Vec<&str> = out.stdout.lines().collect();
+                assert!(
+                    lines.len() == 1 && ["/mnt/d", "/mnt/l"].contains(&lines[0]),
+                    "the bind did not land inside the root: {out:?}"
+                );
+                t.bound_inside += 1;
+            } else {
+                assert_eq!(out.code(), 255, "{out:?}");
+                let errors: Vec<&str> = out.stderr.lines().collect();
+                assert!(
+                    errors.len() == 1
+                        && errors[0].starts_with("FATAL:   ")
+                        && errors[0].contains("\"/mnt/d\""),
+                    "{out:?}"
+                );
+                t.refused += 1;
+            }
+            if run_no >= RUNS.0 && t.bound_inside >= 5 && t.refused >= 5 {
+                break;
+            }
+        }
+    }
+    eprintln!("{mode:?}: {t:?}");
+    assert!(
+        t.bound_inside > 0 && t.refused > 0,
+        "the racer never changed the outcome: {t:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
+    assert!(left.is_empty(), "something was created outside: {left:?}");
+    assert_no_leftover_mounts(&before);
+}
+
+/// Reads `/secret` and prints what happened.
+const READ_SECRET: &str = "cat /secret || echo denied";
+
+/// The container's `cat /secret` failed for lack of permission.
+#[track_caller]
+fn assert_denied(out: &Out) {
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "denied\n", "{out:?}");
+    assert!(out.stderr.contains("Permission denied"), "{out:?}");
+}
+
+fn gid_of_group(name: &str) -> Option<u32> {
+    let group = std::fs::read_to_string("/etc/group").ok()?;
+    group.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && f[0] == name).then(|| f[2].parse().ok())?
+    })
+}
+
+fn a_file_denied_to_a_group_of_the_caller_stays_unreadable(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), NEEDS);
+    require!(
+        gid_of_group("apptblocked").is_some(),
+        "group apptblocked with members apptest and apptest2 (scripts/test-setup.sh)"
+    );
+    let st = starter(mode).unwrap();
+    let sb = Sandbox::new();
+    // Readable by others, but not by the group apptblocked, of which the caller is a member.
+    let secret = sb.path("sandbox/secret");
+    std::fs::write(&secret, "secret\n").unwrap();
+    std::os::unix::fs::chown(&secret, Some(0), gid_of_group("apptblocked")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let host = UserCmd::program("cat", &[secret.to_str().unwrap()]).run();
+    assert!(!host.success(), "the caller reads it on the host: {host:?}");
+    // A user outside the group reads it: the mode is what the test says it is.
+    let other = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    let other = String::from_utf8_lossy(&other.stdout);
+    assert_eq!(other, "secret\n", "nobody cannot read it");
+    let before = mounts_snapshot();
+    let p = plan(mode, &sb.path("sandbox"), json!([]), READ_SECRET, &[]);
+    let out = run(TEST_USER, &st, &p);
+    assert_denied(&out);
+    // Fakeroot for a user without a subgid range: setgroups stays denied, the group stays.
+    let mut fakeroot = p.clone();
+    fakeroot["namespaces"]["user"] = json!(true);
+    fakeroot["fakeroot"] = json!(true);
+    fakeroot["image"]["writable"] = json!(false);
+    let out = run(TEST_USER2, &st, &fakeroot);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        out.stdout, "denied\n",
+        "{TEST_USER2}, no subgid range: {out:?}"
+    );
+    // With a subgid range the admin lets the user drop groups in a user namespace anyway
+    // (newgidmap allows setgroups): fakeroot gives no more than unshare does.
+    let out = run(TEST_USER, &st, &fakeroot);
+    assert!(out.success(), "{out:?}");
+    let script = format!(
+        "setpriv --clear-groups cat {} 2>/dev/null || echo denied",
+        secret.display()
+    );
+    let unshare = UserCmd::program(
+        "unshare",
+        &["--map-auto", "--map-root-user", "sh", "-c", &script],
+    )
+    .run();
+    assert!(unshare.success(), "{unshare:?}");
+    assert_eq!(
+        out.stdout, unshare.stdout,
+        "{TEST_USER}, subgid range: {out:?}"
+    );
+    assert_no_leftover_mounts(&before);
+}
+
+apptainer_tests::both_modes!(
+    a_bind_destination_exchanged_with_a_symlink_never_mounts_outside_the_root,
+    a_file_denied_to_a_group_of_the_caller_stays_unreadable,
+);
