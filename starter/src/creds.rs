@@ -8,7 +8,7 @@ use crate::sys;
 use crate::userns::IdMaps;
 use caps::CapSet;
 use conf::Accounts;
-use starter::plan::Caller;
+use starter::plan::{ensure, Caller};
 
 /// How this starter was installed, decided once from AT_SECURE.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -19,15 +19,13 @@ pub enum Mode {
     Userns,
 }
 
-/// Held while the process may still do privileged work. Not Clone; only `drop_all` ends it.
+/// Held while the process may still do privileged work. Not Clone, and the private field
+/// keeps it from being built elsewhere; only `drop_all` ends it.
 pub struct Root {
-    caller: Caller,
-    mode: Mode,
-    /// Ids the container process gets, in its own user namespace's terms.
-    target: (u32, u32),
-    fakeroot: bool,
-    /// Subordinate ranges are mapped, so the namespace allows setgroups.
-    ranged: bool,
+    pub caller: Caller,
+    /// The container's ids (`target`, in its own user namespace's terms) and whether
+    /// subordinate ranges are mapped, so that the namespace allows setgroups.
+    pub maps: IdMaps,
     /// The process is in a user namespace it created: its capabilities count only there.
     userns: bool,
 }
@@ -39,23 +37,16 @@ pub struct User(());
 /// no inherited fds except the plan on fd 3, not dumpable (setuid), no new privileges.
 pub fn sanitize() -> Result<Mode> {
     let secure = sys::getauxval_secure();
-    let (ruid, euid, _) = sys::getresuid();
-    if secure && euid != 0 {
-        return Err(StarterError::Refused("the starter is set-id but not setuid root"));
-    }
-    if !sys::stdio_open() {
-        return Err(StarterError::Refused("standard input, output and error must be open"));
-    }
+    let [(ruid, euid, _), (rgid, ..)] = sys::getresids();
+    ensure(!secure || euid == 0, StarterError::Refused("the starter is set-id but not setuid root"))?;
+    ensure(sys::stdio_open(), StarterError::Refused("standard input, output and error must be open"))?;
     sys::reset_process();
     sys::close_range_from(4).map_err(syserr("close_range"))?;
     if secure {
         // A dumpable privileged process can be ptraced by the caller (CVE-2016-8659).
         sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(syserr("PR_SET_DUMPABLE"))?;
         keep_only_needed_caps()?;
-        let rgid = sys::getresgid().0;
-        if !sys::setfsids(ruid, rgid) {
-            return Err(StarterError::DropFailed("setfsuid to the caller"));
-        }
+        ensure(sys::setfsids(ruid, rgid), StarterError::DropFailed("setfsuid to the caller"))?;
         // User-namespace mode sets it once in its namespace: the parent that maps
         // subordinate ids must still be able to run the setuid newuidmap.
         no_new_privs()?;
@@ -66,10 +57,7 @@ pub fn sanitize() -> Result<Mode> {
 /// No exec from here on can gain privileges (setuid bits, file capabilities); verified.
 pub fn no_new_privs() -> Result<()> {
     sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(syserr("PR_SET_NO_NEW_PRIVS"))?;
-    if sys::prctl(libc::PR_GET_NO_NEW_PRIVS, 0) != Ok(1) {
-        return Err(StarterError::DropFailed("no_new_privs"));
-    }
-    Ok(())
+    ensure(sys::prctl(libc::PR_GET_NO_NEW_PRIVS, 0) == Ok(1), StarterError::DropFailed("no_new_privs"))
 }
 
 /// The host's passwd or group file: root-owned ones only in setuid mode. Unreadable reads as
@@ -81,7 +69,7 @@ pub fn accounts(mode: Mode, file: &str) -> Accounts {
 
 /// The caller from the kernel's real ids and the host's passwd file.
 pub fn caller(mode: Mode, users: &Accounts) -> Result<Caller> {
-    let (uid, gid) = (sys::getresuid().0, sys::getresgid().0);
+    let [(uid, ..), (gid, ..)] = sys::getresids();
     let groups = sys::getgroups().map_err(syserr("getgroups"))?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let home = users.by_id(uid).map_or_else(|| "/".into(), |a| a.home.clone());
@@ -89,27 +77,17 @@ pub fn caller(mode: Mode, users: &Accounts) -> Result<Caller> {
 }
 
 impl Root {
-    pub fn new(caller: Caller, mode: Mode, maps: &IdMaps) -> Root {
-        let (target, fakeroot, ranged) = (maps.target, maps.fakeroot, maps.ranges.is_some());
-        Root { caller, mode, target, fakeroot, ranged, userns: mode == Mode::Userns }
+    pub fn new(maps: IdMaps, caller: Caller) -> Root {
+        Root { userns: !caller.setuid, caller, maps }
     }
     /// After `unshare(CLONE_NEWUSER)` in setuid mode (fakeroot).
     pub fn entered_userns(&mut self) {
         self.userns = true;
     }
     /// The setuid parent of a container: it drops to the caller, whatever the container gets.
-    pub fn into_supervisor(self) -> Root {
-        let target = (self.caller.uid, self.caller.gid);
-        Root { target, fakeroot: false, ..self }
-    }
-    pub fn caller(&self) -> &Caller {
-        &self.caller
-    }
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-    pub fn target(&self) -> (u32, u32) {
-        self.target
+    pub fn into_supervisor(mut self) -> Root {
+        (self.maps.target, self.maps.fakeroot) = ((self.caller.uid, self.caller.gid), false);
+        self
     }
     /// Opens user-named paths with the caller's rights (setuid mode), or nothing to do.
     pub fn as_caller(&self) -> Result<()> {
@@ -121,10 +99,7 @@ impl Root {
         self.set_fs(0, 0)
     }
     fn set_fs(&self, uid: u32, gid: u32) -> Result<()> {
-        if self.mode == Mode::Setuid && !sys::setfsids(uid, gid) {
-            return Err(StarterError::DropFailed("setfsuid"));
-        }
-        Ok(())
+        ensure(!self.caller.setuid || sys::setfsids(uid, gid), StarterError::DropFailed("setfsuid"))
     }
 }
 
@@ -135,12 +110,12 @@ impl Root {
 pub fn drop_all(root: Root) -> Result<User> {
     // In a user namespace without a subgid range setgroups is denied (we wrote "deny"): the
     // kernel keeps the caller's groups, shown as the overflow gid.
-    let groups = match (root.userns, root.ranged) {
+    let groups = match (root.userns, root.maps.ranges.is_some()) {
         (false, _) => Some(&root.caller.groups[..]),
         (true, true) => Some(&[][..]),
         (true, false) => None,
     };
-    drop_ids(groups, root.target, root.fakeroot && root.userns)?;
+    drop_ids(groups, root.maps.target, root.maps.fakeroot && root.userns)?;
     Ok(User(()))
 }
 
@@ -161,13 +136,8 @@ fn drop_ids(groups: Option<&[u32]>, (uid, gid): (u32, u32), ns_root: bool) -> Re
     let rest: &[CapSet] =
         if ns_root { &[CapSet::Inheritable] } else { &[CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] };
     clear_caps(rest)?;
-    if sys::getresuid() != (uid, uid, uid) || sys::getresgid() != (gid, gid, gid) {
-        return Err(StarterError::DropFailed("ids"));
-    }
-    if uid != 0 && sys::setresuid(0).is_ok() {
-        return Err(StarterError::DropFailed("setuid(0) still works"));
-    }
-    Ok(())
+    ensure(sys::getresids() == [(uid, uid, uid), (gid, gid, gid)], StarterError::DropFailed("ids"))?;
+    ensure(uid == 0 || sys::setresuid(0).is_err(), StarterError::DropFailed("setuid(0) still works"))
 }
 
 /// Empties `sets` and checks that they are empty. The bounding set goes first, while
@@ -175,9 +145,7 @@ fn drop_ids(groups: Option<&[u32]>, (uid, gid): (u32, u32), ns_root: bool) -> Re
 pub fn clear_caps(sets: &[CapSet]) -> Result<()> {
     for &set in sets {
         caps::clear(None, set).map_err(|_| StarterError::DropFailed("clearing capabilities"))?;
-        if !caps::read(None, set).is_ok_and(|s| s.is_empty()) {
-            return Err(StarterError::DropFailed("capabilities"));
-        }
+        ensure(caps::read(None, set).is_ok_and(|s| s.is_empty()), StarterError::DropFailed("capabilities"))?;
     }
     Ok(())
 }
@@ -188,17 +156,9 @@ pub fn clear_caps(sets: &[CapSet]) -> Result<()> {
 /// writable layer to the caller (CHOWN).
 fn keep_only_needed_caps() -> Result<()> {
     use caps::Capability::*;
-    let keep = [
-        CAP_SYS_ADMIN,
-        CAP_SETUID,
-        CAP_SETGID,
-        CAP_SETPCAP,
-        CAP_DAC_OVERRIDE,
-        CAP_DAC_READ_SEARCH,
-        CAP_FOWNER,
-        CAP_CHOWN,
-    ];
-    let keep: caps::CapsHashSet = keep.into_iter().collect();
+    let ids = [CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP];
+    let keep: caps::CapsHashSet =
+        ids.into_iter().chain([CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_CHOWN]).collect();
     clear_caps(&[CapSet::Ambient, CapSet::Inheritable])?;
     for set in [CapSet::Effective, CapSet::Permitted] {
         caps::set(None, set, &keep).map_err(|_| StarterError::DropFailed("reducing capabilities"))?;

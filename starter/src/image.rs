@@ -6,7 +6,7 @@ use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::loopdev;
 use crate::ops::new_mount;
 use crate::sys::{self, Sys, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
-use starter::plan::{ImageKind, PlanImage, Policy};
+use starter::plan::{ensure, ImageKind, PlanImage, Policy};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -33,10 +33,8 @@ pub fn open(sys: &dyn Sys, img: &PlanImage, policy: &Policy) -> Result<Image> {
         .openat2(sys::AT_FDCWD, &shown, flags, 0, sys::RESOLVE_NO_MAGICLINKS)
         .map_err(path("cannot open image", &shown))?;
     let st = sys::fstat(fd.as_fd()).map_err(path("cannot stat image", &shown))?;
-    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-    if is_dir != sandbox || (!is_dir && st.st_mode & libc::S_IFMT != libc::S_IFREG) {
-        return Err(refuse("is not the kind of image the plan names"));
-    }
+    let (is_dir, is_file) = (st.st_mode & libc::S_IFMT == libc::S_IFDIR, st.st_mode & libc::S_IFMT == libc::S_IFREG);
+    ensure(if sandbox { is_dir } else { is_file }, refuse("is not the kind of image the plan names"))?;
     // The kernel's name for the opened file, so symlinks and `..` cannot dodge the limits.
     let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| refuse("cannot resolve"))?;
     policy.check_opened_image(&real, st.st_uid, st.st_gid)?;
@@ -56,18 +54,14 @@ fn squashfs_region(fd: &OwnedFd, kind: ImageKind, len: u64, shown: &str) -> Resu
         ImageKind::Sif => {
             let part =
                 sif::primary_partition(&mut f).map_err(|source| StarterError::Sif { path: shown.into(), source })?;
-            if part.fs_type != sif::types::FsType::Squash {
-                return Err(refuse("primary partition is not squashfs"));
-            }
+            ensure(part.fs_type == sif::types::FsType::Squash, refuse("primary partition is not squashfs"))?;
             (part.offset, part.size)
         }
         _ => (0, len),
     };
     let mut magic = [0u8; 4];
     f.read_exact_at(&mut magic, offset).map_err(|_| refuse("cannot read the filesystem header"))?;
-    if &magic != SQUASHFS_MAGIC {
-        return Err(refuse("root filesystem is not squashfs"));
-    }
+    ensure(&magic == SQUASHFS_MAGIC, refuse("root filesystem is not squashfs"))?;
     Ok((offset, size))
 }
 
@@ -86,9 +80,7 @@ pub fn mount_fuse(sys: &dyn Sys, fuse: BorrowedFd<'_>, uid: u32, gid: u32, share
     let (fd, uid, gid) = (fuse.as_raw_fd().to_string(), uid.to_string(), gid.to_string());
     let mut opts = vec![("source", "squashfuse"), ("fd", &fd), ("rootmode", "40000"), ("user_id", &uid)];
     opts.extend([("group_id", gid.as_str()), ("default_permissions", "")]);
-    if shared {
-        opts.push(("allow_other", ""));
-    }
+    opts.extend(shared.then_some(("allow_other", "")));
     new_mount(sys, "fuse", &opts, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV).map_err(syserr("cannot mount fuse"))
 }
 
@@ -96,7 +88,7 @@ pub fn mount_fuse(sys: &dyn Sys, fuse: BorrowedFd<'_>, uid: u32, gid: u32, share
 pub fn mount_sandbox(sys: &dyn Sys, image: &Image, writable: bool) -> Result<OwnedFd> {
     let tree = sys.open_tree(image.fd.as_raw_fd(), "", true).map_err(path("cannot bind image", &image.shown))?;
     let ro = if writable { 0 } else { MOUNT_ATTR_RDONLY };
-    sys.mount_setattr(tree.as_fd(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | ro, 0, 0, true)
+    sys.mount_setattr(tree.as_fd(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | ro, 0, true)
         .map_err(path("cannot bind image", &image.shown))?;
     Ok(tree)
 }

@@ -6,7 +6,7 @@
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::image::Image;
 use crate::sys::{self, Errno, Sys, LO_FLAGS_AUTOCLEAR, LO_FLAGS_READ_ONLY, RESOLVE_NO_SYMLINKS};
-use starter::plan::Policy;
+use starter::plan::{ensure, Policy};
 use std::os::fd::{AsFd, OwnedFd};
 
 /// An attached loop device: the open fd (keeps it from being autocleared until mounted)
@@ -23,19 +23,15 @@ pub fn attach(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<LoopDevic
     let (offset, size, file) = (image.offset, image.size, image.fd.as_fd());
     let max = u32::try_from(policy.conf.max_loop_devices).unwrap_or(u32::MAX);
     let st = sys::fstat(file).map_err(syserr("cannot stat image"))?;
-    if policy.conf.shared_loop_devices {
-        if let Some(dev) = find_shared(sys, &st, offset, size, max) {
-            return Ok(dev);
-        }
+    if let Some(dev) = policy.conf.shared_loop_devices.then(|| find_shared(sys, &st, offset, size, max)).flatten() {
+        return Ok(dev);
     }
     let ctl = sys
         .openat2(sys::AT_FDCWD, "/dev/loop-control", libc::O_RDWR, 0, RESOLVE_NO_SYMLINKS)
         .map_err(path("cannot open", "/dev/loop-control"))?;
     for _ in 0..ATTEMPTS {
         let n = sys::loop_get_free(ctl.as_fd()).map_err(syserr("cannot get a free loop device"))?;
-        if n >= max {
-            return Err(StarterError::Refused("no loop device below 'max loop devices' is free"));
-        }
+        ensure(n < max, StarterError::Refused("no loop device below 'max loop devices' is free"))?;
         let node = format!("/dev/loop{n}");
         let fd = sys
             .openat2(sys::AT_FDCWD, &node, libc::O_RDONLY, 0, RESOLVE_NO_SYMLINKS)

@@ -17,22 +17,20 @@ use creds::{Mode, Root};
 use error::{sys as syserr, Result, StarterError};
 use starter::plan::{self, ImageKind, Policy, ValidatedPlan};
 use std::convert::Infallible;
-use std::os::fd::AsRawFd;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use sys::{Fork, LinuxSys, Sys, RESOLVE_NO_SYMLINKS};
 use userns::{Handshake, IdMaps};
 
 const PLAN_FD: i32 = 3;
 
 fn main() {
-    let code = match run() {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("FATAL:   {e}");
-            255
-        }
-    };
-    std::process::exit(code)
+    std::process::exit(run().unwrap_or_else(|e| fatal(e)))
+}
+
+/// The one line the user sees on failure, and the reference's exit code for it.
+fn fatal(e: StarterError) -> ! {
+    eprintln!("FATAL:   {e}");
+    std::process::exit(255)
 }
 
 fn run() -> Result<i32> {
@@ -48,21 +46,18 @@ fn run() -> Result<i32> {
     let bytes = sys::read_fd(PLAN_FD, plan::MAX_PLAN_BYTES + 1).map_err(syserr("reading the plan from fd 3"))?;
     sys::close_range_from(PLAN_FD as u32).map_err(syserr("close_range"))?;
     let plan = plan::validate(plan::decode(&bytes)?, &policy, &caller)?;
-    let maps = IdMaps::new(&caller, &users, plan.fakeroot);
-    let root = Root::new(caller, mode, &maps);
+    let root = Root::new(IdMaps::new(&caller, &users, plan.fakeroot), caller);
     root.as_caller()?;
     let image = image::open(&LinuxSys, &plan.image, &policy)?;
     match mode {
-        Mode::Setuid => run_setuid(root, &plan, &policy, image, &maps),
-        Mode::Userns => run_userns(root, &plan, &policy, image, &maps),
+        Mode::Setuid => run_setuid(root, &plan, &policy, image),
+        Mode::Userns => run_userns(root, &plan, &policy, image),
     }
 }
 
 /// Kernel loop + squashfs in the initial user namespace; no helper process unless a PID
 /// namespace needs a parent to reap it, or fakeroot one to write the id maps as root.
-fn run_setuid(
-    mut root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::Image, maps: &IdMaps,
-) -> Result<i32> {
+fn run_setuid(mut root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::Image) -> Result<i32> {
     let sys = &LinuxSys;
     let ops = ops::plan_ops(plan);
     let trees = ops::clone_sources(sys, &ops)?;
@@ -73,16 +68,14 @@ fn run_setuid(
         ImageKind::Sandbox => image::mount_sandbox(sys, &image, false)?,
         _ if policy.conf.may_kernel_mount_squashfs_setuid() => image::mount_kernel(sys, &image, policy)?,
         // The kernel may not parse this image: FUSE, as in user-namespace mode.
-        _ => userns::mount_squashfuse(sys, &image, (root.caller().uid, root.caller().gid), Some(root.caller()))?.0,
+        _ => userns::mount_squashfuse(sys, &image, (root.caller.uid, root.caller.gid), Some(&root.caller))?.0,
     };
     drop(image);
     sys::unshare(libc::CLONE_NEWNS | ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
     // The host's procfs, opened before any mount of ours: after the container's pivot_root
     // the parent's /proc would be the container's.
-    let fakeroot = match plan.fakeroot {
-        true => Some((Handshake::new()?, sys.openat2(sys::AT_FDCWD, "/proc", libc::O_PATH, 0, RESOLVE_NO_SYMLINKS))),
-        false => None,
-    };
+    let proc = || sys.openat2(sys::AT_FDCWD, "/proc", libc::O_PATH, 0, RESOLVE_NO_SYMLINKS);
+    let fakeroot = if plan.fakeroot { Some((Handshake::new()?, proc())) } else { None };
     // A new procfs shows the PID namespace of its mounter, so with one the container's
     // first process builds the root; the parent only maps ids, drops everything and reaps.
     if plan.namespaces.pid || plan.fakeroot {
@@ -90,7 +83,8 @@ fn run_setuid(
             drop((trees, tree));
             if let Some((handshake, proc)) = fakeroot {
                 let proc = proc.map_err(syserr("cannot open /proc"))?;
-                handshake.parent(child, || userns::write_maps(sys, proc.as_raw_fd(), &child.to_string(), maps))?;
+                handshake
+                    .parent(child, || userns::write_maps(sys, proc.as_raw_fd(), &child.to_string(), &root.maps))?;
             }
             creds::drop_all(root.into_supervisor())?;
             sys::close_range_from(3).map_err(syserr("close_range"))?;
@@ -106,28 +100,21 @@ fn run_setuid(
         handshake.child()?;
         root.entered_userns();
     }
-    let Err(e) = finish(root, plan);
-    Err(e)
+    finish(root, plan).map(|never| match never {})
 }
 
 /// Everything inside a user namespace. The parent keeps its own mount namespace (the image
 /// mount and the FUSE daemon live there), forwards signals and reaps; the container gets a
 /// second mount namespace for its pivot_root.
-fn run_userns(
-    root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: image::Image, maps: &IdMaps,
-) -> Result<i32> {
+fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: image::Image) -> Result<i32> {
     let sys = &LinuxSys;
-    if let Some(child) = userns::enter(maps, &policy.conf.binary_path)? {
+    if let Some(child) = userns::enter(&root.maps, &policy.conf.binary_path)? {
         return userns::supervise(child, false);
     }
     creds::no_new_privs()?;
     let fuse = image.kind == ImageKind::Sandbox
         || std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
-    let scratch = if fuse { None } else { Some(userns::extract(sys, &image)?) };
-    if let Some((_, fd)) = &scratch {
-        image.fd = fd.try_clone().map_err(|_| StarterError::Refused("cannot duplicate the sandbox fd"))?;
-        image.kind = ImageKind::Sandbox;
-    }
+    let scratch = if fuse { None } else { Some(userns::extract(sys, &mut image)?) };
     if image.kind == ImageKind::Sandbox {
         // Only mounts of our own namespace can be cloned, and the fd points into the host's:
         // the cwd is carried over into the new namespace, so clone from there.
@@ -141,7 +128,7 @@ fn run_userns(
     }
     let (tree, daemon) = match image.kind {
         ImageKind::Sandbox => (image::mount_sandbox(sys, &image, plan.image.writable)?, None),
-        _ => userns::mount_squashfuse(sys, &image, root.target(), None).map(|(t, pid)| (t, Some(pid)))?,
+        _ => userns::mount_squashfuse(sys, &image, root.maps.target, None).map(|(t, pid)| (t, Some(pid)))?,
     };
     drop(image);
     sys::unshare(ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
@@ -150,8 +137,7 @@ fn run_userns(
         Fork::Child => {
             let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
             let Err(err) = container_userns(root, plan, policy, tree);
-            eprintln!("FATAL:   {err}");
-            std::process::exit(255)
+            fatal(err)
         }
     };
     drop(tree);
@@ -159,7 +145,7 @@ fn run_userns(
     if let Some(d) = daemon {
         userns::stop_daemon(d);
     }
-    if let Some((dir, _)) = scratch {
+    if let Some(dir) = scratch {
         let _ = std::fs::remove_dir_all(dir);
     }
     code

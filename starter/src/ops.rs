@@ -6,7 +6,7 @@
 
 use crate::error::{path, Result};
 use crate::sys::{
-    self, Errno, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
+    self, Errno, Sys, SysResult, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
 };
 use starter::plan::{ContainerPath, Mount, ValidatedPlan};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -66,17 +66,20 @@ pub fn plan_ops(plan: &ValidatedPlan) -> Vec<Op> {
             Mount::Tmpfs { dst, size_mib } => {
                 ops.push(Op::NewFs { fs: NewFs::Tmpfs { size_mib: *size_mib, mode: 0o1777 }, dst: dst.clone() })
             }
-            Mount::Bind { src, dst, read_only, .. } => {
-                ops.push(Op::BindHost { src: src.clone(), dst: dst.clone(), read_only: *read_only, devices: false })
-            }
+            Mount::Bind { src, dst, read_only, .. } => ops.push(bind(src.clone(), dst.clone(), *read_only, false)),
             Mount::File { dst, contents } => ops.push(Op::File { dst: dst.clone(), contents: contents.clone() }),
         }
     }
     ops
 }
 
+fn bind(src: PathBuf, dst: ContainerPath, read_only: bool, devices: bool) -> Op {
+    Op::BindHost { src, dst, read_only, devices }
+}
+
+/// The host's own `p` at the same place in the container.
 fn host_bind(p: &str, read_only: bool, devices: bool) -> Op {
-    Op::BindHost { src: p.into(), dst: cp(p), read_only, devices }
+    bind(p.into(), cp(p), read_only, devices)
 }
 
 /// Clones every host bind source as the caller (fsuid or user namespace), before any
@@ -89,7 +92,7 @@ pub fn clone_sources(sys: &dyn Sys, ops: &[Op]) -> Result<Vec<Option<OwnedFd>>> 
                 let tree = sys.open_tree(AT_FDCWD, s, true).map_err(path("cannot bind", s))?;
                 let nodev = if *devices { 0 } else { MOUNT_ATTR_NODEV };
                 let set = MOUNT_ATTR_NOSUID | nodev | if *read_only { MOUNT_ATTR_RDONLY } else { 0 };
-                sys.mount_setattr(tree.as_fd(), set, 0, 0, true).map_err(path("cannot set flags on bind", s))?;
+                sys.mount_setattr(tree.as_fd(), set, 0, true).map_err(path("cannot set flags on bind", s))?;
                 Ok(Some(tree))
             }
             _ => Ok(None),
@@ -127,14 +130,12 @@ pub fn apply(
     Ok(())
 }
 
-fn new_fs(sys: &dyn Sys, fs: &NewFs) -> std::result::Result<OwnedFd, Errno> {
+fn new_fs(sys: &dyn Sys, fs: &NewFs) -> SysResult<OwnedFd> {
     match fs {
-        NewFs::Tmpfs { size_mib, mode } => new_mount(
-            sys,
-            "tmpfs",
-            &[("size", &format!("{size_mib}m")), ("mode", &format!("{mode:o}"))],
-            MOUNT_ATTR_NODEV,
-        ),
+        NewFs::Tmpfs { size_mib, mode } => {
+            let (size, mode) = (format!("{size_mib}m"), format!("{mode:o}"));
+            new_mount(sys, "tmpfs", &[("size", &size), ("mode", &mode)], MOUNT_ATTR_NODEV)
+        }
         NewFs::Proc => new_mount(sys, "proc", &[], MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC),
         // A new instance, so the container's ptys are its own; no gid=tty (unmapped in userns).
         NewFs::Devpts => {
@@ -145,9 +146,7 @@ fn new_fs(sys: &dyn Sys, fs: &NewFs) -> std::result::Result<OwnedFd, Errno> {
 
 /// Every new filesystem of the starter: a detached mount of `fstype` configured with `opts`
 /// (an empty value sets a flag), always NOSUID, plus `attrs`.
-pub fn new_mount(
-    sys: &dyn Sys, fstype: &str, opts: &[(&str, &str)], attrs: u64,
-) -> std::result::Result<OwnedFd, Errno> {
+pub fn new_mount(sys: &dyn Sys, fstype: &str, opts: &[(&str, &str)], attrs: u64) -> SysResult<OwnedFd> {
     let ctx = sys.fsopen(fstype)?;
     for (k, v) in opts {
         sys.fsconfig(ctx.as_fd(), k, v)?;
@@ -167,7 +166,7 @@ fn bind_file(
     sys.write(f.as_fd(), contents.as_bytes()).map_err(path("cannot write", dst.as_str()))?;
     let tree = sys.open_tree(session.as_raw_fd(), &name, false).map_err(path("cannot bind", dst.as_str()))?;
     let set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY;
-    sys.mount_setattr(tree.as_fd(), set, 0, 0, false).map_err(path("cannot bind", dst.as_str()))?;
+    sys.mount_setattr(tree.as_fd(), set, 0, false).map_err(path("cannot bind", dst.as_str()))?;
     let at = mountpoint(sys, root, dst, false, false)?;
     sys.move_mount(tree.as_fd(), at.as_fd()).map_err(path("cannot bind onto", dst.as_str()))
 }
@@ -195,31 +194,15 @@ pub fn stub(
     let mut modes = Vec::new();
     for n in 1..=parts.len() {
         match sys.openat2(image.as_raw_fd(), &parts[..n].join("/"), libc::O_PATH | libc::O_NOFOLLOW, 0, resolve) {
-            Ok(fd) => match dir_mode(&fd) {
-                Some(mode) => modes.push(mode),
-                None => return Ok(false),
-            },
+            Ok(fd) => modes.push(dir_mode(&fd)),
             Err(Errno(libc::ENOENT)) => break,
             Err(_) => return Ok(false),
         }
     }
-    if modes.len() == parts.len() {
+    if modes.len() == parts.len() || modes.contains(&None) {
         return Ok(false);
     }
-    for n in 1..=parts.len() {
-        let parent = sys.openat2(
-            stubs.as_raw_fd(),
-            &format!("./{}", parts[..n - 1].join("/")),
-            libc::O_PATH,
-            0,
-            sys::RESOLVE_NO_SYMLINKS,
-        );
-        let mode = modes.get(n - 1).copied().unwrap_or(0o755);
-        parent
-            .and_then(|p| create(sys, p.as_fd(), parts[n - 1], dir || n < parts.len(), mode))
-            .map_err(path("cannot create mount point", dst.as_str()))?;
-    }
-    Ok(true)
+    make_path(sys, stubs, dst, dir, true, &modes).map(|_| true)
 }
 
 /// Opens `dst` inside `root` (O_PATH), creating it and missing parents as directories (or
@@ -227,14 +210,22 @@ pub fn stub(
 pub fn mountpoint(
     sys: &dyn Sys, root: BorrowedFd<'_>, dst: &ContainerPath, dir: bool, strict: bool,
 ) -> Result<OwnedFd> {
+    make_path(sys, root, dst, dir, strict, &[])
+}
+
+/// `mountpoint`, creating the missing component n with `modes[n]` (0755 if not given).
+fn make_path(
+    sys: &dyn Sys, root: BorrowedFd<'_>, dst: &ContainerPath, dir: bool, strict: bool, modes: &[Option<u32>],
+) -> Result<OwnedFd> {
     let no_symlinks = if strict { sys::RESOLVE_NO_SYMLINKS } else { 0 };
     let resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | no_symlinks;
     let open = |rel: &str| sys.openat2(root.as_raw_fd(), rel, libc::O_PATH, 0, resolve);
     let parts: Vec<&str> = dst.relative().split('/').collect();
+    let mode = |i: usize| modes.get(i).copied().flatten().unwrap_or(0o755);
     for n in 1..=parts.len() {
         if let Err(Errno(libc::ENOENT)) = open(&parts[..n].join("/")) {
             open(&format!("./{}", parts[..n - 1].join("/")))
-                .and_then(|p| create(sys, p.as_fd(), parts[n - 1], dir || n < parts.len(), 0o755))
+                .and_then(|p| create(sys, p.as_fd(), parts[n - 1], dir || n < parts.len(), mode(n - 1)))
                 .map_err(path("cannot create mount point", dst.as_str()))?;
         }
     }
@@ -247,7 +238,7 @@ fn dir_mode(fd: &OwnedFd) -> Option<u32> {
 }
 
 /// Creates a directory or an empty file `name` under `parent`; an existing one is fine.
-fn create(sys: &dyn Sys, parent: BorrowedFd<'_>, name: &str, dir: bool, mode: u32) -> std::result::Result<(), Errno> {
+fn create(sys: &dyn Sys, parent: BorrowedFd<'_>, name: &str, dir: bool, mode: u32) -> SysResult<()> {
     let made = if dir {
         sys.mkdirat(parent, name, mode)
     } else {

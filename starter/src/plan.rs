@@ -84,31 +84,18 @@ pub enum BindKind {
 
 /// One mount inside the container. Every mount gets nosuid,nodev regardless of the request.
 /// `P` is the type of container paths: `String` on the wire, `ContainerPath` once checked.
+/// `Bind` is a recursive bind of a host path the caller can open; `File` a small generated
+/// file (passwd, group, hostname, resolv.conf) bound read-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum PlanMount<P = String> {
     Proc,
     Sys,
-    Dev {
-        minimal: bool,
-    },
+    Dev { minimal: bool },
     Devpts,
-    Tmpfs {
-        dst: P,
-        size_mib: u32,
-    },
-    /// Recursive bind of a host path the caller can open.
-    Bind {
-        src: PathBuf,
-        dst: P,
-        read_only: bool,
-        kind: BindKind,
-    },
-    /// A small generated file (passwd, group, hostname, resolv.conf) bound read-only.
-    File {
-        dst: P,
-        contents: String,
-    },
+    Tmpfs { dst: P, size_mib: u32 },
+    Bind { src: PathBuf, dst: P, read_only: bool, kind: BindKind },
+    File { dst: P, contents: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,16 +140,11 @@ pub struct ContainerPath(String);
 
 impl ContainerPath {
     pub fn parse(s: &str) -> Result<Self, PlanError> {
-        let bad = |why| PlanError::BadContainerPath { path: s.to_owned(), why };
-        if !s.starts_with('/') {
-            return Err(bad("not absolute"));
-        }
-        if s.len() > MAX_PATH_BYTES || s.contains('\0') {
-            return Err(bad("too long or contains NUL"));
-        }
-        if s.len() > 1 && s[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-            return Err(bad("not normalised (empty, '.' or '..' component)"));
-        }
+        let bad = |why| PlanError::Invalid { what: "container path", value: s.into(), why };
+        ensure(s.starts_with('/'), bad("is not absolute"))?;
+        ensure(s.len() <= MAX_PATH_BYTES && !s.contains('\0'), bad("is too long or contains NUL"))?;
+        let normal = s == "/" || !s[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        ensure(normal, bad("is not normalised (empty, '.' or '..' component)"))?;
         Ok(Self(s.to_owned()))
     }
     pub fn as_str(&self) -> &str {
@@ -215,48 +197,42 @@ pub enum PlanError {
     Malformed(String),
     #[error("plan version {0} is not supported (expected {PLAN_VERSION})")]
     Version(u32),
-    #[error("container path {path:?} is {why}")]
-    BadContainerPath { path: String, why: &'static str },
-    #[error("host path {0:?} must be absolute and contain no NUL")]
-    BadHostPath(PathBuf),
+    /// A value that breaks a rule of its own: `what` names the kind, `why` the rule.
+    #[error("{what} {value:?} {why}")]
+    Invalid { what: &'static str, value: String, why: &'static str },
     #[error("{0} is not allowed by apptainer.conf ({1})")]
     Denied(String, &'static str),
     #[error("bind destination {0:?} is reserved for the runtime")]
     ReservedDestination(String),
     #[error("too many mounts ({0}, at most {MAX_MOUNTS})")]
     TooManyMounts(usize),
-    #[error("generated file for {0:?} is not allowed or too large")]
-    BadFile(String),
-    #[error("hostname {0:?} is invalid")]
-    BadHostname(String),
     #[error("process: {0}")]
     BadProcess(&'static str),
     #[error("image {path:?} is not allowed: {why}")]
     ImageRefused { path: PathBuf, why: &'static str },
 }
 
+/// `Err(err)` unless `ok`: each rule reads as the condition it requires.
+pub fn ensure<E>(ok: bool, err: E) -> Result<(), E> {
+    ok.then_some(()).ok_or(err)
+}
+
 /// Decodes a Plan from at most `MAX_PLAN_BYTES` of JSON.
 pub fn decode(bytes: &[u8]) -> Result<Plan, PlanError> {
-    if bytes.len() > MAX_PLAN_BYTES {
-        return Err(PlanError::TooLarge);
-    }
+    ensure(bytes.len() <= MAX_PLAN_BYTES, PlanError::TooLarge)?;
     // serde_json's own messages quote no file contents, only the JSON the caller wrote.
     serde_json::from_slice(bytes).map_err(|e| PlanError::Malformed(e.to_string()))
 }
 
 /// Checks every rule of `policy` for `caller`; the result is the only input of the privileged side.
 pub fn validate(mut plan: Plan, policy: &Policy, caller: &Caller) -> Result<ValidatedPlan, PlanError> {
-    if plan.version != PLAN_VERSION {
-        return Err(PlanError::Version(plan.version));
-    }
+    ensure(plan.version == PLAN_VERSION, PlanError::Version(plan.version))?;
     check_image(&plan.image, plan.writable_tmpfs, policy, caller)?;
     check_namespaces(plan.namespaces, plan.fakeroot, policy, caller)?;
     if let Some(h) = &plan.hostname {
         check_hostname(h, plan.namespaces)?;
     }
-    if plan.mounts.len() > MAX_MOUNTS {
-        return Err(PlanError::TooManyMounts(plan.mounts.len()));
-    }
+    ensure(plan.mounts.len() <= MAX_MOUNTS, PlanError::TooManyMounts(plan.mounts.len()))?;
     let mounts = std::mem::take(&mut plan.mounts);
     let mounts = mounts.into_iter().map(|m| check_mount(m, policy, caller)).collect::<Result<Vec<_>, _>>()?;
     let cwd = check_process(&plan.process)?;
@@ -271,34 +247,19 @@ fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &
         ImageKind::Squashfs => policy.conf.allow_container_squashfs,
         ImageKind::Sandbox => policy.conf.allow_container_dir,
     };
-    if !allowed {
-        return Err(refuse("this image type is disabled by 'allow container'"));
-    }
-    if img.writable && img.kind != ImageKind::Sandbox {
-        return Err(refuse("only sandbox images can be writable"));
-    }
-    if img.writable && caller.setuid {
-        return Err(refuse("writable images need user-namespace mode"));
-    }
-    if writable_tmpfs && !policy.conf.enable_overlay.allows_kernel_overlay() {
-        return Err(PlanError::Denied("writable tmpfs".into(), "enable overlay"));
-    }
-    if !path_within_any(&img.path, &policy.conf.limit_container_paths) {
-        return Err(refuse("outside 'limit container paths'"));
-    }
-    Ok(())
+    ensure(allowed, refuse("this image type is disabled by 'allow container'"))?;
+    ensure(!img.writable || img.kind == ImageKind::Sandbox, refuse("only sandbox images can be writable"))?;
+    ensure(!img.writable || !caller.setuid, refuse("writable images need user-namespace mode"))?;
+    let overlay = policy.conf.enable_overlay.allows_kernel_overlay();
+    ensure(!writable_tmpfs || overlay, PlanError::Denied("writable tmpfs".into(), "enable overlay"))?;
+    ensure(path_within_any(&img.path, &policy.conf.limit_container_paths), refuse("outside 'limit container paths'"))
 }
 
 /// Component-wise prefix test: `/scratch` covers `/scratch/x` but not `/scratch2/x`
 /// (CVE-2026-48785). An empty list means no limit.
 pub fn path_within_any(path: &Path, tops: &[PathBuf]) -> bool {
-    if tops.is_empty() {
-        return true;
-    }
-    if path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return false;
-    }
-    tops.iter().any(|t| path.starts_with(t))
+    let escapes = path.components().any(|c| matches!(c, Component::ParentDir));
+    tops.is_empty() || (!escapes && tops.iter().any(|t| path.starts_with(t)))
 }
 
 impl Policy {
@@ -320,16 +281,11 @@ impl Policy {
     /// path the kernel reports for the fd, so a symlink or rename cannot dodge the limits.
     pub fn check_opened_image(&self, real_path: &Path, uid: u32, gid: u32) -> Result<(), PlanError> {
         let refuse = |why| PlanError::ImageRefused { path: real_path.to_owned(), why };
-        if !path_within_any(real_path, &self.conf.limit_container_paths) {
-            return Err(refuse("outside 'limit container paths'"));
-        }
-        if !self.limit_owners.is_empty() && !self.limit_owners.contains(&uid) {
-            return Err(refuse("owner not in 'limit container owners'"));
-        }
-        if !self.limit_groups.is_empty() && !self.limit_groups.contains(&gid) {
-            return Err(refuse("group not in 'limit container groups'"));
-        }
-        Ok(())
+        let paths = &self.conf.limit_container_paths;
+        let limited = |ids: &[u32], id| ids.is_empty() || ids.contains(&id);
+        ensure(path_within_any(real_path, paths), refuse("outside 'limit container paths'"))?;
+        ensure(limited(&self.limit_owners, uid), refuse("owner not in 'limit container owners'"))?;
+        ensure(limited(&self.limit_groups, gid), refuse("group not in 'limit container groups'"))
     }
 }
 
@@ -345,39 +301,24 @@ fn check_namespaces(ns: Namespaces, fakeroot: bool, policy: &Policy, caller: &Ca
         return Err(PlanError::Denied(format!("namespace '{}'", &rule[6..rule.len() - 3]), rule));
     }
     // The setuid starter makes a user namespace only for fakeroot, after the root is built.
-    if caller.setuid && ns.user != fakeroot {
-        return Err(PlanError::Denied(
-            "a user namespace without fakeroot, or fakeroot without one, from the setuid starter".into(),
-            "use user-namespace mode",
-        ));
-    }
-    if !caller.setuid && !ns.user {
-        return Err(PlanError::Denied("running without a user namespace".into(), "the starter is not setuid"));
-    }
-    if caller.setuid && !policy.conf.allow_setuid {
-        return Err(PlanError::Denied("the setuid starter".into(), "allow setuid"));
-    }
-    Ok(())
+    let denied = |what: &str, rule| PlanError::Denied(what.into(), rule);
+    let what = "a user namespace without fakeroot, or fakeroot without one, from the setuid starter";
+    ensure(!caller.setuid || ns.user == fakeroot, denied(what, "use user-namespace mode"))?;
+    ensure(caller.setuid || ns.user, denied("running without a user namespace", "the starter is not setuid"))?;
+    ensure(!caller.setuid || policy.conf.allow_setuid, denied("the setuid starter", "allow setuid"))
 }
 
 fn check_hostname(h: &str, ns: Namespaces) -> Result<(), PlanError> {
     let ok = !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if !ok {
-        return Err(PlanError::BadHostname(h.to_owned()));
-    }
-    if !ns.uts {
-        return Err(PlanError::Denied("setting the hostname without a UTS namespace".into(), "allow uts ns"));
-    }
-    Ok(())
+    ensure(ok, PlanError::Invalid { what: "hostname", value: h.into(), why: "is invalid" })?;
+    ensure(ns.uts, PlanError::Denied("setting the hostname without a UTS namespace".into(), "allow uts ns"))
 }
 
 fn check_host_path(p: &Path) -> Result<(), PlanError> {
     use std::os::unix::ffi::OsStrExt;
-    let b = p.as_os_str().as_bytes();
-    if !p.is_absolute() || b.contains(&0) || b.len() > MAX_PATH_BYTES {
-        return Err(PlanError::BadHostPath(p.to_owned()));
-    }
-    Ok(())
+    let (b, why) = (p.as_os_str().as_bytes(), "must be absolute and contain no NUL");
+    let ok = p.is_absolute() && !b.contains(&0) && b.len() <= MAX_PATH_BYTES;
+    ensure(ok, PlanError::Invalid { what: "host path", value: p.to_string_lossy().into(), why })
 }
 
 fn check_mount(m: PlanMount, policy: &Policy, caller: &Caller) -> Result<Mount, PlanError> {
@@ -393,12 +334,10 @@ fn check_mount(m: PlanMount, policy: &Policy, caller: &Caller) -> Result<Mount, 
             (DevPolicy::No, _) | (DevPolicy::Minimal, false) => return deny("mounting the host /dev", "mount dev"),
             _ => Mount::Dev { minimal },
         },
-        PlanMount::Tmpfs { dst, size_mib } => {
-            if size_mib == 0 || u64::from(size_mib) > policy.conf.sessiondir_max_size {
-                return deny(&format!("tmpfs of {size_mib} MiB"), "sessiondir max size");
-            }
-            Mount::Tmpfs { dst: check_destination(&dst)?, size_mib }
+        PlanMount::Tmpfs { size_mib, .. } if size_mib == 0 || u64::from(size_mib) > policy.conf.sessiondir_max_size => {
+            return deny(&format!("tmpfs of {size_mib} MiB"), "sessiondir max size");
         }
+        PlanMount::Tmpfs { dst, size_mib } => Mount::Tmpfs { dst: check_destination(&dst)?, size_mib },
         PlanMount::Bind { src, dst, read_only, kind } => {
             check_host_path(&src)?;
             let dst = check_destination(&dst)?;
@@ -406,9 +345,9 @@ fn check_mount(m: PlanMount, policy: &Policy, caller: &Caller) -> Result<Mount, 
             Mount::Bind { src, dst, read_only, kind }
         }
         PlanMount::File { dst, contents } => {
-            if !FILE_DESTINATIONS.contains(&dst.as_str()) || contents.len() > MAX_FILE_BYTES {
-                return Err(PlanError::BadFile(dst));
-            }
+            let ok = FILE_DESTINATIONS.contains(&dst.as_str()) && contents.len() <= MAX_FILE_BYTES;
+            let why = "is not allowed or too large";
+            ensure(ok, PlanError::Invalid { what: "generated file for", value: dst.clone(), why })?;
             Mount::File { dst: ContainerPath::parse(&dst)?, contents }
         }
     })
@@ -417,43 +356,32 @@ fn check_mount(m: PlanMount, policy: &Policy, caller: &Caller) -> Result<Mount, 
 /// Binds and tmpfs may not cover the container root or the kernel filesystems.
 fn check_destination(dst: &str) -> Result<ContainerPath, PlanError> {
     let p = ContainerPath::parse(dst)?;
-    if p.as_str() == "/" || p.is_within("/proc") || p.is_within("/sys") || p.as_str() == "/dev" {
-        return Err(PlanError::ReservedDestination(dst.to_owned()));
-    }
-    Ok(p)
+    let reserved = p.as_str() == "/" || p.is_within("/proc") || p.is_within("/sys") || p.as_str() == "/dev";
+    ensure(!reserved, PlanError::ReservedDestination(dst.to_owned())).map(|()| p)
 }
 
 fn check_bind_rule(
     src: &Path, dst: &ContainerPath, kind: BindKind, policy: &Policy, caller: &Caller,
 ) -> Result<(), PlanError> {
-    let what = || format!("bind {src:?} to {:?}", dst.as_str());
-    match kind {
-        BindKind::User if !policy.conf.user_bind_control => Err(PlanError::Denied(what(), "user bind control")),
-        BindKind::Home if !policy.conf.mount_home => Err(PlanError::Denied(what(), "mount home")),
-        BindKind::Home if src != caller.home => Err(PlanError::Denied(what(), "not the caller's home directory")),
-        BindKind::Tmp if !policy.conf.mount_tmp => Err(PlanError::Denied(what(), "mount tmp")),
-        BindKind::Tmp if src != Path::new("/tmp") && src != Path::new("/var/tmp") => {
-            Err(PlanError::Denied(what(), "mount tmp covers only /tmp and /var/tmp"))
-        }
-        BindKind::Cwd if src != caller.cwd => Err(PlanError::Denied(what(), "not the current directory")),
-        BindKind::Conf
-            if !policy.conf.bind_path.iter().any(|b| b.source == src && b.destination.as_os_str() == dst.as_str()) =>
-        {
-            Err(PlanError::Denied(what(), "no such 'bind path' entry"))
-        }
-        _ => Ok(()),
-    }
+    let (c, tmp) = (&policy.conf, src == Path::new("/tmp") || src == Path::new("/var/tmp"));
+    let listed = c.bind_path.iter().any(|b| b.source == src && b.destination.as_os_str() == dst.as_str());
+    let (ok, rule) = match kind {
+        BindKind::User => (c.user_bind_control, "user bind control"),
+        BindKind::Home if !c.mount_home => (false, "mount home"),
+        BindKind::Home => (src == caller.home, "not the caller's home directory"),
+        BindKind::Tmp if !c.mount_tmp => (false, "mount tmp"),
+        BindKind::Tmp => (tmp, "mount tmp covers only /tmp and /var/tmp"),
+        BindKind::Cwd => (src == caller.cwd, "not the current directory"),
+        BindKind::Conf => (listed, "no such 'bind path' entry"),
+    };
+    ensure(ok, PlanError::Denied(format!("bind {src:?} to {:?}", dst.as_str()), rule))
 }
 
 fn check_process(p: &Process) -> Result<ContainerPath, PlanError> {
     let first = p.argv.first().ok_or(PlanError::BadProcess("argv is empty"))?;
     ContainerPath::parse(first)?;
-    if p.argv.iter().chain(&p.env).any(|s| s.contains('\0')) {
-        return Err(PlanError::BadProcess("argv or env contains NUL"));
-    }
-    if p.env.iter().any(|e| e.find('=').is_none_or(|i| i == 0)) {
-        return Err(PlanError::BadProcess("env entry without NAME="));
-    }
+    ensure(!p.argv.iter().chain(&p.env).any(|s| s.contains('\0')), PlanError::BadProcess("argv or env contains NUL"))?;
+    ensure(p.env.iter().all(|e| e.find('=').is_some_and(|i| i > 0)), PlanError::BadProcess("env entry without NAME="))?;
     ContainerPath::parse(&p.cwd)
 }
 

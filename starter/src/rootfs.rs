@@ -19,7 +19,7 @@ pub fn build(
 ) -> Result<()> {
     let slash = sys.openat2(AT_FDCWD, "/", libc::O_PATH, 0, 0).map_err(syserr("cannot open /"))?;
     // Nothing mounted from here on may propagate to the host.
-    sys.mount_setattr(slash.as_fd(), 0, 0, MS_SLAVE, true).map_err(syserr("cannot make mounts private"))?;
+    sys.mount_setattr(slash.as_fd(), 0, MS_SLAVE, true).map_err(syserr("cannot make mounts private"))?;
     let session = mount_session(sys, policy)?;
     let top = if policy.conf.enable_overlay.allows_kernel_overlay() && !plan.image.writable {
         let lower = subdir(sys, session.as_fd(), "lower")?;
@@ -46,7 +46,7 @@ pub fn build(
     ops::apply(sys, croot.as_fd(), session.as_fd(), ops, trees)?;
     if !plan.writable_tmpfs && !plan.image.writable {
         // Only the root mount itself: binds below keep their own read-only setting.
-        sys.mount_setattr(croot.as_fd(), MOUNT_ATTR_RDONLY, 0, 0, false)
+        sys.mount_setattr(croot.as_fd(), MOUNT_ATTR_RDONLY, 0, false)
             .map_err(syserr("cannot make the root read-only"))?;
     }
     if let Some(h) = plan.hostname.as_deref() {
@@ -88,8 +88,7 @@ fn mount_overlay(sys: &dyn Sys, root: &Root, session: BorrowedFd<'_>, writable: 
     if writable {
         // The setuid starter's fakeroot: the container's root is the caller, so the caller
         // must own the writable layer (root-owned, it would be unmapped in the namespace).
-        let (uid, gid) = (root.caller().uid, root.caller().gid);
-        let owner = (root.mode() == crate::creds::Mode::Setuid && root.target() == (0, 0)).then_some((uid, gid));
+        let owner = (root.caller.setuid && root.maps.target == (0, 0)).then_some((root.caller.uid, root.caller.gid));
         for name in ["upper", "work"] {
             let dir = subdir(sys, session, name)?;
             if let Some((uid, gid)) = owner {
@@ -98,8 +97,6 @@ fn mount_overlay(sys: &dyn Sys, root: &Root, session: BorrowedFd<'_>, writable: 
         }
         opts.extend([("upperdir", "upper"), ("workdir", "work")]);
     }
-    if root.mode() == crate::creds::Mode::Userns {
-        opts.push(("userxattr", ""));
-    }
+    opts.extend((!root.caller.setuid).then_some(("userxattr", "")));
     ops::new_mount(sys, "overlay", &opts, MOUNT_ATTR_NODEV).map_err(syserr("cannot mount overlay"))
 }

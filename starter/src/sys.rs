@@ -23,7 +23,8 @@ pub type SysResult<T> = Result<T, Errno>;
 fn last() -> Errno {
     Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
 }
-fn check(rc: libc::c_long) -> SysResult<libc::c_long> {
+fn check(rc: impl Into<i64>) -> SysResult<i64> {
+    let rc = rc.into();
     (rc >= 0).then_some(rc).ok_or_else(last)
 }
 fn owned(rc: libc::c_long) -> SysResult<OwnedFd> {
@@ -44,37 +45,24 @@ const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 pub const LO_FLAGS_READ_ONLY: u32 = 1;
 pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
 
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
 /// `struct loop_info64` (linux/loop.h).
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct LoopInfo {
     pub device: u64,
     pub inode: u64,
     pub rdevice: u64,
     pub offset: u64,
     pub sizelimit: u64,
-    pub number: u32,
-    pub encrypt_type: u32,
-    pub encrypt_key_size: u32,
+    /// lo_number, lo_encrypt_type and lo_encrypt_key_size, unused here.
+    numbers: [u32; 3],
     pub flags: u32,
-    pub file_name: [u8; 64],
-    pub crypt_name: [u8; 64],
-    pub encrypt_key: [u8; 32],
-    pub init: [u64; 2],
-}
-impl LoopInfo {
-    pub fn zeroed() -> Self {
-        // SAFETY: loop_info64 is plain old data; all-zero is a valid value.
-        unsafe { std::mem::zeroed() }
-    }
+    /// file_name[64], crypt_name[64] and encrypt_key[32], all unused here.
+    names: [[u8; 32]; 5],
+    init: [u64; 2],
 }
 #[repr(C)]
+#[derive(Default)]
 struct LoopConfig {
     fd: u32,
     block_size: u32,
@@ -88,36 +76,22 @@ pub enum Fork {
     Parent(libc::pid_t),
 }
 
-/// One method per syscall the starter makes.
+/// One method per syscall the starter makes. The provided methods are the real kernel,
+/// used as they are by `LinuxSys`; the unit tests' recording implementation overrides every
+/// one of them.
 pub trait Sys {
-    fn openat2(&self, dir: RawFd, path: &str, flags: i32, mode: u32, resolve: u64) -> SysResult<OwnedFd>;
-    fn mkdirat(&self, dir: BorrowedFd<'_>, name: &str, mode: u32) -> SysResult<()>;
-    fn open_tree(&self, dir: RawFd, path: &str, recursive: bool) -> SysResult<OwnedFd>;
-    fn mount_setattr(&self, fd: BorrowedFd<'_>, set: u64, clr: u64, propagation: u64, recursive: bool)
-        -> SysResult<()>;
-    fn move_mount(&self, tree: BorrowedFd<'_>, onto: BorrowedFd<'_>) -> SysResult<()>;
-    fn fsopen(&self, fstype: &str) -> SysResult<OwnedFd>;
-    fn fsconfig(&self, fs: BorrowedFd<'_>, key: &str, value: &str) -> SysResult<()>;
-    fn fsmount(&self, fs: BorrowedFd<'_>, attrs: u64) -> SysResult<OwnedFd>;
-    fn write(&self, fd: BorrowedFd<'_>, data: &[u8]) -> SysResult<()>;
-    fn symlinkat(&self, target: &str, dir: BorrowedFd<'_>, name: &str) -> SysResult<()>;
-}
-
-/// The real kernel.
-pub struct LinuxSys;
-
-impl Sys for LinuxSys {
     fn openat2(&self, dir: RawFd, path: &str, flags: i32, mode: u32, resolve: u64) -> SysResult<OwnedFd> {
         let p = cstr(path)?;
-        let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: mode as u64, resolve };
-        // SAFETY: `p` is NUL-terminated and `how` a valid open_how whose size we pass; both
-        // outlive the call. `dir` is AT_FDCWD or an fd the caller keeps open.
-        owned(unsafe { libc::syscall(libc::SYS_openat2, dir, p.as_ptr(), &how, size_of::<OpenHow>()) })
+        // struct open_how: three u64 (flags, mode, resolve); libc's is non-exhaustive.
+        let how: [u64; 3] = [(flags | libc::O_CLOEXEC) as u64, mode as u64, resolve];
+        // SAFETY: `p` is NUL-terminated and `how` has the layout of open_how, whose size we
+        // pass; both outlive the call. `dir` is AT_FDCWD or an fd the caller keeps open.
+        owned(unsafe { libc::syscall(libc::SYS_openat2, dir, p.as_ptr(), &how, size_of_val(&how)) })
     }
     fn mkdirat(&self, dir: BorrowedFd<'_>, name: &str, mode: u32) -> SysResult<()> {
         let n = cstr(name)?;
         // SAFETY: `n` is NUL-terminated; `dir` is borrowed for the call.
-        check(unsafe { libc::mkdirat(dir.as_raw_fd(), n.as_ptr(), mode) } as libc::c_long).map(drop)
+        check(unsafe { libc::mkdirat(dir.as_raw_fd(), n.as_ptr(), mode) }).map(drop)
     }
     fn open_tree(&self, dir: RawFd, path: &str, recursive: bool) -> SysResult<OwnedFd> {
         let p = cstr(path)?;
@@ -127,24 +101,13 @@ impl Sys for LinuxSys {
         // SAFETY: `p` is NUL-terminated and outlives the call; `dir` is AT_FDCWD or open.
         owned(unsafe { libc::syscall(libc::SYS_open_tree, dir, p.as_ptr(), flags) })
     }
-    fn mount_setattr(
-        &self, fd: BorrowedFd<'_>, set: u64, clr: u64, propagation: u64, recursive: bool,
-    ) -> SysResult<()> {
-        let attr = libc::mount_attr { attr_set: set, attr_clr: clr, propagation, userns_fd: 0 };
+    fn mount_setattr(&self, fd: BorrowedFd<'_>, set: u64, propagation: u64, recursive: bool) -> SysResult<()> {
+        let attr = libc::mount_attr { attr_set: set, attr_clr: 0, propagation, userns_fd: 0 };
         let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+        let (empty, size) = (c"".as_ptr(), size_of::<libc::mount_attr>());
         // SAFETY: empty NUL-terminated path with AT_EMPTY_PATH; `attr` is a valid mount_attr
         // of the size passed; `fd` is borrowed for the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                flags,
-                &attr,
-                size_of::<libc::mount_attr>(),
-            )
-        };
-        check(rc).map(drop)
+        check(unsafe { libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), empty, flags, &attr, size) }).map(drop)
     }
     fn move_mount(&self, tree: BorrowedFd<'_>, onto: BorrowedFd<'_>) -> SysResult<()> {
         let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
@@ -179,15 +142,20 @@ impl Sys for LinuxSys {
     }
     fn write(&self, fd: BorrowedFd<'_>, data: &[u8]) -> SysResult<()> {
         // SAFETY: the pointer and length describe `data`, which outlives the call.
-        let n = check(unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) } as libc::c_long)?;
+        let n = check(unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) } as i64)?;
         (n as usize == data.len()).then_some(()).ok_or(Errno(libc::EIO))
     }
     fn symlinkat(&self, target: &str, dir: BorrowedFd<'_>, name: &str) -> SysResult<()> {
         let (t, n) = (cstr(target)?, cstr(name)?);
         // SAFETY: both strings are NUL-terminated; `dir` is borrowed for the call.
-        check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) } as libc::c_long).map(drop)
+        check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) }).map(drop)
     }
 }
+
+/// The real kernel.
+pub struct LinuxSys;
+
+impl Sys for LinuxSys {}
 
 // Process-wide calls used only by the straight-line sequence in main.rs. They are not on
 // the trait because the unit-tested mount planning never makes them.
@@ -201,36 +169,31 @@ pub fn getauxval_secure() -> bool {
     // SAFETY: getauxval only reads the auxiliary vector.
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
-pub fn getresuid() -> (u32, u32, u32) {
-    let (mut r, mut e, mut s) = (0, 0, 0);
-    // SAFETY: three valid out-pointers.
-    unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
-    (r, e, s)
-}
-pub fn getresgid() -> (u32, u32, u32) {
-    let (mut r, mut e, mut s) = (0, 0, 0);
-    // SAFETY: three valid out-pointers.
-    unsafe { libc::getresgid(&mut r, &mut e, &mut s) };
-    (r, e, s)
+/// Real, effective and saved uids, then gids.
+pub fn getresids() -> [(u32, u32, u32); 2] {
+    let ([mut r, mut e, mut s], [mut rg, mut eg, mut sg]) = ([0; 3], [0; 3]);
+    // SAFETY: six valid out-pointers.
+    unsafe { (libc::getresuid(&mut r, &mut e, &mut s), libc::getresgid(&mut rg, &mut eg, &mut sg)) };
+    [(r, e, s), (rg, eg, sg)]
 }
 pub fn getgroups() -> SysResult<Vec<u32>> {
     let mut buf = vec![0u32; 65536];
     // SAFETY: `buf` has room for the count we pass.
-    let n = check(unsafe { libc::getgroups(buf.len() as i32, buf.as_mut_ptr()) } as libc::c_long)?;
+    let n = check(unsafe { libc::getgroups(buf.len() as i32, buf.as_mut_ptr()) })?;
     buf.truncate(n as usize);
     Ok(buf)
 }
 pub fn setgroups(groups: &[u32]) -> SysResult<()> {
     // SAFETY: pointer and length describe `groups`.
-    check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } as libc::c_long).map(drop)
+    check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }).map(drop)
 }
 pub fn setresgid(g: u32) -> SysResult<()> {
     // SAFETY: plain integer arguments.
-    check(unsafe { libc::setresgid(g, g, g) } as libc::c_long).map(drop)
+    check(unsafe { libc::setresgid(g, g, g) }).map(drop)
 }
 pub fn setresuid(u: u32) -> SysResult<()> {
     // SAFETY: plain integer arguments.
-    check(unsafe { libc::setresuid(u, u, u) } as libc::c_long).map(drop)
+    check(unsafe { libc::setresuid(u, u, u) }).map(drop)
 }
 /// Sets the filesystem uid and gid and returns whether the kernel took both.
 pub fn setfsids(uid: u32, gid: u32) -> bool {
@@ -243,31 +206,29 @@ pub fn setfsids(uid: u32, gid: u32) -> bool {
 }
 pub fn prctl(op: i32, arg: libc::c_ulong) -> SysResult<i32> {
     // SAFETY: the options used here take integer arguments only.
-    check(unsafe { libc::prctl(op, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) } as libc::c_long)
-        .map(|r| r as i32)
+    check(unsafe { libc::prctl(op, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) }).map(|r| r as i32)
 }
 pub fn unshare(flags: i32) -> SysResult<()> {
     // SAFETY: integer flags only.
-    check(unsafe { libc::unshare(flags) } as libc::c_long).map(drop)
+    check(unsafe { libc::unshare(flags) }).map(drop)
 }
 pub fn sethostname(name: &str) -> SysResult<()> {
     // SAFETY: pointer and length describe `name`.
-    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } as libc::c_long).map(drop)
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
 }
 pub fn fchdir(fd: BorrowedFd<'_>) -> SysResult<()> {
     // SAFETY: `fd` is borrowed for the call.
-    check(unsafe { libc::fchdir(fd.as_raw_fd()) } as libc::c_long).map(drop)
+    check(unsafe { libc::fchdir(fd.as_raw_fd()) }).map(drop)
 }
 /// Changes the owner of what `fd` (O_PATH is fine) refers to.
 pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> SysResult<()> {
     // SAFETY: empty NUL-terminated path with AT_EMPTY_PATH; `fd` is borrowed for the call.
-    check(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) } as libc::c_long)
-        .map(drop)
+    check(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) }).map(drop)
 }
 pub fn chdir(path: &str) -> SysResult<()> {
     let p = cstr(path)?;
     // SAFETY: NUL-terminated path.
-    check(unsafe { libc::chdir(p.as_ptr()) } as libc::c_long).map(drop)
+    check(unsafe { libc::chdir(p.as_ptr()) }).map(drop)
 }
 /// `pivot_root(".", ".")` then detaching the old root stacked on top: no path of the host
 /// is named, and the old root leaves this mount namespace entirely.
@@ -275,7 +236,7 @@ pub fn pivot_to_cwd() -> SysResult<()> {
     // SAFETY: static NUL-terminated paths.
     check(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) })?;
     // SAFETY: static NUL-terminated path.
-    check(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) } as libc::c_long)?;
+    check(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })?;
     chdir("/")
 }
 pub fn close_range_from(first: u32) -> SysResult<()> {
@@ -285,7 +246,7 @@ pub fn close_range_from(first: u32) -> SysResult<()> {
 }
 pub fn fork() -> SysResult<Fork> {
     // SAFETY: the starter is single-threaded, so the child may run arbitrary code.
-    match check(unsafe { libc::fork() } as libc::c_long)? {
+    match check(unsafe { libc::fork() })? {
         0 => Ok(Fork::Child),
         pid => Ok(Fork::Parent(pid as libc::pid_t)),
     }
@@ -295,12 +256,12 @@ pub fn fork() -> SysResult<Fork> {
 pub fn waitpid(pid: libc::pid_t) -> SysResult<(libc::pid_t, i32)> {
     let mut status = 0;
     // SAFETY: valid out-pointer.
-    check(unsafe { libc::waitpid(pid, &mut status, 0) } as libc::c_long).map(|p| (p as libc::pid_t, status))
+    check(unsafe { libc::waitpid(pid, &mut status, 0) }).map(|p| (p as libc::pid_t, status))
 }
 /// Starts a new session, leaving the terminal's foreground process group.
 pub fn setsid() -> SysResult<()> {
     // SAFETY: no arguments; fails only for a process group leader.
-    check(unsafe { libc::setsid() } as libc::c_long).map(drop)
+    check(unsafe { libc::setsid() }).map(drop)
 }
 pub fn kill(pid: libc::pid_t, sig: i32) {
     // SAFETY: integer arguments; failure (process gone) is harmless.
@@ -309,7 +270,7 @@ pub fn kill(pid: libc::pid_t, sig: i32) {
 /// Lets `fd` survive execve (for the FUSE daemon only).
 pub fn clear_cloexec(fd: RawFd) -> SysResult<()> {
     // SAFETY: integer arguments; F_SETFD only changes the fd's flags.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } as libc::c_long).map(drop)
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
 }
 /// Default SIGPIPE and SIGCHLD (Rust ignores SIGPIPE; a caller may ignore SIGCHLD), an
 /// empty environment (nothing of the caller's is read after this), umask 022.
@@ -337,17 +298,15 @@ pub fn seccomp_install(prog: &[libc::sock_filter]) -> SysResult<()> {
     let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
     let arg = &fprog as *const libc::sock_fprog as libc::c_ulong;
     // SAFETY: `fprog` points at `prog`, alive for the call; the kernel copies the program.
-    check(unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, arg, 0, 0) } as libc::c_long).map(drop)
+    check(unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, arg, 0, 0) }).map(drop)
 }
 pub fn execve(argv: &[String], env: &[String]) -> Errno {
     let to_c = |v: &[String]| v.iter().map(|s| CString::new(s.as_str()).ok()).collect::<Option<Vec<_>>>();
     let (Some(a), Some(e)) = (to_c(argv), to_c(env)) else {
         return Errno(libc::EINVAL);
     };
-    let mut ap: Vec<*const libc::c_char> = a.iter().map(|s| s.as_ptr()).collect();
-    let mut ep: Vec<*const libc::c_char> = e.iter().map(|s| s.as_ptr()).collect();
-    ap.push(std::ptr::null());
-    ep.push(std::ptr::null());
+    let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
+    let (ap, ep) = (ptrs(&a), ptrs(&e));
     // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated strings that
     // outlive the call (on success it does not return).
     unsafe { libc::execve(ap[0], ap.as_ptr(), ep.as_ptr()) };
@@ -355,28 +314,26 @@ pub fn execve(argv: &[String], env: &[String]) -> Errno {
 }
 pub fn loop_get_free(ctl: BorrowedFd<'_>) -> SysResult<u32> {
     // SAFETY: LOOP_CTL_GET_FREE takes no argument.
-    check(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) } as libc::c_long).map(|n| n as u32)
+    check(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) }).map(|n| n as u32)
 }
 pub fn loop_status(dev: BorrowedFd<'_>) -> SysResult<LoopInfo> {
-    let mut info = LoopInfo::zeroed();
+    let mut info = LoopInfo::default();
     // SAFETY: `info` is a writable loop_info64.
-    check(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, &mut info) } as libc::c_long)?;
+    check(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, &mut info) })?;
     Ok(info)
 }
 pub fn loop_configure(dev: BorrowedFd<'_>, file: BorrowedFd<'_>, offset: u64, size: u64) -> SysResult<()> {
-    let mut info = LoopInfo::zeroed();
-    info.offset = offset;
-    info.sizelimit = size;
-    info.flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
-    let cfg = LoopConfig { fd: file.as_raw_fd() as u32, block_size: 0, info, reserved: [0; 8] };
+    let info =
+        LoopInfo { offset, sizelimit: size, flags: LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR, ..Default::default() };
+    let cfg = LoopConfig { fd: file.as_raw_fd() as u32, info, ..Default::default() };
     // SAFETY: `cfg` is a valid loop_config that outlives the call; both fds are borrowed.
-    check(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &cfg) } as libc::c_long).map(drop)
+    check(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &cfg) }).map(drop)
 }
 pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<libc::stat> {
     // SAFETY: zeroed stat is a valid out-buffer.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is writable; `fd` is borrowed.
-    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } as libc::c_long)?;
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
     Ok(st)
 }
 /// Reads at most `max` bytes from `fd` until end of file, then closes it.
@@ -384,7 +341,7 @@ pub fn read_fd(fd: RawFd, max: usize) -> SysResult<Vec<u8>> {
     use std::io::Read;
     // SAFETY: F_GETFD only queries the fd's flags. An fd that is not open must not become
     // a File: closing it would fail, which debug builds treat as a fatal bug.
-    check(unsafe { libc::fcntl(fd, libc::F_GETFD) } as libc::c_long)?;
+    check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
     // SAFETY: `fd` (the plan) is open, was inherited for us alone and no Rust object owns
     // it; the File takes it over and closes it.
     let file = unsafe { std::fs::File::from_raw_fd(fd) };

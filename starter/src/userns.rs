@@ -47,11 +47,8 @@ impl IdMaps {
     /// `inside outside count` lines of the uid (`gid` false) or gid map.
     fn lines(&self, gid: bool) -> Vec<[u32; 3]> {
         let pick = |(u, g): (u32, u32)| if gid { g } else { u };
-        let mut lines = vec![[pick(self.target), pick(self.caller), 1]];
-        if let Some(r) = self.ranges.map(|(u, g)| if gid { g } else { u }) {
-            lines.push([1, r.start, r.count]);
-        }
-        lines
+        let range = self.ranges.map(|(u, g)| if gid { g } else { u }).map(|r| [1, r.start, r.count]);
+        std::iter::once([pick(self.target), pick(self.caller), 1]).chain(range).collect()
     }
 }
 
@@ -163,9 +160,9 @@ pub fn mount_squashfuse(
 }
 
 /// Without FUSE the image is extracted, as the caller, to a new directory under /tmp, as
-/// the reference does; the supervisor deletes it afterwards. Returns the directory and an
-/// fd of the extracted root.
-pub fn extract(sys: &dyn Sys, image: &Image) -> Result<(PathBuf, OwnedFd)> {
+/// the reference does; the supervisor deletes it afterwards. Returns the directory; `image`
+/// becomes the extracted root.
+pub fn extract(sys: &dyn Sys, image: &mut Image) -> Result<PathBuf> {
     eprintln!("WARNING: FUSE is unavailable: extracting {:?} to a temporary sandbox", image.shown);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let dir = PathBuf::from(format!("/tmp/rootfs-{}-{nanos}", std::process::id()));
@@ -182,7 +179,10 @@ pub fn extract(sys: &dyn Sys, image: &Image) -> Result<(PathBuf, OwnedFd)> {
         .env_clear()
         .status();
     match sys.openat2(sys::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_NO_SYMLINKS) {
-        Ok(fd) if status.is_ok_and(|s| s.success()) => Ok((dir, fd)),
+        Ok(fd) if status.is_ok_and(|s| s.success()) => {
+            (image.fd, image.kind) = (fd, starter::plan::ImageKind::Sandbox);
+            Ok(dir)
+        }
         _ => {
             let _ = std::fs::remove_dir_all(&dir);
             Err(StarterError::Image { path: image.shown.clone(), why: "unsquashfs failed" })
@@ -209,14 +209,12 @@ fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> 
         }
         Fork::Child => {
             match drop_to {
-                Some(c) => {
-                    if !matches!(sys::fork(), Ok(Fork::Child)) {
-                        std::process::exit(0)
-                    }
-                    if crate::creds::drop_to(c).is_err() {
-                        std::process::exit(255)
-                    }
+                // Detached: the first child exits at once; its own child, reparented to init,
+                // runs the daemon as the caller (nobody waits for it, so it exits silently).
+                Some(c) if !matches!(sys::fork(), Ok(Fork::Child)) || crate::creds::drop_to(c).is_err() => {
+                    std::process::exit(0)
                 }
+                Some(_) => {}
                 None => drop(sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong)),
             }
             // Its own session: Ctrl-C at the terminal is for the container's process group,
@@ -250,10 +248,8 @@ pub fn supervise(child: libc::pid_t, reap_all: bool) -> Result<i32> {
             Ok(_) | Err(sys::Errno(libc::EINTR)) => {}
             Err(e) => return Err(syserr("waitpid")(e)),
         }
-        let sig = PENDING.swap(0, Ordering::SeqCst);
-        if sig != 0 {
-            sys::kill(child, sig);
-        }
+        // Signal 0 (nothing pending) only probes the child.
+        sys::kill(child, PENDING.swap(0, Ordering::SeqCst));
     }
 }
 

@@ -7,11 +7,13 @@ use std::process::Command;
 
 /// The design's target is ~1500. Both install modes with FUSE in each, shared loop
 /// devices, PID-namespace supervision, the extraction fallback and fakeroot with
-/// subordinate id ranges (newuidmap, or maps written by the setuid parent) come to ~1640
-/// code lines (blank and comment lines not counted) after removing the duplication with
-/// the conf crate and between the mount helpers. This limit only ratchets down; raising
-/// it needs the same review as a new dependency.
-const LINE_BUDGET: usize = 1650;
+/// subordinate id ranges (newuidmap, or maps written by the setuid parent) came to 1,649
+/// code lines (blank and comment lines not counted); removing duplicated syscall wrappers
+/// and error plumbing brought them to 1,435 with every feature and check kept. The margin
+/// up to 1,500 is for work already planned inside it: joining instances, overlays and the
+/// container's capability set. This limit only ratchets down; raising it needs the same
+/// review as a new dependency.
+const LINE_BUDGET: usize = 1500;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

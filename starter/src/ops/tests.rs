@@ -50,7 +50,7 @@ impl Sys for RecordingSys {
         self.calls.borrow_mut().push(Call::OpenTree { path: path.into(), recursive });
         Ok(fake_fd())
     }
-    fn mount_setattr(&self, _fd: BorrowedFd<'_>, set: u64, _clr: u64, _p: u64, recursive: bool) -> SysResult<()> {
+    fn mount_setattr(&self, _fd: BorrowedFd<'_>, set: u64, _p: u64, recursive: bool) -> SysResult<()> {
         self.calls.borrow_mut().push(Call::SetAttr { set, recursive });
         Ok(())
     }
