@@ -8,7 +8,7 @@ set -eu
 PACKAGES="
 build-essential pkg-config
 squashfs-tools squashfs-tools-ng squashfuse fuse3 fuse-overlayfs fuse2fs
-uidmap bubblewrap e2fsprogs util-linux procps psmisc
+uidmap bubblewrap e2fsprogs util-linux procps psmisc debootstrap
 skopeo umoci docker-registry docker.io busybox-static apache2-utils
 jq openssl ca-certificates curl gzip zstd xz-utils tar
 hyperfine
