@@ -322,3 +322,26 @@ Include: hello
         );
     }
 }
+
+#[test]
+fn a_user_without_a_subuid_range_is_told_what_debootstrap_needs() {
+    use apptainer_tests::{account, tempdir_for, TEST_USER2};
+    require!(
+        installed() && account(TEST_USER2).is_some(),
+        "installed apptainer and the second test user apptest2 (scripts/test-setup.sh)"
+    );
+    let tmp = tempdir_for(TEST_USER2);
+    let dir = tmp.path();
+    let def = write(
+        dir,
+        "debian.def",
+        "Bootstrap: debootstrap\nOSVersion: bookworm\nMirrorURL: http://127.0.0.1:9/debian\n",
+    );
+    let out = UserCmd::new(&["build", "debian.sif", &def])
+        .user(TEST_USER2)
+        .cwd(dir)
+        .env("APPTAINER_CACHEDIR", dir.join("cache"))
+        .run();
+    out.assert_one_error("/etc/subuid");
+    assert!(!dir.join("debian.sif").exists());
+}
