@@ -32,6 +32,7 @@ install: build
 	$(INSTALL) -d -m 0755 $(BINDIR) $(LIBEXECDIR) $(SYSCONFDIR)
 	$(INSTALL) -m 0755 $(TARGET_DIR)/apptainer $(BINDIR)/apptainer
 	$(INSTALL) -m 0755 $(TARGET_DIR)/starter $(LIBEXECDIR)/starter
+	$(INSTALL) -m 0755 -o root -g root $(TARGET_DIR)/apptainer-squashfuse $(LIBEXECDIR)/apptainer-squashfuse
 	$(INSTALL) -m 0644 -o root -g root etc/apptainer.conf $(SYSCONFDIR)/apptainer.conf
 	$(INSTALL) -m 0644 -o root -g root etc/nvliblist.conf $(SYSCONFDIR)/nvliblist.conf
 	$(INSTALL) -m 0644 -o root -g root etc/rocmliblist.conf $(SYSCONFDIR)/rocmliblist.conf

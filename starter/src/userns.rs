@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// Where the FUSE daemon may come from (root-owned system directories only).
-const SQUASHFUSE: [&str; 3] = ["/usr/bin/squashfuse_ll", "/usr/local/bin/squashfuse_ll", "/usr/bin/squashfuse"];
+/// The FUSE daemon, installed beside the starter (it hands compressors it does not decode to squashfuse_ll).
+const SQUASHFUSE: &str = "bin/apptainer-squashfuse";
 /// Signals the supervisor passes on to the container.
 const FORWARDED: [i32; 7] =
     [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
@@ -194,13 +194,11 @@ pub fn extract(sys: &dyn Sys, image: &mut Image) -> Result<PathBuf> {
 /// privilege, is reparented to init, and exits when the mount goes away, so the container
 /// process never sees an unexpected child.
 fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> Result<libc::pid_t> {
-    let bin = SQUASHFUSE
-        .iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .ok_or(StarterError::Refused("squashfuse_ll is not installed"))?;
+    let bin = format!("{}/{SQUASHFUSE}", conf::paths::LIBEXECDIR);
+    std::fs::metadata(&bin).map_err(|_| StarterError::Refused("apptainer-squashfuse is not installed"))?;
     let offset = format!("offset={}", image.offset);
     let (src, dev) = (format!("/dev/fd/{}", image.fd.as_raw_fd()), format!("/dev/fd/{}", fuse.as_raw_fd()));
-    let argv = [bin, "-f", "-o", &offset, &src, &dev].map(String::from);
+    let argv = [&bin, "-f", "-o", &offset, &src, &dev].map(String::from);
     match sys::fork().map_err(syserr("fork"))? {
         Fork::Parent(pid) => {
             // The detached daemon's first fork exits at once: reap it.
