@@ -5,7 +5,7 @@
 //!
 //! `sif_for_uri` is what `run|exec|shell|inspect docker://...` call.
 
-use crate::cache::{Cache, Digest};
+use crate::cache::{interrupt, Cache, Digest};
 use crate::oci::FetchedImage;
 use crate::registry::{ClientOptions, CredentialStore, Platform};
 use crate::sources::{self, FetchOptions, Source};
@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -137,11 +138,59 @@ pub fn parse_image_uri(uri: &str) -> Result<Source> {
 /// temporary directory that is left for the caller (the process execs the container).
 #[allow(dead_code)] // for the action commands
 pub fn sif_for_uri(uri: &str, opts: &PullOptions) -> Result<PathBuf> {
+    let _watch = interrupt::Watch::install()?;
     let source = parse_image_uri(uri)?;
     let cache = Cache::open(opts.disable_cache)?;
     let sif = cached_sif(&source, opts, &cache)?;
-    cache.keep();
+    if cache.is_temporary() {
+        hand_over_temporary(cache, &sif)?;
+    }
     Ok(sif)
+}
+
+/// With `--disable-cache` the container runs from a SIF in a temporary cache, and this
+/// process becomes the starter (exec), so nothing of ours is left to remove it at the
+/// end. The blobs go now; the rest is removed by a small detached watcher once this
+/// process (then the starter, then the container) has exited, as the reference's
+/// runtime parent removes its temporary directory.
+fn hand_over_temporary(cache: Cache, sif: &Path) -> Result<()> {
+    for kind in ["blob", ".locks"] {
+        interrupt::remove_path(&cache.root().join(kind));
+    }
+    let pid = std::process::id().to_string();
+    // A shell loop, not a thread or a fork of ours: it must outlive the exec, and a
+    // fork of a threaded process may not allocate. Its own process group keeps the
+    // terminal's Ctrl-C from ending it before the container is done.
+    let watcher = std::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            "while [ -d \"/proc/$1\" ]; do sleep 0.2; done; rm -rf -- \"$2\"",
+            "apptainer-cleanup",
+            &pid,
+        ])
+        .arg(cache.root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+    match watcher {
+        Ok(_) => {
+            crate::debug!(
+                "{} is removed when the container exits",
+                cache.root().display()
+            );
+            cache.keep();
+        }
+        Err(e) => {
+            // Without a watcher the temporary cache would outlive us: better not run.
+            bail!(
+                "cannot arrange removal of the temporary cache for {}: {e}",
+                sif.display()
+            )
+        }
+    }
+    Ok(())
 }
 
 /// Converts (or reuses) the image's SIF in `cache`; returns its path there.
@@ -216,6 +265,7 @@ fn convert_to_sif(image: &FetchedImage, out: &Path) -> Result<()> {
 /// checks the directory is writable before any download, and copies atomically.
 pub fn pull_to_file(source: &Source, dest: &Path, force: bool, opts: &PullOptions) -> Result<()> {
     check_output(dest, force)?;
+    let _watch = interrupt::Watch::install()?;
     let cache = Cache::open(opts.disable_cache)?;
     if opts.fix_perms {
         // Not the cached conversion: build this one straight into place.
@@ -236,6 +286,7 @@ pub fn pull_to_sandbox(
     opts: &PullOptions,
 ) -> Result<()> {
     check_output(dest, force)?;
+    let _watch = interrupt::Watch::install()?;
     let cache = Cache::open(opts.disable_cache)?;
     let fetch_opts = opts.fetch_options(source)?;
     let image = fetch_image(source, &fetch_opts, &cache)?;
@@ -244,6 +295,7 @@ pub fn pull_to_sandbox(
         .prefix(".tmp-sandbox-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
+    let _registered = interrupt::register(work.path());
     let root = work.path().join("rootfs");
     crate::convert::to_sandbox(&image, &root, &convert_options(opts.fix_perms))
         .with_context(|| format!("while converting {} to a sandbox", image.reference))?;
@@ -307,6 +359,7 @@ pub fn copy_atomic(src: &Path, dest: &Path, force: bool) -> Result<()> {
         .prefix(".tmp-pull-")
         .tempfile_in(&parent)
         .with_context(|| format!("cannot write to output directory {:?}", parent))?;
+    let _registered = interrupt::register(tmp.path());
     let mut input = fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
     io::copy(&mut input, tmp.as_file_mut())
         .with_context(|| format!("writing {}", dest.display()))?;

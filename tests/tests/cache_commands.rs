@@ -182,3 +182,70 @@ fn clean_asks_first_and_removes_by_type() {
         "{list:?}"
     );
 }
+
+#[test]
+fn launch_facts_are_listed_apart_and_cleaned_with_the_rest() {
+    use apptainer_tests::launch::Mode;
+    require!(
+        ready(),
+        "installed apptainer, test user and local registry (scripts/test-setup.sh)"
+    );
+    let mode = Mode::all().into_iter().find(|m| m.available());
+    require!(mode.is_some(), "a starter that can launch here");
+    let tmp = user_tempdir();
+    apptainer_in(
+        tmp.path(),
+        &[
+            "pull",
+            "--no-https",
+            "bb.sif",
+            &docker_ref("busybox:latest"),
+        ],
+    )
+    .assert_success();
+    let mut argv = vec!["exec"];
+    argv.extend(mode.unwrap().flag());
+    argv.extend(["bb.sif", "/bin/busybox", "true"]);
+    apptainer_in(tmp.path(), &argv).assert_success();
+    let launch = tmp.path().join("cachedir/cache/launch");
+    let facts = std::fs::read_dir(&launch).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(facts, 1, "the start remembered the image's facts");
+
+    let list = apptainer_in(tmp.path(), &["cache", "list", "-v"]);
+    list.assert_success();
+    assert_eq!(
+        list.stdout
+            .lines()
+            .filter(|l| l.ends_with(" launch"))
+            .count(),
+        1,
+        "{list:?}"
+    );
+    assert!(
+        list.stdout.contains("There are 1 container file(s)")
+            && list.stdout.contains("and 2 oci blob file(s)"),
+        "launch facts are not container files: {list:?}"
+    );
+    let only = apptainer_in(tmp.path(), &["cache", "list", "-v", "-T", "launch"]);
+    only.assert_success();
+    let rows: Vec<&str> = only
+        .stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(rows.len() == 1 && rows[0].ends_with(" launch"), "{only:?}");
+
+    let clean = apptainer_in(tmp.path(), &["cache", "clean", "-f"]);
+    clean.assert_success();
+    assert!(
+        clean
+            .stderr
+            .contains("INFO:    Removing launch cache entry: "),
+        "{clean:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&launch).map(|r| r.count()).unwrap_or(0),
+        0
+    );
+}

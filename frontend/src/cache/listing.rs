@@ -43,8 +43,9 @@ pub fn parse_types(types: &[String]) -> Result<Vec<&'static str>> {
             "shub" => &["shub"],
             "oras" => &["oras"],
             "net" => &["net"],
+            "launch" => &["launch"],
             other => bail!(
-                "invalid cache type {other:?}: choose from all, library, oci, shub, blob, oras, net"
+                "invalid cache type {other:?}: choose from all, library, oci, shub, blob, oras, net, launch"
             ),
         };
         for k in selected {
@@ -176,6 +177,8 @@ mod tests {
         );
         assert_eq!(parse_types(&[]).unwrap().len(), KINDS.len());
         assert!(parse_types(&["bogus".into()]).is_err());
+        assert!(parse_types(&[]).unwrap().contains(&"launch"));
+        assert_eq!(parse_types(&["launch".into()]).unwrap(), ["launch"]);
     }
 
     #[test]

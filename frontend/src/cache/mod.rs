@@ -13,6 +13,7 @@
 //! concurrent pulls of one image download and convert it once and all find it afterwards.
 
 pub mod digest;
+pub mod interrupt;
 pub mod listing;
 
 pub use digest::{Digest, HashingReader};
@@ -24,13 +25,21 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The cache kinds Apptainer knows; we fill `blob` and `oci-tmp`, and list/clean them all.
-pub const KINDS: &[&str] = &["blob", "library", "oci-tmp", "shub", "oras", "net"];
+/// The cache kinds Apptainer knows, plus `launch`, where starts remember what they read
+/// from images (`launch::image_facts`); we fill `blob`, `oci-tmp` and `launch`, and
+/// list/clean them all.
+pub const KINDS: &[&str] = &[
+    "blob", "library", "oci-tmp", "shub", "oras", "net", "launch",
+];
+
+/// The internal kinds: shown by `cache list -v` and removed by `cache clean`, but not
+/// counted as container files in the summary (they hold no images).
+pub const INTERNAL_KINDS: &[&str] = &["launch"];
 
 /// An open cache. With `--disable-cache` it lives in a temporary directory removed on drop.
 pub struct Cache {
     root: PathBuf,
-    _temp: Option<tempfile::TempDir>,
+    _temp: Option<(tempfile::TempDir, interrupt::Registered)>,
 }
 
 /// A blob that is in the cache and was verified when it entered.
@@ -78,16 +87,27 @@ impl Cache {
             .prefix("sbuild-tmp-cache-")
             .tempdir_in(&base)
             .with_context(|| format!("creating a temporary cache in {}", base.display()))?;
+        let registered = interrupt::register(dir.path());
         Ok(Cache {
             root: dir.path().to_path_buf(),
-            _temp: Some(dir),
+            _temp: Some((dir, registered)),
         })
     }
 
-    /// Leaves a temporary cache on disk after this process (an action execs the container
-    /// from a SIF in it, so nothing would be left to remove it any earlier).
+    /// Whether this is a temporary cache (`--disable-cache`).
+    pub fn is_temporary(&self) -> bool {
+        self._temp.is_some()
+    }
+
+    /// The cache's directory (a temporary cache is removed with everything in it).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Leaves a temporary cache on disk after this process; the caller takes over
+    /// removing it.
     pub fn keep(self) {
-        if let Some(t) = self._temp {
+        if let Some((t, _registered)) = self._temp {
             let _ = t.keep();
         }
     }
@@ -139,11 +159,13 @@ impl Cache {
             .prefix(&format!(".tmp-{}-", digest.hex()))
             .tempfile_in(&dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        let registered = interrupt::register(file.path());
         Ok(BlobSlot::Missing(BlobWriter {
             digest: digest.clone(),
             size,
             file,
             dest: dir.join(digest.hex()),
+            _registered: registered,
             _lock: lock,
         }))
     }
@@ -156,6 +178,7 @@ impl Cache {
             .prefix(".tmp-ingest-")
             .tempfile_in(&dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        let _registered = interrupt::register(file.path());
         let mut hashing = HashingReader::new(reader);
         io::copy(&mut hashing, file.as_file_mut())
             .with_context(|| format!("writing a blob into {}", dir.display()))?;
@@ -225,6 +248,7 @@ pub struct BlobWriter {
     size: Option<u64>,
     file: tempfile::NamedTempFile,
     dest: PathBuf,
+    _registered: interrupt::Registered,
     _lock: EntryLock,
 }
 

@@ -66,7 +66,7 @@ fn list(args: &ListArgs, verbose: bool) -> Result<()> {
             if e.kind == "blob" {
                 blobs += 1;
                 blob_bytes += e.size;
-            } else {
+            } else if !crate::cache::INTERNAL_KINDS.contains(&e.kind) {
                 containers += 1;
                 container_bytes += e.size;
             }

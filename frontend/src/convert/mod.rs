@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::cache::interrupt;
 use crate::oci::FetchedImage;
 use image_meta::{Generated, ImageConfig};
 use scan::OpenLayer;
@@ -121,6 +122,7 @@ pub fn to_sif(image: &FetchedImage, out: &Path, opts: &ConvertOptions) -> Result
         .suffix(".img")
         .tempfile_in(&opts.tmpdir)
         .with_context(|| format!("creating a temporary file in {}", opts.tmpdir.display()))?;
+    let _registered = interrupt::register(squashfs.path());
     write_squashfs(
         &prepared.tree,
         &open,
@@ -164,6 +166,7 @@ fn write_squashfs(
                 opts.tmpdir.display()
             )
         })?;
+    let _registered = interrupt::register(dir.path());
     let root = dir.path().join("root");
     extract(tree, open, layers, &root, opts, false)?;
     let result = squashfs::write_with_mksquashfs(&mksquashfs, &root, out, opts.procs);
@@ -189,6 +192,12 @@ fn assemble_sif(
     let oci_config = serde_json::to_vec(&prepared.config.raw_config)?;
     let part =
         fs::File::open(squashfs).with_context(|| format!("opening {}", squashfs.display()))?;
+    // The name the SIF writer builds `out` under before its rename.
+    let name = out
+        .file_name()
+        .map_or_else(|| "image".into(), |n| n.to_string_lossy().into_owned());
+    let _registered =
+        interrupt::register(&out.with_file_name(format!(".{name}.tmp-{}", std::process::id())));
     // Same objects, in the same order, as the reference's conversion: definition, JSON
     // objects sorted by name, then the primary system partition.
     let inputs = vec![
@@ -240,6 +249,7 @@ pub fn to_sandbox(image: &FetchedImage, dir: &Path, opts: &ConvertOptions) -> Re
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _registered = interrupt::register(&tmp);
     let result =
         extract(&prepared.tree, &open, image.layers.len(), &tmp, opts, true).and_then(|()| {
             if dir.exists() {

@@ -79,6 +79,7 @@ pub fn write_with_tar2sqfs(
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", tar2sqfs.display()))?;
+    let _registered = crate::cache::interrupt::register_child(child.id());
     let stderr = child.stderr.take().expect("piped stderr");
     let stderr_reader = thread::spawn(move || {
         let mut s = String::new();
