@@ -173,3 +173,73 @@ fn the_same_archive_twice_reuses_the_cached_sif() {
         std::fs::read(tmp.path().join("b.sif")).unwrap()
     );
 }
+
+/// `docker save busybox multilayer`: one archive holding both fixture images, written
+/// with Python's tarfile (members shared by the two archives are stored once).
+fn write_two_image_archive(dest: &Path) {
+    let script = r#"
+import io, json, sys, tarfile
+out, srcs = sys.argv[1], sys.argv[2:]
+manifests, seen = [], set()
+with tarfile.open(out, "w") as w:
+    for src in srcs:
+        with tarfile.open(src) as r:
+            for m in r.getmembers():
+                if m.name == "manifest.json":
+                    manifests += json.load(r.extractfile(m))
+                elif m.name not in seen:
+                    seen.add(m.name)
+                    w.addfile(m, r.extractfile(m) if m.isfile() else None)
+    data = json.dumps(manifests).encode()
+    info = tarfile.TarInfo("manifest.json")
+    info.size = len(data)
+    w.addfile(info, io.BytesIO(data))
+"#;
+    let busybox = fixture_docker_archive("busybox", "latest");
+    let multilayer = fixture_docker_archive("multilayer", "latest");
+    let out = apptainer_tests::UserCmd::program(
+        "python3",
+        &[
+            "-c",
+            script,
+            dest.to_str().unwrap(),
+            busybox.to_str().unwrap(),
+            multilayer.to_str().unwrap(),
+        ],
+    )
+    .run();
+    out.assert_success();
+}
+
+#[test]
+fn an_archive_of_several_images_needs_one_named_by_tag_or_index() {
+    require!(ready(), NEEDS);
+    let tmp = user_tempdir();
+    let archive = tmp.path().join("two.tar");
+    write_two_image_archive(&archive);
+    let src = format!("docker-archive:{}", archive.display());
+
+    let out = apptainer_in(tmp.path(), &["pull", "none.sif", &src]);
+    out.assert_one_error(
+        "it holds 2 images: name one (choices: @0 docker.io/test/busybox:latest, \
+         @1 docker.io/test/multilayer:latest)",
+    );
+    assert!(!tmp.path().join("none.sif").exists());
+    let out = apptainer_in(
+        tmp.path(),
+        &["pull", "bad.sif", &format!("{src}:test/other")],
+    );
+    out.assert_one_error("no image \"test/other\" in it (choices: @0");
+    assert!(!tmp.path().join("bad.sif").exists());
+
+    apptainer_in(
+        tmp.path(),
+        &["pull", "ml.sif", &format!("{src}:test/multilayer")],
+    )
+    .assert_success();
+    assert_has(&sif_listing(&tmp.path().join("ml.sif")), &["data/keep.txt"]);
+    apptainer_in(tmp.path(), &["pull", "bb.sif", &format!("{src}:@0")]).assert_success();
+    let busybox = sif_listing(&tmp.path().join("bb.sif"));
+    assert_has(&busybox, &["bin/busybox"]);
+    assert!(!busybox.iter().any(|l| l == "data/keep.txt"), "{busybox:?}");
+}

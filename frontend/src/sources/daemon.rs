@@ -62,7 +62,7 @@ pub fn fetch(
             .unwrap_or_else(|| body.trim().to_string());
         bail!("{label}: docker daemon answered HTTP {status}: {msg}");
     }
-    docker_archive::fetch(reader, &label, platform, cache)
+    docker_archive::fetch(reader, &label, None, platform, cache)
 }
 
 /// Reads the status line and headers; returns the status code.

@@ -1,6 +1,12 @@
 //! `docker save` archives (`docker-archive:FILE`, plain or gzip-compressed), also the
 //! stream the Docker daemon returns for `docker-daemon:`. Newer Docker writes an OCI
 //! layout alongside `manifest.json`; such archives are read as layouts, as Apptainer does.
+//!
+//! `docker save` can put several images in one archive. As with the reference's
+//! `docker-archive:FILE[:REF|:@INDEX]`, an archive of one image needs no selector; with
+//! more, the user names one by a reference among its tags (`alpine:3.20`, Docker's
+//! defaults applied) or by its zero-based position (`@1`), and anything else is an error
+//! that lists the choices.
 
 use super::ingest::Ingested;
 use super::oci_layout;
@@ -11,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::io::Read;
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct SaveManifest {
     config: String,
@@ -20,10 +26,12 @@ struct SaveManifest {
     layers: Vec<String>,
 }
 
-/// Reads a docker-save stream into the cache and describes the image in it.
+/// Reads a docker-save stream into the cache and describes the image in it that
+/// `select` names (`REF` or `@INDEX`; `None` when the archive holds one image).
 pub fn fetch(
     reader: impl Read + 'static,
     label: &str,
+    select: Option<&str>,
     platform: &Platform,
     cache: &Cache,
 ) -> Result<FetchedImage> {
@@ -40,20 +48,7 @@ pub fn fetch(
     let manifests: Vec<SaveManifest> =
         serde_json::from_slice(files.read_small("manifest.json")?)
             .with_context(|| format!("{label}: manifest.json is not valid"))?;
-    let Some(m) = manifests.first() else {
-        bail!("{label}: manifest.json lists no image");
-    };
-    if manifests.len() > 1 {
-        crate::warning!(
-            "{label}: holds {} images, using the first ({})",
-            manifests.len(),
-            m.repo_tags
-                .as_ref()
-                .and_then(|t| t.first())
-                .map(String::as_str)
-                .unwrap_or("untagged")
-        );
-    }
+    let m = choose(&manifests, select, label)?;
     let config = files.read_small(&m.config)?.to_vec();
     check_named_digest(&m.config, &Digest::of_bytes(&config), label)?;
     let config_json: serde_json::Value = serde_json::from_slice(&config)
@@ -88,6 +83,69 @@ pub fn fetch(
         config,
         layers,
     })
+}
+
+/// The image `select` names, or the only one.
+fn choose<'a>(
+    manifests: &'a [SaveManifest],
+    select: Option<&str>,
+    label: &str,
+) -> Result<&'a SaveManifest> {
+    if manifests.is_empty() {
+        bail!("{label}: manifest.json lists no image");
+    }
+    let found = match select {
+        None if manifests.len() == 1 => return Ok(&manifests[0]),
+        None => None,
+        Some(s) if s.starts_with('@') => {
+            let index: usize = s[1..]
+                .parse()
+                .with_context(|| format!("{label}: invalid image index {s:?}"))?;
+            manifests.get(index)
+        }
+        Some(wanted) => {
+            let wanted = normalized_tag(wanted)
+                .with_context(|| format!("{label}: invalid image reference {wanted:?}"))?;
+            manifests.iter().find(|m| {
+                m.repo_tags
+                    .iter()
+                    .flatten()
+                    .any(|t| normalized_tag(t).is_ok_and(|t| t == wanted))
+            })
+        }
+    };
+    if let Some(m) = found {
+        return Ok(m);
+    }
+    let what = match select {
+        None => format!("it holds {} images: name one", manifests.len()),
+        Some(s) => format!("no image {s:?} in it"),
+    };
+    bail!("{label}: {what} (choices: {})", choices(manifests))
+}
+
+/// `@0 busybox:latest, @1 alpine:3.20 alpine:edge, @2 (untagged)`.
+fn choices(manifests: &[SaveManifest]) -> String {
+    manifests
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match m.repo_tags.as_deref() {
+            Some(tags) if !tags.is_empty() => format!("@{i} {}", tags.join(" ")),
+            _ => format!("@{i} (untagged)"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A tag reference with Docker's defaults (`docker.io`, `library/`, `latest`), as
+/// `registry/repository:tag`. A digest cannot name an image of an archive.
+fn normalized_tag(reference: &str) -> Result<String> {
+    let r = crate::registry::Reference::parse(reference)?;
+    if r.digest.is_some() {
+        bail!("a docker-archive image is named by a tag, not a digest");
+    }
+    let tag = r.tag.as_deref().unwrap_or("latest");
+    Ok(format!("{}/{}:{tag}", r.registry, r.repository))
 }
 
 fn diff_ids(config: &serde_json::Value) -> Vec<String> {
@@ -187,6 +245,7 @@ mod tests {
         let img = fetch(
             std::io::Cursor::new(archive(&layer, &diff_id)),
             "t",
+            None,
             &platform,
             &cache,
         )
@@ -203,6 +262,7 @@ mod tests {
         let again = fetch(
             std::io::Cursor::new(archive(&layer, &diff_id)),
             "t",
+            None,
             &platform,
             &cache,
         )
@@ -219,12 +279,63 @@ mod tests {
         let err = fetch(
             std::io::Cursor::new(archive(&layer, &wrong)),
             "t",
+            None,
             &Platform::host(),
             &cache,
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("corrupt"), "{err}");
+    }
+
+    fn save_manifest(tags: &[&str]) -> SaveManifest {
+        SaveManifest {
+            config: "c.json".into(),
+            repo_tags: (!tags.is_empty()).then(|| tags.iter().map(|t| t.to_string()).collect()),
+            layers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_image_of_several_is_chosen_by_tag_or_index() {
+        let ms = [
+            save_manifest(&["busybox:latest"]),
+            save_manifest(&["alpine:3.20", "example.org/team/tool:1"]),
+            save_manifest(&[]),
+        ];
+        let tags = |m: &SaveManifest| m.repo_tags.clone().unwrap_or_default();
+        assert_eq!(
+            tags(choose(&ms, Some("busybox"), "a").unwrap()),
+            ["busybox:latest"]
+        );
+        let alpine = choose(&ms, Some("docker.io/library/alpine:3.20"), "a").unwrap();
+        assert_eq!(tags(alpine)[0], "alpine:3.20");
+        let tool = choose(&ms, Some("example.org/team/tool:1"), "a").unwrap();
+        assert_eq!(tags(tool)[0], "alpine:3.20");
+        assert!(choose(&ms, Some("@2"), "a").unwrap().repo_tags.is_none());
+        assert_eq!(
+            tags(choose(&ms[..1], None, "a").unwrap()),
+            ["busybox:latest"]
+        );
+
+        let err = choose(&ms, None, "docker-archive:a.tar")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "docker-archive:a.tar: it holds 3 images: name one (choices: @0 busybox:latest, \
+             @1 alpine:3.20 example.org/team/tool:1, @2 (untagged))"
+        );
+        let err = choose(&ms, Some("alpine:edge"), "a")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("a: no image \"alpine:edge\" in it (choices: @0"),
+            "{err}"
+        );
+        assert!(choose(&ms, Some("@3"), "a").is_err());
+        assert!(choose(&ms, Some("@x"), "a").is_err());
+        assert!(choose(&ms, Some("busybox@sha256:abc"), "a").is_err());
     }
 
     #[test]
@@ -236,10 +347,18 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &archive(&layer, &diff_id)).unwrap();
         let gz = gz.finish().unwrap();
-        assert!(fetch(std::io::Cursor::new(gz), "t", &Platform::host(), &cache).is_ok());
+        assert!(fetch(
+            std::io::Cursor::new(gz),
+            "t",
+            None,
+            &Platform::host(),
+            &cache
+        )
+        .is_ok());
         let err = fetch(
             std::io::Cursor::new(b"not a tar at all".repeat(40)),
             "junk",
+            None,
             &Platform::host(),
             &cache,
         )

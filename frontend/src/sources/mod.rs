@@ -18,10 +18,20 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Docker(Reference),
-    DockerArchive(PathBuf),
+    /// `docker-archive:FILE[:REF|:@INDEX]`: `image` picks one image of several.
+    DockerArchive {
+        file: PathBuf,
+        image: Option<String>,
+    },
     DockerDaemon(String),
-    Oci { dir: PathBuf, tag: Option<String> },
-    OciArchive { file: PathBuf, tag: Option<String> },
+    Oci {
+        dir: PathBuf,
+        tag: Option<String>,
+    },
+    OciArchive {
+        file: PathBuf,
+        tag: Option<String>,
+    },
 }
 
 /// Transports Apptainer has that other parts of this program (or nothing yet) handle.
@@ -56,8 +66,9 @@ impl Source {
         }
         let prefixed = |p: &str| uri.strip_prefix(p).map(|r| r.to_string());
         if let Some(rest) = prefixed("docker-archive:") {
-            return non_empty(rest, "docker-archive")
-                .map(|p| Some(Source::DockerArchive(p.into())));
+            // As the reference splits it: the file name ends at the first colon.
+            let (file, image) = oci_layout::split_path_tag(&non_empty(rest, "docker-archive")?);
+            return Ok(Some(Source::DockerArchive { file, image }));
         }
         if let Some(rest) = prefixed("docker-daemon:") {
             let rest = rest.trim_start_matches("//").to_string();
@@ -97,7 +108,7 @@ impl Source {
                     None => (last.to_string(), "latest".into()),
                 }
             }
-            Source::DockerArchive(p) => (file_stem(p), "latest".into()),
+            Source::DockerArchive { file, .. } => (file_stem(file), "latest".into()),
             Source::Oci { dir: p, tag } | Source::OciArchive { file: p, tag } => {
                 (file_stem(p), tag.clone().unwrap_or_else(|| "latest".into()))
             }
@@ -140,10 +151,10 @@ pub struct FetchOptions {
 pub fn fetch(source: &Source, opts: &FetchOptions, cache: &Cache) -> Result<FetchedImage> {
     match source {
         Source::Docker(r) => Remote::new(r, &opts.client).fetch(&opts.platform, cache),
-        Source::DockerArchive(path) => {
-            let label = format!("docker-archive:{}", path.display());
-            let file = ingest::open_archive(path, &label)?;
-            docker_archive::fetch(file, &label, &opts.platform, cache)
+        Source::DockerArchive { file, image } => {
+            let label = format!("docker-archive:{}", file.display());
+            let reader = ingest::open_archive(file, &label)?;
+            docker_archive::fetch(reader, &label, image.as_deref(), &opts.platform, cache)
         }
         Source::DockerDaemon(name) => {
             daemon::fetch(name, opts.docker_host.as_deref(), &opts.platform, cache)
@@ -200,7 +211,17 @@ mod tests {
         );
         assert_eq!(
             Source::parse("docker-archive:a.tar").unwrap(),
-            Some(Source::DockerArchive("a.tar".into()))
+            Some(Source::DockerArchive {
+                file: "a.tar".into(),
+                image: None
+            })
+        );
+        assert_eq!(
+            Source::parse("docker-archive:/x/a.tar:alpine:3.20").unwrap(),
+            Some(Source::DockerArchive {
+                file: "/x/a.tar".into(),
+                image: Some("alpine:3.20".into())
+            })
         );
         assert_eq!(
             Source::parse("foo://x"),
