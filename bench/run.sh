@@ -7,7 +7,9 @@
 # Environment: BENCH_USER (apptest) runs the unprivileged commands; RUNS (30) sequential starts
 # per row; PAR_RUNS (5) repetitions of the 50-parallel batch; PULL_RUNS_TINY (3) and
 # PULL_RUNS_DEBIAN (3) cold pulls per tool; IMAGES ("tiny debian"); BENCH_NICE (-10) the
-# priority of everything measured; BENCH_OUT (docs/) where the report goes.
+# priority of everything measured; BENCH_OUT (docs/) where the report goes; BENCH_PARTS
+# ("pull start parallel build") which parts run: a run without every part writes its report
+# to $CACHE/partial/ unless BENCH_OUT says otherwise, so docs/ keeps the last full run.
 # A command of ours that does not work yet becomes a row "n/a (<its error line>)": no number
 # is ever made up. Nothing here asserts a time; this is not part of `make test`.
 set -u -o pipefail
@@ -32,6 +34,7 @@ BENCH_NICE=${BENCH_NICE:--10}
 # (`allow setuid-mount squashfs`, default iflimited = squashfuse); the setuid rows are about
 # that path, so the run sets it to `yes` in PREFIX's apptainer.conf and restores the file.
 SETUID_KERNEL_SQUASHFS=${SETUID_KERNEL_SQUASHFS:-yes}
+BENCH_PARTS=${BENCH_PARTS:-pull start parallel build}
 OUT=${BENCH_OUT:-$REPO/docs}
 CACHE=/var/lib/apptainer-bench
 WORK=$CACHE/run
@@ -372,7 +375,16 @@ restore_conf() {
     cp -p "$CONF_SAVED" "$PREFIX/etc/apptainer/apptainer.conf" && rm -f "$CONF_SAVED"
 }
 
+# part NAME: whether BENCH_PARTS asks for this part of the run.
+part() {
+    case " $BENCH_PARTS " in *" $1 "*) return 0 ;; esac
+    return 1
+}
+
 main() {
+    if [ -z "${BENCH_OUT:-}" ] && [ "$BENCH_PARTS" != "pull start parallel build" ]; then
+        OUT=$CACHE/partial
+    fi
     prepare_machine
     trap 'stop_own_registries; cleanup_work; restore_conf' EXIT
     # Other jobs share this machine; a higher priority keeps them from stretching the timings
@@ -393,12 +405,12 @@ main() {
     for img in $IMAGES; do
         meta "image-$img" "$REGISTRY/$(image_ref "$img"): $(image_facts "$img")"
     done
-    bench_pull
+    part pull && bench_pull
     for img in $IMAGES; do
-        bench_start "$img"
-        bench_parallel "$img"
+        part start && bench_start "$img"
+        part parallel && bench_parallel "$img"
     done
-    bench_build
+    part build && bench_build
     meta "load at end" "$(cut -d' ' -f1-3 /proc/loadavg)"
     local installed_now
     installed_now=$(install_stamp)
