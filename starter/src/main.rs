@@ -27,9 +27,10 @@ fn main() {
     std::process::exit(run().unwrap_or_else(|e| fatal(e)))
 }
 
-/// The one line the user sees on failure, and the reference's exit code for it.
+/// The one line the user sees on failure, and the reference's exit code for it. A failed
+/// write (stderr a file already at the caller's RLIMIT_FSIZE) must not become a panic.
 fn fatal(e: StarterError) -> ! {
-    eprintln!("FATAL:   {e}");
+    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("FATAL:   {e}\n"));
     std::process::exit(255)
 }
 

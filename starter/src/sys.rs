@@ -273,13 +273,16 @@ pub fn clear_cloexec(fd: RawFd) -> SysResult<()> {
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
 }
 /// Default SIGPIPE and SIGCHLD (Rust ignores SIGPIPE; a caller may ignore SIGCHLD), an
-/// empty environment (nothing of the caller's is read after this), umask 022.
+/// empty environment (nothing of the caller's is read after this), umask 022. SIGXFSZ is
+/// ignored until `execve`: under the caller's RLIMIT_FSIZE a write of ours then fails with
+/// EFBIG and is reported, instead of killing the starter half-way through its mounts.
 pub fn reset_process() {
-    // SAFETY: SIG_DFL is always a valid disposition; the starter is single-threaded, so no
-    // other thread reads environ concurrently; umask takes an integer.
+    // SAFETY: SIG_DFL and SIG_IGN are always valid dispositions; the starter is
+    // single-threaded, so no other thread reads environ concurrently; umask takes an integer.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         libc::clearenv();
         libc::umask(0o022);
     }
@@ -307,9 +310,13 @@ pub fn execve(argv: &[String], env: &[String]) -> Errno {
     };
     let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
     let (ap, ep) = (ptrs(&a), ptrs(&e));
-    // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated strings that
-    // outlive the call (on success it does not return).
-    unsafe { libc::execve(ap[0], ap.as_ptr(), ep.as_ptr()) };
+    // SAFETY: SIG_DFL is always valid: the program gets SIGXFSZ's normal meaning back (an
+    // ignored signal stays ignored across execve). argv and envp are NULL-terminated arrays
+    // of NUL-terminated strings that outlive the call (on success it does not return).
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+        libc::execve(ap[0], ap.as_ptr(), ep.as_ptr())
+    };
     last()
 }
 pub fn loop_get_free(ctl: BorrowedFd<'_>) -> SysResult<u32> {

@@ -855,7 +855,98 @@ fn the_caller_cannot_ptrace_or_read_the_setuid_starter_while_the_container_runs(
     assert_no_leftover_mounts(&before);
 }
 
+/// Runs `program args…` as the test user under `ulimit -f blocks`, with `plan` on fd 3.
+fn under_file_size_limit(blocks: &str, plan: Option<&Path>, program: &Path, args: &[&str]) -> Out {
+    let script = match plan {
+        Some(_) => "ulimit -f \"$0\" && exec \"$@\" 3<\"$PLAN\"",
+        None => "ulimit -f \"$0\" && exec \"$@\"",
+    };
+    let mut argv = vec!["-c", script, blocks, program.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let cmd = UserCmd::program("/bin/bash", &argv);
+    match plan {
+        Some(p) => cmd.env("PLAN", p).run(),
+        None => cmd.run(),
+    }
+}
+
+/// The caller's RLIMIT_FSIZE used to kill the starter with SIGXFSZ when it wrote the
+/// container's generated files (exit 153), half-way through its mounts. Under a zero limit
+/// the starter now fails with one FATAL line naming the write, and leaves nothing mounted.
+/// The container still gets SIGXFSZ's default: neither ignored nor blocked, so its own
+/// write beyond the limit kills it as it would on the host.
+fn a_file_size_limit_gives_one_fatal_line_and_the_container_normal_sigxfsz(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    let img = image();
+    let starter = match mode {
+        Mode::Setuid => apptainer_tests::starter_suid_bin(),
+        Mode::Userns => apptainer_tests::starter_bin(),
+    };
+    let plan = serde_json::json!({
+        "version": 1,
+        "image": { "path": img.sif, "kind": "sif", "writable": false },
+        "namespaces": { "user": mode == Mode::Userns, "pid": false, "ipc": false, "uts": false, "net": false },
+        "hostname": null,
+        "mounts": [{ "file": { "dst": "/etc/passwd", "contents": "root:x:0:0::/:/bin/sh\n" } }],
+        "writable_tmpfs": false,
+        "fakeroot": false,
+        "process": { "argv": ["/bin/true"], "env": ["PATH=/bin"], "cwd": "/" }
+    });
+    let file = img.dir.path().join("fsize-plan.json");
+    std::fs::write(&file, serde_json::to_vec(&plan).unwrap()).unwrap();
+    let before = mounts_snapshot();
+    let out = under_file_size_limit("0", Some(&file), &starter, &[]);
+    assert_ne!(
+        out.code(),
+        128 + libc::SIGXFSZ,
+        "killed by SIGXFSZ: {out:?}"
+    );
+    assert_fatal(&out);
+    assert!(
+        out.stderr.contains("/etc/passwd") && out.stderr.contains("File too large"),
+        "{out:?}"
+    );
+    assert_no_leftover_mounts(&before);
+    // 64 KiB is enough for the frontend's and the starter's own files; the container
+    // writes 1 MiB to a file of its own in /tmp.
+    let script = "grep -E '^Sig(Ign|Blk)' /proc/self/status; f=$(mktemp) && \
+        head -c 1048576 /dev/zero >\"$f\"; echo status=$?; rm -f \"$f\"";
+    let mut args = vec!["exec"];
+    args.extend(mode.flag());
+    args.extend([img.arg(), "sh", "-c", script]);
+    let out = under_file_size_limit("64", None, &apptainer_tests::apptainer_bin(), &args);
+    out.assert_success();
+    let mask = |name: &str| {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{out:?}"));
+        u64::from_str_radix(line[name.len()..].trim(), 16)
+            .unwrap_or_else(|e| panic!("{e}: {out:?}"))
+    };
+    let bit = 1u64 << (libc::SIGXFSZ - 1);
+    assert_eq!(
+        mask("SigIgn:") & bit,
+        0,
+        "SIGXFSZ ignored in the container: {out:?}"
+    );
+    assert_eq!(
+        mask("SigBlk:") & bit,
+        0,
+        "SIGXFSZ blocked in the container: {out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("status={}", 128 + libc::SIGXFSZ)),
+        "{out:?}"
+    );
+    assert_no_leftover_mounts(&before);
+}
+
 apptainer_tests::both_modes!(
+    a_file_size_limit_gives_one_fatal_line_and_the_container_normal_sigxfsz,
     tioclinux_is_refused_in_the_container,
     an_alternative_config_from_the_caller_is_refused_or_ignored,
     file_capabilities_in_the_image_grant_nothing,
