@@ -9,6 +9,7 @@ mod convert;
 mod deffile;
 mod env;
 mod gpu;
+mod instance;
 mod launch;
 mod log;
 mod metadata;

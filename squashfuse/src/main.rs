@@ -23,6 +23,9 @@ mod inode;
 mod superblock;
 mod xattr;
 
+#[cfg(test)]
+mod reader_tests;
+
 use archive::{Archive, OpenError};
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};

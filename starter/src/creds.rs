@@ -151,17 +151,20 @@ pub fn clear_caps(sets: &[CapSet]) -> Result<()> {
 }
 
 /// What the setuid starter needs until the drop: mounts and namespaces (SYS_ADMIN), the id
-/// changes (SETUID, SETGID, SETPCAP for the bounding set), and, with fsuid 0 only, reading
+/// changes (SETUID, SETGID, SETPCAP for the bounding set), entering an instance's mount
+/// namespace (setns wants SYS_CHROOT too), and, with fsuid 0 only, reading
 /// the image's own directories to find mount points (DAC_*, FOWNER) and giving fakeroot's
-/// writable layer to the caller (CHOWN).
+/// writable layer to the caller (CHOWN). SYS_PTRACE stays only permitted: a join raises it
+/// to check and enter an instance init, which our setuid drop left non-dumpable.
 fn keep_only_needed_caps() -> Result<()> {
     use caps::Capability::*;
-    let ids = [CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP];
+    let ids = [CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP, CAP_SYS_CHROOT];
     let keep: caps::CapsHashSet =
         ids.into_iter().chain([CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_CHOWN]).collect();
+    let permitted = keep.iter().copied().chain([CAP_SYS_PTRACE]).collect();
     clear_caps(&[CapSet::Ambient, CapSet::Inheritable])?;
-    for set in [CapSet::Effective, CapSet::Permitted] {
-        caps::set(None, set, &keep).map_err(|_| StarterError::DropFailed("reducing capabilities"))?;
+    for (set, caps) in [(CapSet::Effective, &keep), (CapSet::Permitted, &permitted)] {
+        caps::set(None, set, caps).map_err(|_| StarterError::DropFailed("reducing capabilities"))?;
     }
     Ok(())
 }

@@ -35,6 +35,14 @@ pub struct Plan {
     /// signals) and the container process is its child, as the reference's `appinit`.
     #[serde(default)]
     pub init: bool,
+    /// `instance start`: the starter runs in a session of its own and the container process
+    /// is the child of an init (`appinit`) that stays up after it, until a stop signal.
+    #[serde(default)]
+    pub instance: bool,
+    /// `exec instance://`: enter the namespaces of the instance whose init has this pid
+    /// instead of building a container. The starter verifies the process itself (join.rs).
+    #[serde(default)]
+    pub join: Option<u32>,
     pub process: Process,
 }
 

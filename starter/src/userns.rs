@@ -227,9 +227,9 @@ fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> 
     }
 }
 
-static PENDING: AtomicI32 = AtomicI32::new(0);
+pub static PENDING: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn note_signal(sig: i32) {
+pub extern "C" fn note_signal(sig: i32) {
     PENDING.store(sig, Ordering::SeqCst);
 }
 

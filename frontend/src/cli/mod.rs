@@ -165,14 +165,3 @@ pub fn dispatch(cli: Cli) -> Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("exit status {0}")]
 pub struct ExitStatus(pub i32);
-
-/// Stands in for a subcommand that is not built yet; says so instead of pretending.
-#[derive(clap::Args, Debug)]
-pub struct Unimplemented {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
-}
-
-pub fn unimplemented(what: &str) -> Result<()> {
-    anyhow::bail!("'{what}' is not implemented yet in this build")
-}

@@ -15,6 +15,8 @@ pub enum Action {
     Exec,
     Shell,
     Test,
+    /// `instance start`: the image's startscript.
+    Start,
 }
 
 impl Action {
@@ -24,6 +26,7 @@ impl Action {
             Action::Exec => "exec",
             Action::Shell => "shell",
             Action::Test => "test",
+            Action::Start => "start",
         }
     }
 }

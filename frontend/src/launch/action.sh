@@ -188,6 +188,13 @@ test)
     __ap_info "No test script found in container, exiting"
     exit 0
     ;;
+start)
+    # An instance without a startscript just stays up, as in the reference.
+    if test -x /.singularity.d/startscript; then
+        exec /.singularity.d/startscript "$@"
+    fi
+    exit 0
+    ;;
 *)
     __ap_error "Unknown action $__ap_cmd"
     exit 1

@@ -66,6 +66,7 @@ pub struct LaunchOptions {
 }
 
 /// Starts `image` for `action`; on success the frontend is replaced by the starter.
+/// `instance://NAME` joins a running instance instead (crate::instance::join).
 pub fn launch(
     action: Action,
     image: &str,
@@ -73,6 +74,34 @@ pub fn launch(
     opts: LaunchOptions,
     g: &GlobalOpts,
 ) -> Result<()> {
+    if let Some(name) = image.strip_prefix("instance://") {
+        return crate::instance::join::launch(action, name, args, opts, g);
+    }
+    let p = prepare(action, image, args, opts, g)?;
+    let json = serde_json::to_vec(&p.plan).context("cannot encode the launch plan")?;
+    crate::debug!("launch plan: {}", String::from_utf8_lossy(&json));
+    starter_exec::exec(&p.starter, &json, &p.image_name)?;
+    Ok(())
+}
+
+/// A checked Plan and the starter that is to run it.
+pub struct Prepared {
+    pub starter: starter_exec::StarterChoice,
+    pub plan: Plan,
+    /// The image as resolved (absolute path of a local file or of the cached SIF).
+    pub image_path: PathBuf,
+    pub image_name: String,
+}
+
+/// Everything up to the starter: the image resolved, the starter chosen, the Plan built and
+/// passed through the starter's own `validate`.
+pub fn prepare(
+    action: Action,
+    image: &str,
+    args: Vec<String>,
+    opts: LaunchOptions,
+    g: &GlobalOpts,
+) -> Result<Prepared> {
     check_combinations(&opts)?;
     let conf = load_conf(g)?;
     let img = image::resolve(image, opts.disable_cache, opts.no_https)?;
@@ -108,11 +137,12 @@ pub fn launch(
     let policy = starter::plan::Policy::from_conf(&conf);
     starter::plan::validate(plan.clone(), &policy, &id.caller(starter.setuid))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let json = serde_json::to_vec(&plan).context("cannot encode the launch plan")?;
-    crate::debug!("launch plan: {}", String::from_utf8_lossy(&json));
-    let name = image::display_name(&img.path);
-    starter_exec::exec(&starter, &json, &name)?;
-    Ok(())
+    Ok(Prepared {
+        starter,
+        plan,
+        image_name: image::display_name(&img.path),
+        image_path: img.path,
+    })
 }
 
 /// The starter maps only the caller's own ids under `--fakeroot` when /etc/subuid or
@@ -267,6 +297,8 @@ pub fn build_plan(inp: &PlanInputs<'_>) -> Result<Plan> {
         writable_tmpfs: opts.writable_tmpfs,
         fakeroot: opts.fakeroot,
         init: opts.pid && !opts.no_init,
+        instance: false,
+        join: None,
         process: starter::plan::Process {
             argv: process.argv,
             env: process

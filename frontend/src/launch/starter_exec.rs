@@ -68,6 +68,35 @@ pub fn exec(
     Err(err).with_context(|| format!("cannot execute the starter {:?}", starter.path.display()))
 }
 
+/// Starts the starter as a child with the Plan on fd 3, `title` as its argv[0], no stdin and
+/// stdout/stderr going to `stdout`/`stderr` (an instance's log files). The starter detaches
+/// itself (new session) once it reads an instance Plan; the caller keeps the `Child`.
+pub fn spawn_detached(
+    starter: &StarterChoice,
+    plan_json: &[u8],
+    title: &str,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+) -> Result<std::process::Child> {
+    // fd 3 is about to receive the Plan: move a log file that sits there out of the way.
+    let away = |f: std::fs::File| if f.as_raw_fd() == PLAN_FD { f.try_clone() } else { Ok(f) };
+    let (stdout, stderr) = (away(stdout)?, away(stderr)?);
+    let fd = plan_fd(plan_json)?;
+    place_at_plan_fd(fd)?;
+    let child = std::process::Command::new(&starter.path)
+        .arg0(title)
+        .env_clear()
+        .env("APPTAINER_MESSAGELEVEL", crate::log::level().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("cannot execute the starter {:?}", starter.path.display()));
+    // Our copy of the Plan is no longer needed (the child has its own fd 3).
+    let _ = nix::unistd::close(PLAN_FD);
+    child
+}
+
 /// A sealed, rewound memfd holding the Plan (an unlinked temporary file where memfd is
 /// unavailable). Sealing means nobody holding the fd can change the Plan afterwards.
 fn plan_fd(plan_json: &[u8]) -> Result<OwnedFd> {

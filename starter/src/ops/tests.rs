@@ -94,6 +94,8 @@ fn validated(mounts: Vec<PlanMount>, pid: bool) -> plan::ValidatedPlan {
         writable_tmpfs: false,
         fakeroot: false,
         init: false,
+        instance: false,
+        join: None,
         process: Process { argv: vec!["/bin/true".into()], env: vec![], cwd: "/".into() },
     };
     plan::validate(plan, &policy, &caller).unwrap()

@@ -30,6 +30,8 @@ fn plan() -> Plan {
         writable_tmpfs: false,
         fakeroot: false,
         init: false,
+        instance: false,
+        join: None,
         process: Process { argv: vec!["/bin/sh".into()], env: vec!["PATH=/bin".into()], cwd: "/".into() },
     }
 }

@@ -1,0 +1,84 @@
+//! Instances: the init that keeps one up (`linger`), and joining one (`exec instance://`).
+//! The pid of a join Plan is hostile (CVE-2018-19295, CVE-2019-11328). It is pinned with a
+//! pidfd; then /proc must show an init this starter made for the caller: named `appinit`,
+//! every uid and gid the caller's, running this very starter binary (only our own code can
+//! run in a process with that exe as the caller: the setuid one leaves it non-dumpable) and,
+//! for the setuid starter, in the initial user namespace. If the pinned process still lives
+//! after these reads, they described it. One setns through the pidfd then enters its
+//! namespaces. The setuid starter needs SYS_PTRACE for the exe and for setns (the kernel
+//! checks ptrace access to the target), raised only here, dropped with everything else.
+
+use crate::creds::Root;
+use crate::error::{sys as syserr, Result, StarterError};
+use crate::sys::{self, Fork};
+use crate::userns::{note_signal, supervise, PENDING};
+use starter::plan::{ensure, Caller, ValidatedPlan};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+/// Runs the Plan's process in the instance whose init is `pid`.
+pub fn run(root: Root, plan: &ValidatedPlan, pid: u32) -> Result<i32> {
+    let pidfd = open_instance(pid, &root.caller)?;
+    let user = if root.caller.setuid { 0 } else { libc::CLONE_NEWUSER };
+    sys::setns(pidfd.as_fd(), libc::CLONE_NEWNS | user | crate::ns_flags(plan)).map_err(syserr("cannot join"))?;
+    crate::creds::no_new_privs()?;
+    // Only the children of a process that joined a PID namespace are in it.
+    if plan.namespaces.pid {
+        if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
+            if root.caller.setuid {
+                crate::creds::drop_to(&root.caller)?;
+            }
+            return sys::close_range_from(3).map_err(syserr("close_range")).and(supervise(child, false));
+        }
+        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    }
+    crate::finish(root, plan).map(|never| match never {})
+}
+
+fn open_instance(pid: u32, caller: &Caller) -> Result<OwnedFd> {
+    if caller.setuid {
+        caps::raise(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_PTRACE)
+            .map_err(|_| StarterError::Refused("cannot raise CAP_SYS_PTRACE"))?;
+    }
+    let refused = StarterError::Refused("the process to join is not an instance of the caller");
+    let pidfd = sys::pidfd_open(pid).map_err(syserr("cannot find the process to join"))?;
+    let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+    let status = read("status");
+    let all = |key: &str, id: u32| {
+        status.lines().any(|l| l.split_whitespace().eq([key].into_iter().chain([&*id.to_string(); 4])))
+    };
+    let exe = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let same_exe = exe(&format!("/proc/{pid}/exe")).is_some_and(|e| exe("/proc/self/exe") == Some(e));
+    let ours = same_exe && (!caller.setuid || read("uid_map").split_whitespace().eq(["0", "0", "4294967295"]));
+    let named = status.lines().any(|l| l == "Name:\tappinit");
+    let checked = pid > 1 && named && ours && all("Uid:", caller.uid) && all("Gid:", caller.gid);
+    ensure(checked && sys::pidfd_alive(pidfd.as_fd()), refused).map(|()| pidfd)
+}
+
+/// The instance's init, once the container process is forked off: it stays up after that
+/// process exits, reaping what is reparented to it, until a stop signal, which it passes on
+/// to its process group once; it exits when no child is left.
+pub fn linger() -> i32 {
+    // A child that only sleeps (and dies of the stop signal), so waiting for children also
+    // waits for the stop signal, without a window in which a signal could be missed.
+    if let Ok(Fork::Child) = sys::fork() {
+        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        loop {
+            std::thread::sleep(std::time::Duration::MAX)
+        }
+    }
+    for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        sys::catch_signal(s, note_signal);
+    }
+    let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+    // The name the frontend waits for and joins check; set last, once signals are handled.
+    let _ = sys::prctl(libc::PR_SET_NAME, c"appinit".as_ptr() as libc::c_ulong);
+    let mut stopping = false;
+    while sys::waitpid(-1) != Err(sys::Errno(libc::ECHILD)) {
+        let sig = PENDING.swap(0, std::sync::atomic::Ordering::SeqCst);
+        if sig != 0 && !std::mem::replace(&mut stopping, true) {
+            sys::kill(0, sig);
+        }
+    }
+    0
+}
