@@ -10,6 +10,7 @@ mod deffile;
 mod env;
 mod gpu;
 mod instance;
+mod landlock;
 mod launch;
 mod log;
 mod metadata;

@@ -143,9 +143,11 @@ fn write_squashfs(
     if opts.packer != Packer::Mksquashfs {
         match squashfs::find_program("tar2sqfs") {
             Some(tar2sqfs) => {
-                return squashfs::write_with_tar2sqfs(
-                    &tar2sqfs, tree, open, layers, out, opts.procs,
-                )
+                // tar2sqfs, started by the confined thread, writes beneath the temp dir only.
+                let tmp = out.parent().unwrap_or(out);
+                return crate::landlock::confined("squashfs packing", &[tmp], open, |open| {
+                    squashfs::write_with_tar2sqfs(&tar2sqfs, tree, open, layers, out, opts.procs)
+                });
             }
             None if opts.packer == Packer::Tar2sqfs => {
                 bail!("tar2sqfs (squashfs-tools-ng) is not installed")
@@ -280,7 +282,10 @@ fn extract(
         .into();
     let as_root = nix::unistd::geteuid().is_root();
     let mut sink = sandbox::DirSink::new(fd, as_root, opts.fix_perms);
-    emit::emit(tree, open, layers, &mut sink)?;
+    // Writes beneath the new root only, enforced by the kernel where it has Landlock.
+    crate::landlock::confined("layer extraction", &[root], open, |open| {
+        emit::emit(tree, open, layers, &mut sink)
+    })?;
     let (devices, restrictive) = sink.counts();
     if devices > 0 {
         crate::verbose!("skipped {devices} device nodes (only root can create them)");
