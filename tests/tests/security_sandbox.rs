@@ -259,8 +259,12 @@ fn a_bind_destination_exchanged_with_a_symlink_never_mounts_outside_the_root(mod
     assert_no_leftover_mounts(&before);
 }
 
-/// Reads `/secret` and prints what happened.
-const READ_SECRET: &str = "cat /secret || echo denied";
+/// Drops every supplementary group it can, then execs its arguments.
+const DROP_GROUPS_C: &str = "#include <grp.h>\n#include <stdio.h>\n#include <unistd.h>\n\
+int main(int c,char**v){if(c<2)return 2;if(setgroups(0,0))perror(\"setgroups\");execv(v[1],v+1);return 127;}\n";
+
+/// Tries to shed the group that denies `/secret`, then reads it.
+const READ_SECRET: &str = "/bin/dropgroups /bin/cat /secret || echo denied";
 
 /// The container's `cat /secret` failed for lack of permission.
 #[track_caller]
@@ -287,6 +291,15 @@ fn a_file_denied_to_a_group_of_the_caller_stays_unreadable(mode: Mode) {
     );
     let st = starter(mode).unwrap();
     let sb = Sandbox::new();
+    let src = sb.path("dropgroups.c");
+    std::fs::write(&src, DROP_GROUPS_C).unwrap();
+    let ok = Command::new("gcc")
+        .args(["-static", "-o"])
+        .arg(sb.path("sandbox/bin/dropgroups"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "gcc dropgroups");
     // Readable by others, but not by the group apptblocked, of which the caller is a member.
     let secret = sb.path("sandbox/secret");
     std::fs::write(&secret, "secret\n").unwrap();
