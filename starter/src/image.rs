@@ -81,7 +81,8 @@ pub fn mount_fuse(sys: &dyn Sys, fuse: BorrowedFd<'_>, uid: u32, gid: u32, share
     let mut opts = vec![("source", "squashfuse"), ("fd", &fd), ("rootmode", "40000"), ("user_id", &uid)];
     opts.extend([("group_id", gid.as_str()), ("default_permissions", "")]);
     opts.extend(shared.then_some(("allow_other", "")));
-    new_mount(sys, "fuse", &opts, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV).map_err(syserr("cannot mount fuse"))
+    // Not read-only: fuse-overlayfs serves a writable root (squashfuse refuses writes itself).
+    new_mount(sys, "fuse", &opts, MOUNT_ATTR_NODEV).map_err(syserr("cannot mount fuse"))
 }
 
 /// A sandbox directory: a recursive clone of the opened directory.

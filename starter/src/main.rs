@@ -9,6 +9,7 @@ mod error;
 mod image;
 mod loopdev;
 mod ops;
+mod overlay;
 mod rootfs;
 mod sys;
 mod userns;
@@ -93,7 +94,7 @@ fn run_setuid(mut root: Root, plan: &ValidatedPlan, policy: &Policy, image: imag
         }
         let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
     }
-    rootfs::build(sys, &root, plan, policy, tree, &ops, trees)?;
+    rootfs::build(sys, &root, plan, policy, (tree, Vec::new()), &ops, trees)?;
     // Fakeroot: a user namespace of our own after the root is built as real root, so the
     // container's root owns no mount and its capabilities stop at this namespace.
     if let Some((handshake, proc)) = fakeroot {
@@ -131,35 +132,40 @@ fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: imag
         ImageKind::Sandbox => (image::mount_sandbox(sys, &image, plan.image.writable)?, None),
         _ => userns::mount_squashfuse(sys, &image, root.maps.target, None).map(|(t, pid)| (t, Some(pid)))?,
     };
+    let mut layers = overlay::mount_all(sys, plan, &image, root.maps.target)?;
+    let mounts = std::mem::take(&mut layers.mounts);
     drop(image);
     sys::unshare(ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
     let child = match sys::fork().map_err(syserr("fork"))? {
         Fork::Parent(pid) => pid,
         Fork::Child => {
             let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-            let Err(err) = container_userns(root, plan, policy, tree);
+            let Err(err) = container_userns(root, plan, policy, tree, mounts);
             fatal(err)
         }
     };
-    drop(tree);
+    drop((tree, mounts));
     let code = userns::supervise(child, false);
     if let Some(d) = daemon {
         userns::stop_daemon(d);
     }
+    overlay::finish(layers);
     if let Some(dir) = scratch {
         let _ = std::fs::remove_dir_all(dir);
     }
     code
 }
 
-fn container_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, tree: OwnedFd) -> Result<Infallible> {
+fn container_userns(
+    root: Root, plan: &ValidatedPlan, policy: &Policy, tree: OwnedFd, layers: Vec<overlay::Layer>,
+) -> Result<Infallible> {
     let sys = &LinuxSys;
     // pivot_root changes the root of every process in the mount namespace; the supervisor
     // and the FUSE daemon must keep theirs.
     sys::unshare(libc::CLONE_NEWNS).map_err(syserr("cannot create a mount namespace"))?;
     let ops = ops::plan_ops(plan);
     let trees = ops::clone_sources(sys, &ops)?;
-    rootfs::build(sys, &root, plan, policy, tree, &ops, trees)?;
+    rootfs::build(sys, &root, plan, policy, (tree, layers), &ops, trees)?;
     finish(root, plan)
 }
 

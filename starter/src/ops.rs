@@ -68,6 +68,7 @@ pub fn plan_ops(plan: &ValidatedPlan) -> Vec<Op> {
             }
             Mount::Bind { src, dst, read_only, .. } => ops.push(bind(src.clone(), dst.clone(), *read_only, false)),
             Mount::File { dst, contents } => ops.push(Op::File { dst: dst.clone(), contents: contents.clone() }),
+            Mount::GpuDevice { name } => ops.push(host_bind(&format!("/dev/{name}"), false, true)),
         }
     }
     ops

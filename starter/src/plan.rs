@@ -43,7 +43,18 @@ pub struct Plan {
     /// instead of building a container. The starter verifies the process itself (join.rs).
     #[serde(default)]
     pub join: Option<u32>,
+    /// `--overlay` layers over the image, the first on top. User-namespace mode only.
+    #[serde(default)]
+    pub overlays: Vec<PlanOverlay>,
     pub process: Process,
+}
+
+/// A directory, squashfs or ext3 image (the starter tells which from the file it opens).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanOverlay {
+    pub path: PathBuf,
+    pub writable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +115,8 @@ pub enum PlanMount<P = String> {
     Tmpfs { dst: P, size_mib: u32 },
     Bind { src: PathBuf, dst: P, read_only: bool, kind: BindKind },
     File { dst: P, contents: String },
+    /// A host GPU device node (nvidia*, kfd) or /dev/dri, for `--nv`/`--rocm` in a minimal /dev.
+    GpuDevice { name: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,6 +249,7 @@ pub fn decode(bytes: &[u8]) -> Result<Plan, PlanError> {
 pub fn validate(mut plan: Plan, policy: &Policy, caller: &Caller) -> Result<ValidatedPlan, PlanError> {
     ensure(plan.version == PLAN_VERSION, PlanError::Version(plan.version))?;
     check_image(&plan.image, plan.writable_tmpfs, policy, caller)?;
+    check_overlays(&plan, policy, caller)?;
     check_namespaces(plan.namespaces, plan.fakeroot, policy, caller)?;
     if let Some(h) = &plan.hostname {
         check_hostname(h, plan.namespaces)?;
@@ -256,11 +270,27 @@ fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &
         ImageKind::Sandbox => policy.conf.allow_container_dir,
     };
     ensure(allowed, refuse("this image type is disabled by 'allow container'"))?;
-    ensure(!img.writable || img.kind == ImageKind::Sandbox, refuse("only sandbox images can be writable"))?;
+    ensure(!img.writable || img.kind != ImageKind::Squashfs, refuse("only sandboxes and SIF overlays can be writable"))?;
     ensure(!img.writable || !caller.setuid, refuse("writable images need user-namespace mode"))?;
     let overlay = policy.conf.enable_overlay.allows_kernel_overlay();
     ensure(!writable_tmpfs || overlay, PlanError::Denied("writable tmpfs".into(), "enable overlay"))?;
     ensure(path_within_any(&img.path, &policy.conf.limit_container_paths), refuse("outside 'limit container paths'"))
+}
+
+/// One writable layer at most (overlay, SIF partition, tmpfs), as `enable overlay` allows,
+/// in user-namespace mode only: the kernel never parses an ext3 image the caller can write.
+fn check_overlays(plan: &Plan, policy: &Policy, caller: &Caller) -> Result<(), PlanError> {
+    let (img, os) = (&plan.image, &plan.overlays);
+    if os.is_empty() && !(img.writable && img.kind == ImageKind::Sif) {
+        return Ok(());
+    }
+    let refuse = |why| PlanError::ImageRefused { path: img.path.clone(), why };
+    let writable = os.iter().filter(|o| o.writable).count() + usize::from(img.writable) + usize::from(plan.writable_tmpfs);
+    ensure(policy.conf.enable_overlay.allows_overlay(), PlanError::Denied("overlay".into(), "enable overlay"))?;
+    ensure(!caller.setuid, refuse("overlays need user-namespace mode"))?;
+    let ok = writable <= 1 && os.len() <= 16 && !(img.writable && img.kind == ImageKind::Sandbox);
+    ensure(ok, refuse("one writable layer at most (overlay, --writable, --writable-tmpfs), 16 overlays at most"))?;
+    os.iter().try_for_each(|o| check_host_path(&o.path))
 }
 
 /// Component-wise prefix test: `/scratch` covers `/scratch/x` but not `/scratch2/x`
@@ -357,6 +387,12 @@ fn check_mount(m: PlanMount, policy: &Policy, caller: &Caller) -> Result<Mount, 
             let why = "is not allowed or too large";
             ensure(ok, PlanError::Invalid { what: "generated file for", value: dst.clone(), why })?;
             Mount::File { dst: ContainerPath::parse(&dst)?, contents }
+        }
+        PlanMount::GpuDevice { name } => {
+            let nv = name.strip_prefix("nvidia").is_some_and(|r| r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            let ok = (nv || name == "kfd" || name == "dri") && policy.conf.mount_dev != DevPolicy::No;
+            ensure(ok, PlanError::Denied(format!("binding the device {name:?}"), "mount dev, GPU devices only"))?;
+            Mount::GpuDevice { name }
         }
     })
 }

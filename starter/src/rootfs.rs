@@ -5,6 +5,7 @@
 use crate::creds::Root;
 use crate::error::{path, sys as syserr, Result};
 use crate::ops::{self, Op};
+use crate::overlay::Layer;
 use crate::sys::{self, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY, RESOLVE_NO_SYMLINKS};
 use starter::plan::{Policy, ValidatedPlan};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -12,16 +13,18 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 const MS_SLAVE: u64 = libc::MS_SLAVE;
 const SESSION: &str = "/tmp";
 
-/// Builds the root from `image` (a detached mount) and the planned ops, then pivots.
+/// Builds the root from `image` and the `--overlay` layers (detached mounts) and the
+/// planned ops, then pivots.
 pub fn build(
-    sys: &dyn Sys, root: &Root, plan: &ValidatedPlan, policy: &Policy, image: OwnedFd, ops: &[Op],
-    trees: Vec<Option<OwnedFd>>,
+    sys: &dyn Sys, root: &Root, plan: &ValidatedPlan, policy: &Policy, (image, layers): (OwnedFd, Vec<Layer>),
+    ops: &[Op], trees: Vec<Option<OwnedFd>>,
 ) -> Result<()> {
+    let writable = plan.writable_tmpfs || plan.image.writable || layers.iter().any(|l| l.writable);
     let slash = sys.openat2(AT_FDCWD, "/", libc::O_PATH, 0, 0).map_err(syserr("cannot open /"))?;
     // Nothing mounted from here on may propagate to the host.
     sys.mount_setattr(slash.as_fd(), 0, MS_SLAVE, true).map_err(syserr("cannot make mounts private"))?;
     let session = mount_session(sys, policy)?;
-    let top = if policy.conf.enable_overlay.allows_kernel_overlay() && !plan.image.writable {
+    let top = if !layers.is_empty() || policy.conf.enable_overlay.allows_kernel_overlay() && !plan.image.writable {
         let lower = subdir(sys, session.as_fd(), "lower")?;
         sys.move_mount(image.as_fd(), lower.as_fd()).map_err(syserr("cannot mount image"))?;
         let lower = open_dir(sys, session.as_raw_fd(), "lower").map_err(syserr("cannot open image root"))?;
@@ -32,10 +35,10 @@ pub fn build(
                 stubbed |= ops::stub(sys, lower.as_fd(), stubs.as_fd(), dst, dir)?;
             }
         }
-        match (stubbed, plan.writable_tmpfs) {
+        match (stubbed, plan.writable_tmpfs || !layers.is_empty()) {
             // The image mount itself, detached again, when no overlay is needed.
             (false, false) => sys.open_tree(lower.as_raw_fd(), "", true).map_err(syserr("cannot clone image mount"))?,
-            (_, writable) => mount_overlay(sys, root, session.as_fd(), writable)?,
+            _ => mount_overlay(sys, root, session.as_fd(), plan.writable_tmpfs, layers, policy)?,
         }
     } else {
         image
@@ -44,7 +47,7 @@ pub fn build(
     sys.move_mount(top.as_fd(), at.as_fd()).map_err(syserr("cannot mount container root"))?;
     let croot = open_dir(sys, session.as_raw_fd(), "root").map_err(syserr("cannot open container root"))?;
     ops::apply(sys, croot.as_fd(), session.as_fd(), ops, trees)?;
-    if !plan.writable_tmpfs && !plan.image.writable {
+    if !writable {
         // Only the root mount itself: binds below keep their own read-only setting.
         sys.mount_setattr(croot.as_fd(), MOUNT_ATTR_RDONLY, 0, false)
             .map_err(syserr("cannot make the root read-only"))?;
@@ -80,11 +83,29 @@ fn open_dir(sys: &dyn Sys, dir: RawFd, name: &str) -> std::result::Result<OwnedF
 
 /// Overlay of the image with a tmpfs upper layer: missing mount points can be created, and
 /// `--writable-tmpfs` writes land in the session tmpfs.
-fn mount_overlay(sys: &dyn Sys, root: &Root, session: BorrowedFd<'_>, writable: bool) -> Result<OwnedFd> {
+fn mount_overlay(
+    sys: &dyn Sys, root: &Root, session: BorrowedFd<'_>, writable: bool, layers: Vec<Layer>, policy: &Policy,
+) -> Result<OwnedFd> {
     // Layer paths are resolved relative to the cwd: our session tmpfs, which only this
-    // process can reach. The stub layer (mount points missing in the image) lies on top.
+    // process can reach. The stub layer (mount points missing in the image) lies on top,
+    // then the `--overlay` layers (their `upper` if they have one), then the image.
     sys::fchdir(session).map_err(syserr("cannot enter session"))?;
-    let mut opts = vec![("lowerdir", "stubs:lower")];
+    let kernel = policy.conf.enable_overlay.allows_kernel_overlay() && !layers.iter().any(|l| l.writable && l.fuse);
+    let (mut lower, mut upper, fuse_ok) = (String::from("stubs"), None, !layers.is_empty());
+    for (i, layer) in layers.into_iter().enumerate() {
+        let (name, up) = (format!("o{i}"), format!("o{i}/upper"));
+        sys.move_mount(layer.tree.as_fd(), subdir(sys, session, &name)?.as_fd())
+            .map_err(path("cannot mount", &name))?;
+        if layer.writable {
+            subdir(sys, session, &up)?;
+            upper = Some((subdir(sys, session, &format!("{name}/work")).map(|_| up)?, format!("{name}/work")));
+        } else {
+            lower = format!("{lower}:{}", if open_dir(sys, session.as_raw_fd(), &up).is_ok() { up } else { name });
+        }
+    }
+    lower.push_str(":lower");
+    let mut opts = vec![("lowerdir", lower.as_str())];
+    opts.extend(upper.iter().flat_map(|(u, w)| [("upperdir", u.as_str()), ("workdir", w.as_str())]));
     if writable {
         // The setuid starter's fakeroot: the container's root is the caller, so the caller
         // must own the writable layer (root-owned, it would be unmapped in the namespace).
@@ -98,5 +119,9 @@ fn mount_overlay(sys: &dyn Sys, root: &Root, session: BorrowedFd<'_>, writable: 
         opts.extend([("upperdir", "upper"), ("workdir", "work")]);
     }
     opts.extend((!root.caller.setuid).then_some(("userxattr", "")));
-    ops::new_mount(sys, "overlay", &opts, MOUNT_ATTR_NODEV).map_err(syserr("cannot mount overlay"))
+    // The kernel takes no upper layer on FUSE (fuse2fs), `driver` no kernel overlay at all.
+    match kernel.then(|| ops::new_mount(sys, "overlay", &opts, MOUNT_ATTR_NODEV)) {
+        None | Some(Err(_)) if fuse_ok => crate::overlay::mount_fuse_overlayfs(sys, &opts, root.maps.target),
+        r => r.unwrap_or(Err(sys::Errno(libc::EPERM))).map_err(syserr("cannot mount overlay")),
+    }
 }

@@ -239,6 +239,12 @@ pub fn pivot_to_cwd() -> SysResult<()> {
     check(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })?;
     chdir("/")
 }
+/// Detaches the mount at `path` (lazily: it goes once nothing uses it).
+pub fn umount_detach(path: &str) -> SysResult<()> {
+    let p = cstr(path)?;
+    // SAFETY: NUL-terminated path.
+    check(unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) } as libc::c_long).map(drop)
+}
 pub fn close_range_from(first: u32) -> SysResult<()> {
     // SAFETY: closes fds this process owns above `first`; no Rust object owns them any more
     // (callers drop their OwnedFds first).

@@ -278,14 +278,14 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
         rocm: f.rocm,
         no_nv: f.no_nv,
         no_rocm: f.no_rocm,
+        overlay: f.overlay,
     })
 }
 
 /// Options this build parses (so scripts that pass them get a clear answer) but whose
 /// machinery does not exist yet. Refusing is better than silently running without them.
 fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
-    let refused: [(&str, bool); 8] = [
-        ("--overlay", !f.overlay.is_empty()),
+    let refused: [(&str, bool); 7] = [
         // Only the loopback-only network is available: CNI networks are not implemented.
         ("--network", f.network.iter().any(|n| n != "none")),
         ("--add-caps", f.add_caps.is_some()),

@@ -219,7 +219,9 @@ fn devices(vendor: Vendor) -> Vec<PathBuf> {
 }
 
 /// The binds for what was found. `full_dev`: the host's whole /dev is bound into the
-/// container (`mount dev = yes` without `--contain`), so the device nodes are already there.
+/// container (`mount dev = yes` without `--contain`), so the device nodes are already there
+/// (or `mount dev = no`: there is no /dev to put them in). Otherwise, in a minimal /dev, each
+/// node is bound by name; the starter takes only GPU device names.
 pub fn binds(
     vendor: Vendor,
     found: &Found,
@@ -233,19 +235,24 @@ pub fn binds(
             vendor.flag()
         );
     }
-    if !found.devices.is_empty() && !full_dev {
-        crate::warning!(
-            "{} device nodes are not bound into a minimal /dev by this build",
-            vendor.driver()
-        );
-    }
+    let devices: Vec<PlanMount> = match full_dev {
+        true => Vec::new(),
+        false => found
+            .devices
+            .iter()
+            .filter_map(|d| d.file_name())
+            .map(|n| PlanMount::GpuDevice {
+                name: n.to_string_lossy().into_owned(),
+            })
+            .collect(),
+    };
     if !user_bind_control {
         // The starter checks these binds as user binds (see `LD_CACHE_ENV`).
         crate::warning!(
             "ignoring {} library and binary binds: user bind control disabled by system administrator",
             vendor.driver()
         );
-        return Vec::new();
+        return devices;
     }
     let bind = |src: &PathBuf, dst: String| PlanMount::Bind {
         src: src.clone(),
@@ -266,14 +273,19 @@ pub fn binds(
         let real = std::fs::canonicalize(p).ok()?;
         Some(bind(&real, p.to_string_lossy().into_owned()))
     });
-    libs.chain(libs32).chain(bins).chain(ipcs).collect()
+    libs.chain(libs32)
+        .chain(bins)
+        .chain(ipcs)
+        .chain(devices)
+        .collect()
 }
 
 /// The GPU binds for a launch: `--nv`/`--rocm`, or `always use nv/rocm` of apptainer.conf
 /// unless `--no-nv`/`--no-rocm`. A failed discovery (no list file, no ldconfig) is a
 /// warning: the container still runs.
 pub fn plan_mounts(conf: &conf::Conf, opts: &crate::launch::LaunchOptions) -> Vec<PlanMount> {
-    let full_dev = !opts.contain && conf.mount_dev == conf::MountDev::Yes;
+    let full_dev = conf.mount_dev == conf::MountDev::No
+        || (!opts.contain && conf.mount_dev == conf::MountDev::Yes);
     let mut mounts = Vec::new();
     for (vendor, on) in [
         (

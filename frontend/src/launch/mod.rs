@@ -10,6 +10,7 @@ pub mod identity;
 pub mod image;
 pub mod image_facts;
 pub mod mounts;
+pub mod overlay;
 pub mod starter_exec;
 
 pub use action::Action;
@@ -63,6 +64,8 @@ pub struct LaunchOptions {
     /// `--no-nv` / `--no-rocm`: override `always use nv/rocm`.
     pub no_nv: bool,
     pub no_rocm: bool,
+    /// `--overlay DIR|IMAGE[:ro]` arguments, in order.
+    pub overlay: Vec<String>,
 }
 
 /// Starts `image` for `action`; on success the frontend is replaced by the starter.
@@ -110,8 +113,14 @@ pub fn prepare(
         warn_without_subids(&id);
     }
     let libexec_bin = Path::new(conf::paths::LIBEXECDIR).join("bin");
-    // Fakeroot and writable sandboxes exist only in a user namespace here.
-    let want_userns = opts.userns || opts.fakeroot || opts.writable;
+    let overlays = overlay_layers(&opts, &img, &conf, id.uid)?;
+    // Fakeroot, writable images and overlays (a SIF's own partition too, mounted read-only
+    // by default) exist only in a user namespace here.
+    let sif_overlay = img.kind == starter::plan::ImageKind::Sif
+        && conf.allow_user_ns
+        && overlay::has_overlay_partition(&img.path);
+    let want_userns =
+        opts.userns || opts.fakeroot || opts.writable || !overlays.is_empty() || sif_overlay;
     let starter = starter_exec::choose(&libexec_bin, id.uid, want_userns, conf.allow_setuid)?;
     crate::debug!(
         "using starter {:?} (setuid: {})",
@@ -132,6 +141,7 @@ pub fn prepare(
         setuid: starter.setuid,
     };
     let mut plan = build_plan(&inputs)?;
+    plan.overlays = overlays;
     // Appended after every other mount: the GPU files land on top of what the image has.
     plan.mounts.extend(crate::gpu::plan_mounts(&conf, &opts));
     let policy = starter::plan::Policy::from_conf(&conf);
@@ -143,6 +153,30 @@ pub fn prepare(
         image_name: image::display_name(&img.path),
         image_path: img.path,
     })
+}
+
+/// `--overlay` and `--writable` on a SIF, checked with the reference's messages.
+fn overlay_layers(
+    opts: &LaunchOptions,
+    img: &ResolvedImage,
+    conf: &conf::Conf,
+    uid: u32,
+) -> Result<Vec<starter::plan::PlanOverlay>> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let specs = opts
+        .overlay
+        .iter()
+        .map(|s| overlay::parse(s, &cwd))
+        .collect::<Result<Vec<_>>>()?;
+    let req = overlay::Request {
+        specs: &specs,
+        writable_tmpfs: opts.writable_tmpfs,
+        writable: opts.writable,
+        image: &img.path,
+        image_kind: img.kind,
+        uid,
+    };
+    overlay::check(&req, conf)
 }
 
 /// The starter maps only the caller's own ids under `--fakeroot` when /etc/subuid or
@@ -297,6 +331,7 @@ pub fn build_plan(inp: &PlanInputs<'_>) -> Result<Plan> {
         writable_tmpfs: opts.writable_tmpfs,
         fakeroot: opts.fakeroot,
         init: opts.pid && !opts.no_init,
+        overlays: Vec::new(),
         instance: false,
         join: None,
         process: starter::plan::Process {

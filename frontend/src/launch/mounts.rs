@@ -457,6 +457,7 @@ mod tests {
                     )
                 }
                 PlanMount::File { dst, .. } => format!("file:{dst}"),
+                PlanMount::GpuDevice { name } => format!("device:{name}"),
             })
             .collect()
     }

@@ -96,6 +96,7 @@ fn validated(mounts: Vec<PlanMount>, pid: bool) -> plan::ValidatedPlan {
         init: false,
         instance: false,
         join: None,
+        overlays: Vec::new(),
         process: Process { argv: vec!["/bin/true".into()], env: vec![], cwd: "/".into() },
     };
     plan::validate(plan, &policy, &caller).unwrap()

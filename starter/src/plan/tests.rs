@@ -32,6 +32,7 @@ fn plan() -> Plan {
         init: false,
         instance: false,
         join: None,
+        overlays: Vec::new(),
         process: Process { argv: vec!["/bin/sh".into()], env: vec!["PATH=/bin".into()], cwd: "/".into() },
     }
 }
@@ -235,4 +236,42 @@ fn the_policy_follows_the_conf_directives() {
 fn owner_names_that_do_not_exist_allow_nobody() {
     let c = conf::parse_str("t", "limit container owners = no-such-user-here\n").unwrap();
     assert_eq!(Policy::resolved(&c, &conf::Accounts::default(), &conf::Accounts::default()).limit_owners, [u32::MAX]);
+}
+
+#[test]
+fn overlays_need_user_namespace_mode_one_writable_layer_and_enable_overlay() {
+    let ov = |path: &str, writable| PlanOverlay { path: path.into(), writable };
+    let mut p = plan();
+    p.overlays = vec![ov("/o/a", true), ov("/o/b.img", false)];
+    assert!(validate(p.clone(), &policy(), &caller(false)).is_ok());
+    let err = validate(p.clone(), &policy(), &caller(true)).unwrap_err().to_string();
+    assert!(err.contains("user-namespace mode"), "{err}");
+    let off = with(|c| c.enable_overlay = conf::EnableOverlay::No);
+    assert!(matches!(validate(p.clone(), &off, &caller(false)), Err(PlanError::Denied(_, "enable overlay"))));
+    let mut two = p.clone();
+    two.overlays.push(ov("/o/c", true));
+    assert!(validate(two, &policy(), &caller(false)).unwrap_err().to_string().contains("one writable layer"));
+    let mut tmpfs = p.clone();
+    tmpfs.writable_tmpfs = true;
+    assert!(validate(tmpfs, &policy(), &caller(false)).is_err());
+    let mut sif_rw = plan();
+    sif_rw.image.writable = true;
+    assert!(validate(sif_rw.clone(), &policy(), &caller(false)).is_ok());
+    assert!(validate(sif_rw, &policy(), &caller(true)).is_err());
+    p.overlays = vec![ov("relative", false)];
+    assert!(validate(p, &policy(), &caller(false)).is_err());
+}
+
+#[test]
+fn only_gpu_device_nodes_can_be_bound_into_dev() {
+    for name in ["nvidia0", "nvidiactl", "nvidia-uvm", "nvidia-caps", "dri", "kfd"] {
+        let v = validate(with_mount(PlanMount::GpuDevice { name: name.into() }), &policy(), &caller(false));
+        assert!(v.is_ok(), "{name}: {v:?}");
+    }
+    for name in ["sda", "nvidia/../sda", "nvidia0/x", "..", "", "mem", "nvidia\0"] {
+        let v = validate(with_mount(PlanMount::GpuDevice { name: name.into() }), &policy(), &caller(false));
+        assert!(v.is_err(), "{name}");
+    }
+    let no_dev = with(|c| c.mount_dev = DevPolicy::No);
+    assert!(validate(with_mount(PlanMount::GpuDevice { name: "kfd".into() }), &no_dev, &caller(false)).is_err());
 }
