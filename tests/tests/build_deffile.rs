@@ -635,3 +635,66 @@ fn update_builds_on_an_existing_sandbox_and_section_limits_what_runs() {
         "{labels:?}"
     );
 }
+
+/// The SIF's JSON.Generic objects as `(name, data)`, in descriptor order.
+fn json_objects(sif: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut f = std::fs::File::open(sif).unwrap();
+    let image = sif::Image::load(&mut f).unwrap();
+    let found: Vec<(String, u32)> = image
+        .descriptors()
+        .filter(|d| d.data_type == sif::DataType::GenericJson)
+        .map(|d| (d.name(), d.id))
+        .collect();
+    found
+        .into_iter()
+        .map(|(name, id)| (name, image.read_object(&mut f, id).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_build_from_an_oci_source_keeps_the_base_image_config_as_a_pull_does() {
+    require!(ready(), WHY);
+    let tmp = user_tempdir();
+    let dir = tmp.path();
+    let busybox = format!("docker://{REGISTRY}/test/busybox:latest");
+    as_user(dir, &["pull", "pulled.sif", &busybox]).assert_success();
+    let pulled = json_objects(&dir.join("pulled.sif"));
+    let (_, config) = pulled
+        .iter()
+        .find(|(n, _)| n == "oci-config.json")
+        .expect("a pulled SIF holds oci-config.json");
+
+    let def = write(
+        dir,
+        "oci.def",
+        &format!("Bootstrap: docker\nFrom: test/busybox:latest\nRegistry: {REGISTRY}\n\n%post\n    echo built > /built\n"),
+    );
+    as_user(dir, &["build", "built.sif", &def]).assert_success();
+    let built = json_objects(&dir.join("built.sif"));
+    let names: Vec<&str> = built.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["inspect-metadata.json", "oci-config.json"]);
+    assert_eq!(&built[1].1, config, "the base image's config, unchanged");
+    let list = as_user(dir, &["sif", "list", "built.sif"]);
+    list.assert_success();
+    assert_eq!(list.stdout.matches("|JSON.Generic").count(), 2, "{list:?}");
+
+    // A SIF used as localimage passes its config on; a scratch build has none.
+    let local = write(
+        dir,
+        "local.def",
+        &format!(
+            "Bootstrap: localimage\nFrom: {}\n",
+            dir.join("built.sif").display()
+        ),
+    );
+    as_user(dir, &["build", "local.sif", &local]).assert_success();
+    let carried = json_objects(&dir.join("local.sif"));
+    assert_eq!(carried.get(1).map(|(_, d)| d), Some(config));
+    let scratch = write(dir, "scratch.def", "Bootstrap: scratch\n");
+    as_user(dir, &["build", "scratch.sif", &scratch]).assert_success();
+    let names: Vec<String> = json_objects(&dir.join("scratch.sif"))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["inspect-metadata.json"]);
+}
