@@ -213,8 +213,8 @@ fn cached_sif(source: &Source, opts: &PullOptions, cache: &Cache) -> Result<Path
             return Ok(entry);
         }
         cache.remove_stale_sif_temps(&key)?;
-        let image = fetch_image(source, &fetch_opts, cache)?;
-        convert_to_sif(&image, &entry)?;
+        let (image, scanned) = fetch_image_scanning(source, &fetch_opts, cache)?;
+        convert_to_sif(&image, scanned, &entry)?;
         return Ok(entry);
     }
     // Archives and layouts: the manifest digest is known once they are read.
@@ -228,7 +228,7 @@ fn cached_sif(source: &Source, opts: &PullOptions, cache: &Cache) -> Result<Path
     }
     cache.remove_stale_sif_temps(&key)?;
     info!("Converting OCI blobs to SIF format");
-    convert_to_sif(&image, &entry)?;
+    convert_to_sif(&image, None, &entry)?;
     Ok(entry)
 }
 
@@ -255,9 +255,42 @@ fn convert_options(fix_perms: bool) -> crate::convert::ConvertOptions {
     }
 }
 
-fn convert_to_sif(image: &FetchedImage, out: &Path) -> Result<()> {
+/// Fetches the image while another thread reads each layer's headers as it downloads:
+/// the conversion then starts packing as soon as the last byte is verified. If that
+/// reading fails (a retried transfer, a layer that is not a tar), the conversion reads
+/// the headers from the cache instead.
+fn fetch_image_scanning(
+    source: &Source,
+    opts: &FetchOptions,
+    cache: &Cache,
+) -> Result<(FetchedImage, Option<crate::convert::Scanned>)> {
+    info!("Starting build...");
+    info!("Fetching OCI image...");
+    let mut scan = None;
+    let fetched = sources::fetch_following(source, opts, cache, &mut |feeds| {
+        scan = Some(std::thread::spawn(move || {
+            crate::convert::scan_following(feeds)
+        }));
+    });
+    // Joined whatever the fetch's outcome: every feed is finished or failed by now.
+    let scanned = match scan.map(|h| h.join()) {
+        Some(Ok(Ok(s))) => Some(s),
+        Some(Ok(Err(e))) => {
+            crate::debug!("reading the layers during the download failed: {e:#}");
+            None
+        }
+        Some(Err(_)) | None => None,
+    };
+    Ok((fetched?, scanned))
+}
+
+fn convert_to_sif(
+    image: &FetchedImage,
+    scanned: Option<crate::convert::Scanned>,
+    out: &Path,
+) -> Result<()> {
     info!("Creating SIF file...");
-    crate::convert::to_sif(image, out, &convert_options(false))
+    crate::convert::to_sif_scanned(image, scanned, out, &convert_options(false))
         .with_context(|| format!("while converting {} to SIF", image.reference))
 }
 

@@ -13,6 +13,7 @@
 //! concurrent pulls of one image download and convert it once and all find it afterwards.
 
 pub mod digest;
+pub mod growing;
 pub mod interrupt;
 pub mod listing;
 
@@ -290,6 +291,11 @@ impl BlobWriter {
             });
         }
         Ok(())
+    }
+
+    /// The temp file being written (readers may follow it: `growing`).
+    pub fn temp_path(&self) -> &Path {
+        self.file.path()
     }
 
     /// Files the verified blob under its digest.

@@ -85,6 +85,42 @@ fn looks_like_tar(head: &[u8]) -> bool {
     sum == stored
 }
 
+/// Reads a layer arriving as a stream (a download being followed) as uncompressed tar.
+pub fn open_stream(
+    mut stream: Box<dyn Read + Send>,
+    media_type: &str,
+) -> Result<Box<dyn Read + Send>> {
+    if !is_layer_media_type(media_type) {
+        bail!("blob of media type {media_type:?} is not an image layer");
+    }
+    let mut head = Vec::with_capacity(512);
+    (&mut stream)
+        .take(512)
+        .read_to_end(&mut head)
+        .context("reading a layer")?;
+    let compression = detect(&head, media_type)?;
+    let reader = BufReader::with_capacity(READ_BUFFER, std::io::Cursor::new(head).chain(stream));
+    decompress(reader, compression)
+}
+
+fn decompress<R: std::io::BufRead + Send + 'static>(
+    reader: R,
+    compression: Compression,
+) -> Result<Box<dyn Read + Send>> {
+    Ok(match compression {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            flate2::bufread::MultiGzDecoder::new(reader),
+        )),
+        Compression::Zstd => Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            zstd::stream::read::Decoder::with_buffer(reader)
+                .context("starting zstd decompression")?,
+        )),
+    })
+}
+
 /// Opens a layer blob and returns a reader of its uncompressed tar bytes.
 pub fn open(path: &Path, media_type: &str) -> Result<Box<dyn Read + Send>> {
     if !is_layer_media_type(media_type) {
@@ -98,18 +134,7 @@ pub fn open(path: &Path, media_type: &str) -> Result<Box<dyn Read + Send>> {
         .with_context(|| format!("reading layer {}", path.display()))?;
     file.seek(SeekFrom::Start(0))?;
     let reader = BufReader::with_capacity(READ_BUFFER, file);
-    Ok(match detect(&head, media_type)? {
-        Compression::None => Box::new(reader),
-        Compression::Gzip => Box::new(BufReader::with_capacity(
-            READ_BUFFER,
-            flate2::bufread::MultiGzDecoder::new(reader),
-        )),
-        Compression::Zstd => Box::new(BufReader::with_capacity(
-            READ_BUFFER,
-            zstd::stream::read::Decoder::with_buffer(reader)
-                .context("starting zstd decompression")?,
-        )),
-    })
+    decompress(reader, detect(&head, media_type)?)
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! Two passes over the layers, never extracting to disk for a SIF:
 //! 1. headers only, bottom layer first, into an in-memory [`tree::Tree`] that applies
 //!    whiteouts, opaque directories, hardlinks and symlinked parents exactly once and
-//!    keeps every path inside the root;
+//!    keeps every path inside the root; for a registry pull this pass follows each layer
+//!    while it downloads ([`scan_following`]), so it costs no time after the download;
 //! 2. the surviving entries, plus the generated `/.singularity.d`, streamed as one tar
 //!    into `tar2sqfs` (or into a directory for a sandbox), reading each layer once more.
 //!
@@ -34,6 +35,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cache::interrupt;
 use crate::oci::FetchedImage;
+use crate::registry::LayerFeed;
 use image_meta::{Generated, ImageConfig};
 use scan::OpenLayer;
 use tree::Tree;
@@ -87,9 +89,40 @@ fn layer_opener(image: &FetchedImage) -> impl Fn(usize) -> Result<Box<dyn Read +
     }
 }
 
-fn prepare(image: &FetchedImage, open: &OpenLayer<'_>, fix_perms: bool) -> Result<Prepared> {
+/// The layers' headers, merged while the layers downloaded ([`scan_following`]).
+pub struct Scanned {
+    tree: Tree,
+    layers: usize,
+}
+
+/// Reads the layers' headers into the merged tree as the layers download, so the
+/// conversion does not wait for a second reading after the download (the files' data is
+/// still read from the verified blobs). Fails if a download fails.
+pub fn scan_following(feeds: Vec<LayerFeed>) -> Result<Scanned> {
+    let open = |i: usize| -> Result<Box<dyn Read + Send>> {
+        let feed = &feeds[i];
+        layer::open_stream(Box::new(feed.blob.reader()), &feed.media_type)
+    };
+    Ok(Scanned {
+        tree: scan::build_tree(feeds.len(), &open)?,
+        layers: feeds.len(),
+    })
+}
+
+fn prepare(
+    image: &FetchedImage,
+    open: &OpenLayer<'_>,
+    fix_perms: bool,
+    scanned: Option<Scanned>,
+) -> Result<Prepared> {
     let config = ImageConfig::parse(&image.config)?;
-    let mut tree = scan::build_tree(image.layers.len(), open)?;
+    let mut tree = match scanned {
+        Some(s) if s.layers == image.layers.len() => {
+            crate::debug!("layer headers were read during the download");
+            s.tree
+        }
+        _ => scan::build_tree(image.layers.len(), open)?,
+    };
     let (warnings, more) = tree.warnings();
     for w in warnings {
         crate::warning!("{w}");
@@ -115,8 +148,18 @@ fn prepare(image: &FetchedImage, open: &OpenLayer<'_>, fix_perms: bool) -> Resul
 /// Converts `image` to a SIF at `out`. The file appears complete or not at all
 /// (written beside `out` under a temporary name, then renamed).
 pub fn to_sif(image: &FetchedImage, out: &Path, opts: &ConvertOptions) -> Result<()> {
+    to_sif_scanned(image, None, out, opts)
+}
+
+/// As [`to_sif`], reusing the headers read during the download when there are some.
+pub fn to_sif_scanned(
+    image: &FetchedImage,
+    scanned: Option<Scanned>,
+    out: &Path,
+    opts: &ConvertOptions,
+) -> Result<()> {
     let open = layer_opener(image);
-    let prepared = prepare(image, &open, opts.fix_perms)?;
+    let prepared = prepare(image, &open, opts.fix_perms, scanned)?;
     let squashfs = tempfile::Builder::new()
         .prefix("squashfs-")
         .suffix(".img")
@@ -241,7 +284,7 @@ pub fn to_sandbox(image: &FetchedImage, dir: &Path, opts: &ConvertOptions) -> Re
         }
     }
     let open = layer_opener(image);
-    let prepared = prepare(image, &open, opts.fix_perms)?;
+    let prepared = prepare(image, &open, opts.fix_perms, None)?;
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -16,6 +16,7 @@ pub use client::ClientOptions;
 pub use platform::Platform;
 pub use reference::Reference;
 
+use crate::cache::growing::Growing;
 use crate::cache::{BlobRef, BlobSlot, Cache, Digest};
 use crate::oci::{FetchedImage, Layer};
 
@@ -24,7 +25,7 @@ use client::{read_document, Client};
 use manifest::{Descriptor, ImageManifest, Parsed};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A connection to one image's repository.
 pub struct Remote {
@@ -69,10 +70,18 @@ impl Remote {
     }
 
     /// Fetches the image for `platform` into `cache` and describes it for the conversion.
-    pub fn fetch(&mut self, platform: &Platform, cache: &Cache) -> Result<FetchedImage> {
+    /// `on_layers` gets the layers, bottom first, as soon as the manifest is known, so
+    /// another thread can read each one while it downloads; every feed is finished or
+    /// failed when this returns.
+    pub fn fetch_following(
+        &mut self,
+        platform: &Platform,
+        cache: &Cache,
+        on_layers: &mut dyn FnMut(Vec<LayerFeed>),
+    ) -> Result<FetchedImage> {
         let what = format!("docker://{}", self.reference());
         let (manifest_digest, image) = self.resolve_image(platform, &what)?;
-        let config_blob = fetch_blob(&mut self.client, &image.config, cache, None)?;
+        let config_blob = fetch_blob(&mut self.client, &image.config, cache, None, None)?;
         let config = read_config(&config_blob)?;
         let image_platform = config_platform(&config).unwrap_or_else(|| platform.to_string());
         if !image_platform.starts_with(&format!("{}/{}", platform.os, platform.architecture)) {
@@ -80,7 +89,24 @@ impl Remote {
                 "the image's platform {image_platform} does not match the requested {platform}"
             );
         }
-        let blobs = self.fetch_layers(&image.layers, cache)?;
+        let feeds: Vec<Arc<Growing>> = image.layers.iter().map(|_| Growing::new()).collect();
+        on_layers(
+            image
+                .layers
+                .iter()
+                .zip(&feeds)
+                .map(|(d, g)| LayerFeed {
+                    media_type: d.media_type.clone(),
+                    blob: Arc::clone(g),
+                })
+                .collect(),
+        );
+        let blobs = self.fetch_layers(&image.layers, cache, &feeds);
+        // Layers never started (another one failed) would keep a follower waiting.
+        for g in &feeds {
+            g.failed();
+        }
+        let blobs = blobs?;
         let layers = image
             .layers
             .iter()
@@ -146,12 +172,18 @@ impl Remote {
 
     /// Downloads the layers, a few at a time: registries (and CDNs behind them) serve one
     /// connection well below the link's speed. Each blob still streams straight to disk.
-    fn fetch_layers(&mut self, layers: &[Descriptor], cache: &Cache) -> Result<Vec<BlobRef>> {
+    fn fetch_layers(
+        &mut self,
+        layers: &[Descriptor],
+        cache: &Cache,
+        feeds: &[Arc<Growing>],
+    ) -> Result<Vec<BlobRef>> {
         let multi = progress::multi();
         if layers.len() <= 1 {
             return layers
                 .iter()
-                .map(|d| fetch_blob(&mut self.client, d, cache, Some(&multi)))
+                .zip(feeds)
+                .map(|(d, g)| fetch_blob(&mut self.client, d, cache, Some(&multi), Some(g)))
                 .collect();
         }
         let next = AtomicUsize::new(0);
@@ -168,7 +200,8 @@ impl Remote {
                     if i >= layers.len() || failed.load(Ordering::SeqCst) {
                         break;
                     }
-                    let r = fetch_blob(&mut client, &layers[i], cache, Some(multi));
+                    let r =
+                        fetch_blob(&mut client, &layers[i], cache, Some(multi), Some(&feeds[i]));
                     if r.is_err() {
                         failed.store(true, Ordering::SeqCst);
                     }
@@ -202,12 +235,16 @@ fn fetch_blob(
     desc: &Descriptor,
     cache: &Cache,
     bars: Option<&indicatif::MultiProgress>,
+    feed: Option<&Growing>,
 ) -> Result<BlobRef> {
     let digest = Digest::parse(&desc.digest)
         .with_context(|| format!("{}: bad blob digest", client.reference()))?;
     let mut writer = match cache.begin_blob(&digest, Some(desc.size))? {
         BlobSlot::Present(b) => {
             crate::verbose!("using cached blob {digest}");
+            if let Some(g) = feed {
+                g.finished(&b.path, b.size);
+            }
             return Ok(b);
         }
         BlobSlot::Missing(w) => w,
@@ -219,7 +256,16 @@ fn fetch_blob(
         attempt += 1;
         let resp = client.request("GET", &format!("blobs/{digest}"), "", &what)?;
         let mut reader = resp.into_reader();
-        match writer.fill(&mut reader as &mut dyn Read, &|n| bar.set_position(n)) {
+        if let Some(g) = feed {
+            g.started(writer.temp_path());
+        }
+        let on_bytes = |n| {
+            bar.set_position(n);
+            if let Some(g) = feed {
+                g.grew(n);
+            }
+        };
+        match writer.fill(&mut reader as &mut dyn Read, &on_bytes) {
             Ok(()) => break,
             Err(e) if is_transport(&e) && attempt < 3 => {
                 crate::warning!("{what}: transfer interrupted ({e:#}), retrying");
@@ -229,7 +275,17 @@ fn fetch_blob(
         }
     }
     bar.finish_and_clear();
-    writer.commit()
+    let blob = writer.commit()?;
+    if let Some(g) = feed {
+        g.finished(&blob.path, blob.size);
+    }
+    Ok(blob)
+}
+
+/// A layer of the image being fetched, readable while it downloads.
+pub struct LayerFeed {
+    pub media_type: String,
+    pub blob: Arc<Growing>,
 }
 
 fn is_transport(e: &anyhow::Error) -> bool {

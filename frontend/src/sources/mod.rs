@@ -10,7 +10,7 @@ pub mod oci_layout;
 
 use crate::cache::{Cache, Digest};
 use crate::oci::FetchedImage;
-use crate::registry::{ClientOptions, Platform, Reference, Remote};
+use crate::registry::{ClientOptions, LayerFeed, Platform, Reference, Remote};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
@@ -149,8 +149,22 @@ pub struct FetchOptions {
 
 /// Fetches the image into `cache`.
 pub fn fetch(source: &Source, opts: &FetchOptions, cache: &Cache) -> Result<FetchedImage> {
+    fetch_following(source, opts, cache, &mut |_| {})
+}
+
+/// As [`fetch`]; for a registry, `on_layers` gets the layers to read while they download
+/// (see [`Remote::fetch_following`]). Local sources have their layers in the cache first
+/// and never call it.
+pub fn fetch_following(
+    source: &Source,
+    opts: &FetchOptions,
+    cache: &Cache,
+    on_layers: &mut dyn FnMut(Vec<LayerFeed>),
+) -> Result<FetchedImage> {
     match source {
-        Source::Docker(r) => Remote::new(r, &opts.client).fetch(&opts.platform, cache),
+        Source::Docker(r) => {
+            Remote::new(r, &opts.client).fetch_following(&opts.platform, cache, on_layers)
+        }
         Source::DockerArchive { file, image } => {
             let label = format!("docker-archive:{}", file.display());
             let reader = ingest::open_archive(file, &label)?;
