@@ -238,3 +238,60 @@ fn a_killed_pull_leaves_no_partial_sif_and_no_cache_entry() {
         "{list:?}"
     );
 }
+
+#[test]
+fn sigterm_mid_download_removes_the_blob_temp_file_and_exits_143() {
+    require!(
+        installed() && test_user_exists() && registry_up(),
+        "installed apptainer, test user and local registry (scripts/test-setup.sh)"
+    );
+    let addr = start_stalling_registry();
+    let tmp = user_tempdir();
+    let dir = tmp.path();
+    let blobs = dir.join("cachedir/cache/blob/blobs/sha256");
+    let mut child = Command::new("setpriv")
+        .args([
+            format!("--reuid={TEST_USER}"),
+            format!("--regid={TEST_USER}"),
+            "--init-groups".into(),
+            "--".into(),
+        ])
+        .arg(apptainer_bin())
+        .args([
+            "pull",
+            "--no-https",
+            "stalled.sif",
+            &format!("docker://{addr}/slow/img:1"),
+        ])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir)
+        .env("APPTAINER_CACHEDIR", dir.join("cachedir"))
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start apptainer");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !names_in(&blobs).iter().any(|n| n.starts_with(".tmp-abab")) {
+        assert!(Instant::now() < deadline, "the download never started");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("apptainer exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Our own child, not reaped yet: the pid cannot have been reused.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{status}");
+    let left: Vec<String> = names_in(&blobs)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "temp files left: {left:?}");
+    assert!(!dir.join("stalled.sif").exists());
+}
