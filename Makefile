@@ -40,14 +40,16 @@ install: build
 install-suid: install
 	$(INSTALL) -m 4755 -o root -g root $(TARGET_DIR)/starter $(LIBEXECDIR)/starter-suid
 
-# A second pair of starters whose built-in apptainer.conf lives under ALT_PREFIX, so the
-# security tests can try admin settings (limit container *, allow setuid-mount, a tampered
-# conf) without touching the main install. Only the starter is built, in its own target dir.
+# A second pair of starters (and the squashfuse server they run) whose built-in
+# apptainer.conf lives under ALT_PREFIX, so the security tests can try admin settings
+# (limit container *, allow setuid-mount, a tampered conf) without touching the main
+# install. Only these two crates are built, in their own target dir.
 ALT_PREFIX ?= /opt/apptainer-alt
 ALT_TARGET = target/alt
 install-alt-starter:
-	APPTAINER_PREFIX=$(ALT_PREFIX) CARGO_TARGET_DIR=$(ALT_TARGET) $(CARGO) build --profile $(CARGO_PROFILE) --locked -p starter --bins
+	APPTAINER_PREFIX=$(ALT_PREFIX) CARGO_TARGET_DIR=$(ALT_TARGET) $(CARGO) build --profile $(CARGO_PROFILE) --locked -p starter -p squashfuse --bins
 	$(INSTALL) -d -m 0755 $(ALT_PREFIX)/libexec/apptainer/bin $(ALT_PREFIX)/etc/apptainer
+	$(INSTALL) -m 0755 -o root -g root $(ALT_TARGET)/$(notdir $(TARGET_DIR))/apptainer-squashfuse $(ALT_PREFIX)/libexec/apptainer/bin/apptainer-squashfuse
 	$(INSTALL) -m 0755 $(ALT_TARGET)/$(notdir $(TARGET_DIR))/starter $(ALT_PREFIX)/libexec/apptainer/bin/starter
 	$(INSTALL) -m 4755 -o root -g root $(ALT_TARGET)/$(notdir $(TARGET_DIR))/starter $(ALT_PREFIX)/libexec/apptainer/bin/starter-suid
 	$(INSTALL) -m 0644 -o root -g root etc/apptainer.conf $(ALT_PREFIX)/etc/apptainer/apptainer.conf

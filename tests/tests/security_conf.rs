@@ -393,11 +393,12 @@ fn limit_container_owners_groups_and_paths_are_enforced_on_the_opened_image() {
 }
 
 /// Lists, from inside a container that sees the host's /sys and /proc, `loop <file>` for
-/// every loop device's backing file and `fuse <file>` for every file a squashfuse process
-/// holds open.
+/// every loop device's backing file and `fuse <file>` for every file a FUSE server
+/// (squashfuse_ll, or apptainer-squashfuse, whose name the kernel cuts to 15 bytes) holds
+/// open.
 const SHOW_BACKING: &str = "for f in /sys/block/loop*/loop/backing_file; do \
     [ -r $f ] && echo \"loop $(cat $f)\"; done 2>/dev/null; \
-    for p in /proc/[0-9]*; do case \"$(cat $p/comm 2>/dev/null)\" in squashfuse*) \
+    for p in /proc/[0-9]*; do case \"$(cat $p/comm 2>/dev/null)\" in squashfuse*|apptainer-squas*) \
     for fd in $p/fd/*; do echo \"fuse $(readlink $fd)\"; done;; esac; done 2>/dev/null; true";
 
 /// How the setuid starter mounted `sif`: "loop" (kernel squashfs) or "fuse" (squashfuse).
