@@ -51,6 +51,14 @@ ensure_group_member() {
     id -nG "$2" | tr ' ' '\n' | grep -qx "$1" || usermod -a -G "$1" "$2"
 }
 
+# drop_group_member GROUP NAME: NAME is not a member of GROUP (tests compare apptest's
+# groups with its primary group alone).
+drop_group_member() {
+    if id -nG "$2" | tr ' ' '\n' | grep -qx "$1"; then
+        gpasswd -d "$2" "$1" >/dev/null
+    fi
+}
+
 # drop_subid_range NAME: NAME must have no subordinate ids (the cross-user tests rely on it).
 drop_subid_range() {
     for f in /etc/subuid /etc/subgid; do

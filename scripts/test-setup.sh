@@ -11,14 +11,15 @@ PREFIX=${1:?usage: scripts/test-setup.sh PREFIX}
 . "$(dirname -- "$0")/lib.sh"
 
 need_root test-setup.sh
-need_cmds useradd groupadd usermod setpriv curl skopeo umoci docker-registry jq tar
+need_cmds useradd groupadd usermod gpasswd setpriv curl skopeo umoci docker-registry jq tar
 
 ensure_user apptest
 ensure_user apptest2
 ensure_subid_range apptest
 drop_subid_range apptest2
-ensure_group_member apptblocked apptest
+# apptest2 (no subid range) belongs to a "negative" group; apptest keeps only its own.
 ensure_group_member apptblocked apptest2
+drop_group_member apptblocked apptest
 ensure_dev_fuse
 
 # The plain users must be able to reach the installed binaries: every directory on the way
