@@ -6,7 +6,7 @@
 use crate::error::{sys as syserr, Result, StarterError};
 use crate::sys;
 use crate::userns::IdMaps;
-use caps::CapSet;
+use caps::{CapSet, CapsHashSet};
 use conf::Accounts;
 use starter::plan::{ensure, Caller};
 
@@ -28,6 +28,8 @@ pub struct Root {
     pub maps: IdMaps,
     /// The process is in a user namespace it created: its capabilities count only there.
     userns: bool,
+    /// What the container keeps (bit n = capability n): non-zero only for a root caller.
+    caps: u64,
 }
 
 /// What is left after the drop: proof that `drop_all` ran.
@@ -77,8 +79,8 @@ pub fn caller(mode: Mode, users: &Accounts) -> Result<Caller> {
 }
 
 impl Root {
-    pub fn new(maps: IdMaps, caller: Caller) -> Root {
-        Root { userns: !caller.setuid, caller, maps }
+    pub fn new(maps: IdMaps, caller: Caller, caps: u64) -> Root {
+        Root { userns: !caller.setuid, caps: if caller.uid == 0 { caps } else { 0 }, caller, maps }
     }
     /// After `unshare(CLONE_NEWUSER)` in setuid mode (fakeroot).
     pub fn entered_userns(&mut self) {
@@ -86,7 +88,7 @@ impl Root {
     }
     /// The setuid parent of a container: it drops to the caller, whatever the container gets.
     pub fn into_supervisor(mut self) -> Root {
-        (self.maps.target, self.maps.fakeroot) = ((self.caller.uid, self.caller.gid), false);
+        (self.maps.target, self.maps.fakeroot, self.caps) = ((self.caller.uid, self.caller.gid), false, 0);
         self
     }
     /// Opens user-named paths with the caller's rights (setuid mode), or nothing to do.
@@ -104,9 +106,11 @@ impl Root {
 }
 
 /// Drops every privilege for good: bounding and ambient sets, groups, gid, uid, then the
-/// remaining capability sets, each verified. Fakeroot keeps the bounding, effective and
-/// permitted sets of the user namespace the process created (root there, as with
-/// `unshare -r`, so that package managers can chown); they mean nothing outside it.
+/// remaining capability sets, each verified. A root caller's container keeps exactly the
+/// set `validate` computed (`--keep-privs`, `--add-caps`, ...), everyone else's none.
+/// Fakeroot keeps the bounding, effective and permitted sets of the user namespace the
+/// process created (root there, as with `unshare -r`, so that package managers can chown);
+/// they mean nothing outside it.
 pub fn drop_all(root: Root) -> Result<User> {
     // In a user namespace without a subgid range setgroups is denied (we wrote "deny"): the
     // kernel keeps the caller's groups, shown as the overflow gid.
@@ -115,33 +119,54 @@ pub fn drop_all(root: Root) -> Result<User> {
         (true, true) => Some(&[][..]),
         (true, false) => None,
     };
-    drop_ids(groups, root.maps.target, root.maps.fakeroot && root.userns)?;
+    let keep = if root.maps.fakeroot && root.userns { None } else { Some(root.caps) };
+    drop_ids(groups, root.maps.target, keep)?;
     Ok(User(()))
 }
 
 /// Drops the caller's process (FUSE daemon of the setuid starter) to the caller.
 pub fn drop_to(c: &Caller) -> Result<()> {
-    drop_ids(Some(&c.groups), (c.uid, c.gid), false)
+    drop_ids(Some(&c.groups), (c.uid, c.gid), Some(0))
 }
 
-/// Sets `groups` (unless None), then gid and uid, and clears capabilities: all of them, or
-/// with `ns_root` only ambient and inheritable. Each step is read back.
-fn drop_ids(groups: Option<&[u32]>, (uid, gid): (u32, u32), ns_root: bool) -> Result<()> {
-    clear_caps(if ns_root { &[CapSet::Ambient] } else { &[CapSet::Bounding, CapSet::Ambient] })?;
+/// Sets `groups` (unless None), then gid and uid, and leaves exactly the capabilities `keep`
+/// (bit n = capability n), or with None (fakeroot's namespace root) clears only ambient and
+/// inheritable. The bounding set shrinks first, while CAP_SETPCAP is still held. Each step
+/// is read back.
+fn drop_ids(groups: Option<&[u32]>, (uid, gid): (u32, u32), keep: Option<u64>) -> Result<()> {
+    let supported = caps::runtime::thread_all_supported();
+    let keep = keep.map(|k| supported.iter().copied().filter(|c| k & c.bitmask() != 0).collect::<CapsHashSet>());
+    for &cap in keep.iter().flat_map(|k| supported.difference(k)) {
+        caps::drop(None, CapSet::Bounding, cap).map_err(|_| StarterError::DropFailed("bounding set"))?;
+    }
+    clear_caps(&[CapSet::Ambient])?;
     if let Some(groups) = groups {
         sys::setgroups(groups).map_err(syserr("setgroups"))?;
     }
     sys::setresgid(gid).map_err(syserr("setresgid"))?;
     sys::setresuid(uid).map_err(syserr("setresuid"))?;
-    let rest: &[CapSet] =
-        if ns_root { &[CapSet::Inheritable] } else { &[CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] };
-    clear_caps(rest)?;
+    match &keep {
+        Some(keep) => set_caps(keep)?,
+        None => clear_caps(&[CapSet::Inheritable])?,
+    }
     ensure(sys::getresids() == [(uid, uid, uid), (gid, gid, gid)], StarterError::DropFailed("ids"))?;
     ensure(uid == 0 || sys::setresuid(0).is_err(), StarterError::DropFailed("setuid(0) still works"))
 }
 
-/// Empties `sets` and checks that they are empty. The bounding set goes first, while
-/// CAP_SETPCAP is still held; the others after the uid change.
+/// Makes the inheritable, effective, permitted and ambient sets exactly `keep`, the ambient
+/// one so that they survive execve, then reads all five sets back. Inheritable goes first,
+/// while CAP_SETPCAP may still be effective; permitted only after effective.
+fn set_caps(keep: &CapsHashSet) -> Result<()> {
+    for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted, CapSet::Ambient] {
+        caps::set(None, set, keep).map_err(|_| StarterError::DropFailed("setting capabilities"))?;
+    }
+    for set in [CapSet::Bounding, CapSet::Inheritable, CapSet::Effective, CapSet::Permitted, CapSet::Ambient] {
+        ensure(caps::read(None, set).is_ok_and(|s| s == *keep), StarterError::DropFailed("capabilities"))?;
+    }
+    Ok(())
+}
+
+/// Empties `sets` and checks that they are empty.
 pub fn clear_caps(sets: &[CapSet]) -> Result<()> {
     for &set in sets {
         caps::clear(None, set).map_err(|_| StarterError::DropFailed("clearing capabilities"))?;

@@ -48,7 +48,7 @@ fn run() -> Result<i32> {
     let bytes = sys::read_fd(PLAN_FD, plan::MAX_PLAN_BYTES + 1).map_err(syserr("reading the plan from fd 3"))?;
     sys::close_range_from(PLAN_FD as u32).map_err(syserr("close_range"))?;
     let plan = plan::validate(plan::decode(&bytes)?, &policy, &caller)?;
-    let root = Root::new(IdMaps::new(&caller, &users, plan.fakeroot), caller);
+    let root = Root::new(IdMaps::new(&caller, &users, plan.fakeroot), caller, plan.caps());
     root.as_caller()?;
     let image = image::open(&LinuxSys, &plan.image, &policy)?;
     match mode {

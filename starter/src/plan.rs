@@ -31,6 +31,9 @@ pub struct Plan {
     /// Map the caller to uid/gid 0 in a user namespace (and the caller's /etc/subuid and
     /// /etc/subgid ranges from 1 up, when it has them). Needs `namespaces.user`.
     pub fakeroot: bool,
+    /// `--keep-privs`, `--no-privs`, `--add-caps`, `--drop-caps` (see `container_caps`).
+    #[serde(default)]
+    pub capabilities: CapRequest,
     /// With a PID namespace: the starter stays as PID 1 (reaping orphans, forwarding
     /// signals) and the container process is its child, as the reference's `appinit`.
     #[serde(default)]
@@ -129,6 +132,16 @@ pub struct Process {
     pub cwd: String,
 }
 
+/// What the caller asks for the container's capabilities; names as `cap_name` gives them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapRequest {
+    pub keep_privs: bool,
+    pub no_privs: bool,
+    pub add: Vec<String>,
+    pub drop: Vec<String>,
+}
+
 /// The apptainer.conf rules `validate` applies: the conf itself, with the names of `limit
 /// container owners/groups` resolved to ids (empty: no limit; only unknown names: nobody).
 #[derive(Debug, Clone, PartialEq)]
@@ -191,6 +204,7 @@ pub struct ValidatedPlan {
     plan: Plan,
     mounts: Vec<Mount>,
     cwd: ContainerPath,
+    caps: u64,
 }
 
 impl ValidatedPlan {
@@ -199,6 +213,10 @@ impl ValidatedPlan {
     }
     pub fn cwd(&self) -> &ContainerPath {
         &self.cwd
+    }
+    /// The container process's capabilities, bit n for capability n.
+    pub fn caps(&self) -> u64 {
+        self.caps
     }
 }
 
@@ -258,7 +276,8 @@ pub fn validate(mut plan: Plan, policy: &Policy, caller: &Caller) -> Result<Vali
     let mounts = std::mem::take(&mut plan.mounts);
     let mounts = mounts.into_iter().map(|m| check_mount(m, policy, caller)).collect::<Result<Vec<_>, _>>()?;
     let cwd = check_process(&plan.process)?;
-    Ok(ValidatedPlan { plan, mounts, cwd })
+    let caps = container_caps(&plan.capabilities, policy, caller)?;
+    Ok(ValidatedPlan { plan, mounts, cwd, caps })
 }
 
 fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &Caller) -> Result<(), PlanError> {
@@ -419,6 +438,40 @@ fn check_bind_rule(
         BindKind::Conf => (listed, "no such 'bind path' entry"),
     };
     ensure(ok, PlanError::Denied(format!("bind {src:?} to {:?}", dst.as_str()), rule))
+}
+
+/// Root gets `root default capabilities` (`file` grants none: capability.json is not read),
+/// all of them with `keep_privs`, none with `no_privs`; then `add`, less `drop`. Any other
+/// caller gets none, and asking to keep or add one is refused (the reference's capability
+/// database for users is not implemented).
+fn container_caps(req: &CapRequest, policy: &Policy, caller: &Caller) -> Result<u64, PlanError> {
+    let all = caps::all().iter().fold(0, |m, c| m | c.bitmask());
+    let bits = |names: &[String]| names.iter().try_fold(0, |m, n| cap_bits(n, all).map(|b| m | b));
+    let (add, drop) = (bits(&req.add)?, bits(&req.drop)?);
+    if caller.uid != 0 {
+        let denied = PlanError::Denied("keeping or adding capabilities".into(), "root only");
+        return ensure(!req.keep_privs && add == 0, denied).map(|()| 0);
+    }
+    let full = policy.conf.root_default_capabilities == conf::RootDefaultCapabilities::Full;
+    let base = if !req.no_privs && (req.keep_privs || full) { all } else { 0 };
+    Ok((base | add) & !drop)
+}
+
+/// `CAP_ALL` or one capability by its canonical name, as a bit mask.
+fn cap_bits(name: &str, all: u64) -> Result<u64, PlanError> {
+    let unknown = || PlanError::Invalid { what: "capability", value: name.into(), why: "is unknown" };
+    if name == "CAP_ALL" {
+        return Ok(all);
+    }
+    name.parse::<caps::Capability>().map(|c| c.bitmask()).map_err(|_| unknown())
+}
+
+/// A capability as users spell it (`chown`, `Cap_Chown`, `all`) in its canonical form
+/// (`CAP_CHOWN`, `CAP_ALL`), or None if there is no such capability.
+pub fn cap_name(s: &str) -> Option<String> {
+    let up = s.trim().to_ascii_uppercase();
+    let name = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    (name == "CAP_ALL" || name.parse::<caps::Capability>().is_ok()).then_some(name)
 }
 
 fn check_process(p: &Process) -> Result<ContainerPath, PlanError> {

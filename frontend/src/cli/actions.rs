@@ -228,6 +228,7 @@ fn start(
 /// pairs split.
 pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
     refuse_unsupported(&f)?;
+    let capabilities = cap_request(&f)?;
     let mut binds = f.bind;
     // Apptainer appends the environment's bind lists to the command line's, it does not
     // replace them (EnvAppendValue in the reference).
@@ -278,6 +279,7 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
         rocm: f.rocm,
         no_nv: f.no_nv,
         no_rocm: f.no_rocm,
+        capabilities,
         overlay: f.overlay,
     })
 }
@@ -285,13 +287,9 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
 /// Options this build parses (so scripts that pass them get a clear answer) but whose
 /// machinery does not exist yet. Refusing is better than silently running without them.
 fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
-    let refused: [(&str, bool); 7] = [
+    let refused: [(&str, bool); 3] = [
         // Only the loopback-only network is available: CNI networks are not implemented.
         ("--network", f.network.iter().any(|n| n != "none")),
-        ("--add-caps", f.add_caps.is_some()),
-        ("--drop-caps", f.drop_caps.is_some()),
-        ("--keep-privs", f.keep_privs),
-        ("--no-privs", f.no_privs),
         ("--security", !f.security.is_empty()),
         ("--unsquash", f.unsquash),
     ];
@@ -299,6 +297,39 @@ fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
         bail!("{name} is not supported by this build yet");
     }
     Ok(())
+}
+
+/// `--keep-privs`, `--no-privs`, `--add-caps`, `--drop-caps` as the starter's request, names
+/// made canonical (`chown` -> `CAP_CHOWN`). Only root keeps or gains capabilities, as in the
+/// reference: a user's `--keep-privs` is an error, and since no capability database grants
+/// users any, a user's `--add-caps` is a warning and adds nothing.
+fn cap_request(f: &ActionFlags) -> Result<starter::plan::CapRequest> {
+    let root = nix::unistd::getuid().is_root();
+    if f.keep_privs && !root {
+        bail!("--keep-privs requires root privileges");
+    }
+    let names = |list: &Option<String>, what: &str| {
+        let mut known = Vec::new();
+        let given = list.iter().flat_map(|l| l.split(',')).map(str::trim);
+        for n in given.filter(|n| !n.is_empty()) {
+            match starter::plan::cap_name(n) {
+                Some(name) => known.push(name),
+                None => crate::warning!("won't {what} unknown capability: {n}"),
+            }
+        }
+        known
+    };
+    let (mut add, drop) = (names(&f.add_caps, "add"), names(&f.drop_caps, "drop"));
+    if !root && !add.is_empty() {
+        crate::warning!("not authorized to add capability: {}", add.join(","));
+        add.clear();
+    }
+    Ok(starter::plan::CapRequest {
+        keep_privs: f.keep_privs,
+        no_privs: f.no_privs,
+        add,
+        drop,
+    })
 }
 
 /// `--dns 1.1.1.1,8.8.8.8`: comma-separated IPv4 or IPv6 addresses.

@@ -64,6 +64,8 @@ pub struct LaunchOptions {
     /// `--no-nv` / `--no-rocm`: override `always use nv/rocm`.
     pub no_nv: bool,
     pub no_rocm: bool,
+    /// `--keep-privs`, `--no-privs`, `--add-caps`, `--drop-caps`, names canonical.
+    pub capabilities: starter::plan::CapRequest,
     /// `--overlay DIR|IMAGE[:ro]` arguments, in order.
     pub overlay: Vec<String>,
 }
@@ -330,6 +332,7 @@ pub fn build_plan(inp: &PlanInputs<'_>) -> Result<Plan> {
         mounts: mplan.mounts,
         writable_tmpfs: opts.writable_tmpfs,
         fakeroot: opts.fakeroot,
+        capabilities: opts.capabilities.clone(),
         init: opts.pid && !opts.no_init,
         overlays: Vec::new(),
         instance: false,

@@ -93,6 +93,7 @@ fn validated(mounts: Vec<PlanMount>, pid: bool) -> plan::ValidatedPlan {
         mounts,
         writable_tmpfs: false,
         fakeroot: false,
+        capabilities: Default::default(),
         init: false,
         instance: false,
         join: None,

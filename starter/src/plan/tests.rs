@@ -29,6 +29,7 @@ fn plan() -> Plan {
         mounts: vec![PlanMount::Proc, PlanMount::Dev { minimal: true }],
         writable_tmpfs: false,
         fakeroot: false,
+        capabilities: CapRequest::default(),
         init: false,
         instance: false,
         join: None,
@@ -274,4 +275,41 @@ fn only_gpu_device_nodes_can_be_bound_into_dev() {
     }
     let no_dev = with(|c| c.mount_dev = DevPolicy::No);
     assert!(validate(with_mount(PlanMount::GpuDevice { name: "kfd".into() }), &no_dev, &caller(false)).is_err());
+}
+
+#[test]
+fn only_root_keeps_or_gains_capabilities_and_drop_caps_wins() {
+    use caps::Capability::{CAP_CHOWN, CAP_NET_RAW};
+    let all = caps::all().iter().fold(0, |m, c| m | c.bitmask());
+    let root = Caller { uid: 0, gid: 0, ..caller(false) };
+    let caps = |req: CapRequest, policy: &Policy, who: &Caller| {
+        let namespaces = Namespaces { user: !who.setuid, ..Default::default() };
+        validate(Plan { capabilities: req, namespaces, ..plan() }, policy, who).map(|v| v.caps())
+    };
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // `root default capabilities = full` unless the conf says otherwise.
+    assert_eq!(caps(CapRequest::default(), &policy(), &root), Ok(all));
+    let drop_raw = CapRequest { drop: names(&["CAP_NET_RAW"]), ..Default::default() };
+    assert_eq!(caps(drop_raw, &policy(), &root), Ok(all & !CAP_NET_RAW.bitmask()));
+    let no = with(|c| c.root_default_capabilities = conf::RootDefaultCapabilities::No);
+    let add = CapRequest { add: names(&["CAP_CHOWN"]), ..Default::default() };
+    assert_eq!(caps(add.clone(), &no, &root), Ok(CAP_CHOWN.bitmask()));
+    assert_eq!(caps(CapRequest { keep_privs: true, ..Default::default() }, &no, &root), Ok(all));
+    let none = CapRequest { keep_privs: true, no_privs: true, ..add.clone() };
+    assert_eq!(caps(none, &policy(), &root), Ok(CAP_CHOWN.bitmask()));
+    // Anyone else: nothing, and asking for more is refused.
+    assert_eq!(
+        caps(CapRequest { no_privs: true, drop: names(&["CAP_ALL"]), ..Default::default() }, &policy(), &caller(false)),
+        Ok(0)
+    );
+    for (req, setuid) in
+        [(add.clone(), false), (add, true), (CapRequest { keep_privs: true, ..Default::default() }, true)]
+    {
+        assert!(matches!(caps(req, &policy(), &caller(setuid)), Err(PlanError::Denied(_, "root only"))));
+    }
+    let bogus = CapRequest { add: names(&["CAP_BOGUS"]), ..Default::default() };
+    assert!(matches!(caps(bogus, &policy(), &root), Err(PlanError::Invalid { what: "capability", .. })));
+    assert_eq!(cap_name(" net_raw"), Some("CAP_NET_RAW".into()));
+    assert_eq!(cap_name("All"), Some("CAP_ALL".into()));
+    assert_eq!(cap_name("cap_bogus"), None);
 }
