@@ -1,6 +1,7 @@
-//! Block decompression. gzip (a zlib stream, squashfs's default) goes through flate2's
-//! zlib-rs backend and zstd through libzstd; both decode into a buffer whose capacity is
-//! the caller's bound, so a hostile block cannot make us allocate more than one block.
+//! Block decompression. gzip (a zlib stream, squashfs's default) goes through libdeflate,
+//! which decodes whole buffers about twice as fast as zlib (inflate is nearly all of the
+//! server's CPU time), and zstd through libzstd; both decode into a buffer of the caller's
+//! bound, so a hostile block cannot make us allocate more than one block.
 //! Other compressors are not decoded here: `main` hands such images to squashfuse_ll.
 
 use crate::error::{Result, SqfsError};
@@ -9,7 +10,7 @@ use std::sync::Mutex;
 
 /// A decoder for one image's compressor, with its state kept between blocks.
 pub enum Decoder {
-    Gzip(Mutex<flate2::Decompress>),
+    Gzip(Mutex<libdeflater::Decompressor>),
     Zstd(Mutex<zstd::bulk::Decompressor<'static>>),
 }
 
@@ -17,7 +18,7 @@ impl Decoder {
     /// A decoder for `c`, or `None` when this server cannot decode it.
     pub fn new(c: Compressor) -> Option<Decoder> {
         match c {
-            Compressor::Gzip => Some(Decoder::Gzip(Mutex::new(flate2::Decompress::new(true)))),
+            Compressor::Gzip => Some(Decoder::Gzip(Mutex::new(libdeflater::Decompressor::new()))),
             Compressor::Zstd => zstd::bulk::Decompressor::new()
                 .ok()
                 .map(|d| Decoder::Zstd(Mutex::new(d))),
@@ -32,14 +33,12 @@ impl Decoder {
         match self {
             Decoder::Gzip(z) => {
                 let mut z = z.lock().unwrap_or_else(|p| p.into_inner());
-                z.reset(true);
-                let mut out = Vec::with_capacity(max);
-                // A complete stream must end inside `max` bytes: anything else (truncated
-                // input, or output that would not fit) is corrupt.
-                match z.decompress_vec(input, &mut out, flate2::FlushDecompress::Finish) {
-                    Ok(flate2::Status::StreamEnd) => Ok(out),
-                    _ => Err(fail()),
-                }
+                let mut out = vec![0u8; max];
+                // A complete stream (checksum included) must end inside `max` bytes: anything
+                // else (truncated input, or output that would not fit) is corrupt.
+                let n = z.zlib_decompress(input, &mut out).map_err(|_| fail())?;
+                out.truncate(n);
+                Ok(out)
             }
             Decoder::Zstd(d) => {
                 let mut d = d.lock().unwrap_or_else(|p| p.into_inner());
