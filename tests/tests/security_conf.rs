@@ -3,8 +3,9 @@
 //! `APPTAINER_TEST_ALT_PREFIX`, default /opt/apptainer-alt). The plain test user feeds them
 //! Plans on fd 3 directly. Covered: a tampered conf (T07), `limit container
 //! owners/groups/paths` end to end (T09), an image swapped between check and mount under
-//! those limits (T20), `allow setuid-mount squashfs = yes/no/iflimited` (T24) and
-//! `allow container sif/squashfs/dir = no`.
+//! those limits (T20), `allow setuid-mount squashfs = yes/no/iflimited` (T24),
+//! `allow container sif/squashfs/dir = no`, and the starter killed with SIGKILL at points
+//! all over its start-up (T04, T17).
 //!
 //! Every test changes the alternative conf through [`AltConf`], which holds this binary's
 //! mutex and puts the original file, owner and modes back when dropped, also on a panic.
@@ -685,4 +686,92 @@ fn copy_image_file(src: &Path, dst: &Path, uid: u32, gid: u32) -> PathBuf {
     chown(dst, uid, gid);
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o644)).unwrap();
     dst.to_path_buf()
+}
+
+/// Pids of the processes holding `file` open (any fd), seen as root.
+fn holders(file: &Path) -> Vec<String> {
+    let mut pids = Vec::new();
+    for proc_dir in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = std::fs::read_dir(proc_dir.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file))
+        {
+            pids.push(proc_dir.file_name().to_string_lossy().into_owned());
+        }
+    }
+    pids
+}
+
+/// Waits (a few seconds at most) for every process holding `file` to go, then asserts none
+/// is left: a killed starter's helpers exit with the mount they serve.
+#[track_caller]
+fn assert_no_holder_left(file: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !holders(file).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let left = holders(file);
+    assert!(left.is_empty(), "processes still hold {file:?}: {left:?}");
+}
+
+#[test]
+fn a_starter_killed_at_any_point_leaves_no_mount_loop_device_or_helper_behind() {
+    require!(ready(), NEEDS);
+    let conf = AltConf::take();
+    let img = image();
+    let plan_file = img.dir.path().join("kill-plan.json");
+    let before = mounts_snapshot();
+    let cases = [
+        (alt_setuid().unwrap(), false, "yes"),
+        (alt_setuid().unwrap(), false, "no"),
+        (alt_userns().unwrap(), true, "no"),
+    ];
+    for (st, userns, kernel) in cases {
+        conf.set(&[("allow setuid-mount squashfs", kernel)]);
+        let p = plan(&img.sif, "sif", userns, "echo started; exec sleep 5");
+        std::fs::write(&plan_file, serde_json::to_vec(&p).unwrap()).unwrap();
+        std::fs::set_permissions(&plan_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Kill points spread over the whole start-up, from before the conf is read to after
+        // the container process runs: the delay grows until a few kills came after the
+        // container printed "started". The delays only pick the points; nothing is timed.
+        let (mut early, mut late) = (0, 0);
+        for delay_ms in (0..2000).step_by(5) {
+            if late >= 3 {
+                break;
+            }
+            let mut child = Command::new("setpriv")
+                .args([
+                    &format!("--reuid={TEST_USER}"),
+                    &format!("--regid={TEST_USER}"),
+                    "--init-groups",
+                    "--",
+                    "/bin/sh",
+                    "-c",
+                    "exec \"$0\" 3<\"$1\"",
+                ])
+                .arg(&st)
+                .arg(&plan_file)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            match String::from_utf8_lossy(&out.stdout).contains("started") {
+                true => late += 1,
+                false => early += 1,
+            }
+            assert_no_holder_left(&img.sif);
+            assert_no_leftover_mounts(&before);
+        }
+        eprintln!("{st:?} setuid-mount {kernel}: {early} killed while starting, {late} after");
+        assert!(
+            early > 0 && late > 0,
+            "the kills did not spread over the start-up: {early} before, {late} after"
+        );
+    }
 }

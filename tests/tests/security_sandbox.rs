@@ -1,7 +1,8 @@
 //! Attacks through a sandbox (a busybox root directory) that the plain test user owns and
 //! keeps changing while the installed starters use it, fed Plans on fd 3 directly: a
-//! rename-exchange race on a bind destination (T12), and a file the user may not read
-//! because of a group they belong to ("negative" group, T28). Both install modes.
+//! rename-exchange race on a bind destination (T12), a mount point to create below a
+//! symlinked parent (T13), and a file the user may not read because of a group they belong
+//! to ("negative" group, T28). Both install modes.
 
 use apptainer_tests::launch::Mode;
 use apptainer_tests::{
@@ -259,6 +260,46 @@ fn a_bind_destination_exchanged_with_a_symlink_never_mounts_outside_the_root(mod
     assert_no_leftover_mounts(&before);
 }
 
+fn a_mount_point_below_a_symlinked_parent_is_created_inside_the_root_or_refused(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), NEEDS);
+    let st = starter(mode).unwrap();
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    let outside = sb.path("outside");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("marker"), "bound\n").unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    // /mnt/out names a host directory by its absolute path (absent inside the root);
+    // /mnt/in names /tmp of the root.
+    std::os::unix::fs::symlink(&outside, sb.path("sandbox/mnt/out")).unwrap();
+    std::os::unix::fs::symlink("/tmp", sb.path("sandbox/mnt/in")).unwrap();
+    sb.chown_to_user(".");
+    let before = mounts_snapshot();
+    let env = [format!("SRC={}", root_field(&src))];
+    for (dst, inside) in [("/mnt/out/c", None), ("/mnt/in/c", Some("/tmp/c"))] {
+        let mounts = json!(["proc", { "bind": {
+            "src": src, "dst": dst, "read_only": true, "kind": "user" } }]);
+        let p = plan(mode, &sb.path("sandbox"), mounts, WHERE_IS_SRC, &env);
+        let out = run(TEST_USER, &st, &p);
+        match (out.success(), inside) {
+            // Created and mounted where the symlink leads inside the root.
+            (true, Some(at)) => assert_eq!(out.stdout, format!("{at}\n"), "{dst}: {out:?}"),
+            (true, None) => panic!("{dst}: ran, so the mount point was made somewhere: {out:?}"),
+            (false, _) => {
+                let lines: Vec<&str> = out.stderr.lines().collect();
+                assert!(
+                    out.code() == 255 && lines.len() == 1 && lines[0].contains(dst),
+                    "{dst}: want one FATAL line naming it: {out:?}"
+                );
+            }
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
+    assert!(left.is_empty(), "created outside the root: {left:?}");
+    assert_no_leftover_mounts(&before);
+}
+
 /// Drops every supplementary group it can, then execs its arguments.
 const DROP_GROUPS_C: &str = "#include <grp.h>\n#include <stdio.h>\n#include <unistd.h>\n\
 int main(int c,char**v){if(c<2)return 2;if(setgroups(0,0))perror(\"setgroups\");execv(v[1],v+1);return 127;}\n";
@@ -336,5 +377,6 @@ fn a_file_denied_to_a_group_of_the_caller_stays_unreadable(mode: Mode) {
 
 apptainer_tests::both_modes!(
     a_bind_destination_exchanged_with_a_symlink_never_mounts_outside_the_root,
+    a_mount_point_below_a_symlinked_parent_is_created_inside_the_root_or_refused,
     a_file_denied_to_a_group_of_the_caller_stays_unreadable,
 );
