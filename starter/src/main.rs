@@ -128,12 +128,13 @@ fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: imag
             .openat2(sys::AT_FDCWD, ".", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
             .map_err(syserr("cannot open the sandbox"))?;
     }
+    // Overlays first: a refused layer stops us before the image's FUSE daemon starts.
+    let mut layers = overlay::mount_all(sys, plan, &image, root.maps.target)?;
+    let mounts = std::mem::take(&mut layers.mounts);
     let (tree, daemon) = match image.kind {
         ImageKind::Sandbox => (image::mount_sandbox(sys, &image, plan.image.writable)?, None),
         _ => userns::mount_squashfuse(sys, &image, root.maps.target, None).map(|(t, pid)| (t, Some(pid)))?,
     };
-    let mut layers = overlay::mount_all(sys, plan, &image, root.maps.target)?;
-    let mounts = std::mem::take(&mut layers.mounts);
     drop(image);
     sys::unshare(ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
     let child = match sys::fork().map_err(syserr("fork"))? {

@@ -135,12 +135,18 @@ pub fn mount_fuse_overlayfs(sys: &dyn Sys, opts: &[(&str, &str)], ids: (u32, u32
         while sys::waitpid(pid) == Err(sys::Errno(libc::EINTR)) {}
         return Ok(tree);
     }
-    if matches!(sys::fork(), Ok(Fork::Child)) {
-        let ok = sys::unshare(libc::CLONE_NEWNS).and(sys::setsid()).and(sys::clear_cloexec(fuse.as_raw_fd()));
-        let err = ok.err().unwrap_or_else(|| sys::execve(&argv.map(String::from), &[]));
-        eprintln!("FATAL:   cannot start fuse-overlayfs: {err}");
-    }
-    std::process::exit(0)
+    // The copy is taken here, before the parent (waiting for this child) attaches the tree,
+    // which the daemon's namespace must not hold.
+    let err = match sys::unshare(libc::CLONE_NEWNS).and(sys::fork()) {
+        Ok(Fork::Child) => sys::setsid().and(sys::clear_cloexec(fuse.as_raw_fd())).err(),
+        Ok(Fork::Parent(_)) => std::process::exit(0),
+        Err(e) => Some(e),
+    };
+    eprintln!(
+        "FATAL:   cannot start fuse-overlayfs: {}",
+        err.unwrap_or_else(|| sys::execve(&argv.map(String::from), &[]))
+    );
+    std::process::exit(255)
 }
 
 /// After the container: stop the squashfuse daemons, and wait for the others, which write

@@ -377,7 +377,7 @@ fn the_user_namespace_starter_refuses_layers_the_caller_may_not_write() {
         &starter,
         &set_overlay(&plan, root_dir.path(), true),
         dir.path(),
-        "must be owned by the caller",
+        "must be the caller's",
     );
     // An ext3 image of root's, readable by all, as the writable layer.
     let img = root_dir.path().join("root.img");
