@@ -38,19 +38,15 @@ pub fn mount_all(sys: &dyn Sys, plan: &ValidatedPlan, image: &Image, ids: (u32, 
     // fuse2fs and fuse-overlayfs daemonize: as a subreaper the supervisor can wait for them.
     sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).map_err(syserr("PR_SET_CHILD_SUBREAPER"))?;
     for o in &plan.overlays {
-        let shown = o.path.to_string_lossy().into_owned();
-        let fd = sys
-            .openat2(AT_FDCWD, &shown, libc::O_PATH, 0, RESOLVE_NO_MAGICLINKS)
-            .map_err(path("cannot open", &shown))?;
-        let st = sys::fstat(fd.as_fd()).map_err(path("cannot stat", &shown))?;
-        let layer = Image { fd, kind: ImageKind::Sandbox, offset: 0, size: 0, shown };
+        let p = o.path.to_string_lossy().into_owned();
+        let fd = sys.openat2(AT_FDCWD, &p, libc::O_PATH, 0, RESOLVE_NO_MAGICLINKS).map_err(path("cannot open", &p))?;
+        let st = sys::fstat(fd.as_fd()).map_err(path("cannot stat", &p))?;
+        let layer = Image { fd, kind: ImageKind::Sandbox, offset: 0, size: 0, shown: p };
+        let refuse = |why| Err(StarterError::Image { path: layer.shown.clone(), why });
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             l.add_image(sys, &layer, 0, o.writable, ids)?;
         } else if o.writable && st.st_uid != ids.0 {
-            return Err(StarterError::Image {
-                path: layer.shown,
-                why: "a writable overlay directory must be the caller's",
-            });
+            return refuse("a writable overlay directory must be the caller's");
         } else {
             let tree = crate::image::mount_sandbox(sys, &layer, o.writable)?;
             l.mounts.push(Layer { tree, writable: o.writable, fuse: false });
@@ -73,11 +69,9 @@ impl Layers {
     /// caller may write this very file), locked, and mounted from `offset` by its magic.
     fn add_image(&mut self, sys: &dyn Sys, img: &Image, offset: u64, writable: bool, ids: (u32, u32)) -> Result<()> {
         let refuse = |why| StarterError::Image { path: img.shown.clone(), why };
-        let mut open = std::fs::OpenOptions::new();
-        let file = open.read(true).write(writable).custom_flags(libc::O_NONBLOCK);
-        let file = file
-            .open(format!("/proc/self/fd/{}", img.fd.as_raw_fd()))
-            .map_err(|_| refuse("cannot be opened (read-write to be writable)"))?;
+        let (mut open, fd) = (std::fs::OpenOptions::new(), format!("/proc/self/fd/{}", img.fd.as_raw_fd()));
+        let file = open.read(true).write(writable).custom_flags(libc::O_NONBLOCK).open(fd);
+        let file = file.map_err(|_| refuse("cannot be opened (read-write to be writable)"))?;
         let locked = if writable { file.try_lock() } else { file.try_lock_shared() };
         locked.map_err(|_| refuse("is in use by another container (a writable overlay cannot be shared)"))?;
         let mut magic = [0u8; 4];
@@ -105,16 +99,12 @@ impl Layers {
 fn mount_ext3(sys: &dyn Sys, file: &File, offset: u64, writable: bool) -> Option<OwnedFd> {
     let bin = ["/usr/bin/fuse2fs", "/usr/sbin/fuse2fs"].into_iter().find(|p| std::path::Path::new(p).exists())?;
     let opts = format!("nonempty,offset={offset}{}", if writable { "" } else { ",ro" });
-    caps::raise(None, CapSet::Inheritable, CAP_SYS_ADMIN)
-        .and(caps::raise(None, CapSet::Ambient, CAP_SYS_ADMIN))
-        .ok()?;
+    let raise = |set| caps::raise(None, set, CAP_SYS_ADMIN).ok();
+    raise(CapSet::Inheritable).and(raise(CapSet::Ambient))?;
     let mut cmd = Command::new(bin);
-    cmd.args(["/dev/stdin", "/tmp", "-o", &opts])
-        .stdin(file.try_clone().ok()?)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args(["/dev/stdin", "/tmp", "-o", &opts]).stdin(file.try_clone().ok()?).stdout(Stdio::null());
     // Without -f it returns once mounted, the daemon going on in the background.
-    let mounted = cmd.env_clear().status().is_ok_and(|s| s.success());
+    let mounted = cmd.stderr(Stdio::null()).env_clear().status().is_ok_and(|s| s.success());
     caps::clear(None, CapSet::Ambient).ok().filter(|_| mounted)?;
     let tree = sys.open_tree(AT_FDCWD, "/tmp", false).ok();
     sys::umount_detach("/tmp").ok().and(tree)
@@ -142,10 +132,8 @@ pub fn mount_fuse_overlayfs(sys: &dyn Sys, opts: &[(&str, &str)], ids: (u32, u32
         Ok(Fork::Parent(_)) => std::process::exit(0),
         Err(e) => Some(e),
     };
-    eprintln!(
-        "FATAL:   cannot start fuse-overlayfs: {}",
-        err.unwrap_or_else(|| sys::execve(&argv.map(String::from), &[]))
-    );
+    let err = err.unwrap_or_else(|| sys::execve(&argv.map(String::from), &[]));
+    eprintln!("FATAL:   cannot start fuse-overlayfs: {err}");
     std::process::exit(255)
 }
 
