@@ -35,8 +35,6 @@ pub struct Layers {
 /// else read-only beneath them), in the supervisor's mount namespace. `ids` own the mounts.
 pub fn mount_all(sys: &dyn Sys, plan: &ValidatedPlan, image: &Image, ids: (u32, u32)) -> Result<Layers> {
     let mut l = Layers::default();
-    // fuse2fs and fuse-overlayfs daemonize: as a subreaper the supervisor can wait for them.
-    sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).map_err(syserr("PR_SET_CHILD_SUBREAPER"))?;
     for o in &plan.overlays {
         let p = o.path.to_string_lossy().into_owned();
         let fd = sys.openat2(AT_FDCWD, &p, libc::O_PATH, 0, RESOLVE_NO_MAGICLINKS).map_err(path("cannot open", &p))?;
@@ -69,6 +67,9 @@ impl Layers {
     /// caller may write this very file), locked, and mounted from `offset` by its magic.
     fn add_image(&mut self, sys: &dyn Sys, img: &Image, offset: u64, writable: bool, ids: (u32, u32)) -> Result<()> {
         let refuse = |why| StarterError::Image { path: img.shown.clone(), why };
+        // fuse2fs and fuse-overlayfs daemonize: as a subreaper the supervisor can wait for
+        // them to write the image back (only then: an instance's orphans go to init).
+        sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).map_err(syserr("PR_SET_CHILD_SUBREAPER"))?;
         let (mut open, fd) = (std::fs::OpenOptions::new(), format!("/proc/self/fd/{}", img.fd.as_raw_fd()));
         let file = open.read(true).write(writable).custom_flags(libc::O_NONBLOCK).open(fd);
         let file = file.map_err(|_| refuse("cannot be opened (read-write to be writable)"))?;
