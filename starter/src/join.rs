@@ -11,36 +11,16 @@
 use crate::creds::Root;
 use crate::error::{sys as syserr, Result, StarterError};
 use crate::sys::{self, Fork};
-use crate::userns::{note_signal, supervise, PENDING};
-use starter::plan::{ensure, Caller, ValidatedPlan};
-use std::os::fd::{AsFd, OwnedFd};
+use crate::userns::{note_signal, PENDING};
+use starter::plan::{ensure, ValidatedPlan};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
-/// Runs the Plan's process in the instance whose init is `pid`.
+/// Runs the Plan's process in the instance whose init is `pid`. With a PID namespace the
+/// Plan asks for `init`: only the children of a process that joined one are in it.
 pub fn run(root: Root, plan: &ValidatedPlan, pid: u32) -> Result<i32> {
-    let pidfd = open_instance(pid, &root.caller)?;
-    let user = if root.caller.setuid { 0 } else { libc::CLONE_NEWUSER };
-    sys::setns(pidfd.as_fd(), libc::CLONE_NEWNS | user | crate::ns_flags(plan)).map_err(syserr("cannot join"))?;
-    crate::creds::no_new_privs()?;
-    // Only the children of a process that joined a PID namespace are in it.
-    if plan.namespaces.pid {
-        if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
-            if root.caller.setuid {
-                crate::creds::drop_to(&root.caller)?;
-            }
-            return sys::close_range_from(3).map_err(syserr("close_range")).and(supervise(child, false));
-        }
-        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-    }
-    crate::finish(root, plan).map(|never| match never {})
-}
-
-fn open_instance(pid: u32, caller: &Caller) -> Result<OwnedFd> {
-    if caller.setuid {
-        caps::raise(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_PTRACE)
-            .map_err(|_| StarterError::Refused("cannot raise CAP_SYS_PTRACE"))?;
-    }
-    let refused = StarterError::Refused("the process to join is not an instance of the caller");
+    let caller = &root.caller;
+    let _ = caller.setuid && caps::raise(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_PTRACE).is_ok();
     let pidfd = sys::pidfd_open(pid).map_err(syserr("cannot find the process to join"))?;
     let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
     let status = read("status");
@@ -52,7 +32,12 @@ fn open_instance(pid: u32, caller: &Caller) -> Result<OwnedFd> {
     let ours = same_exe && (!caller.setuid || read("uid_map").split_whitespace().eq(["0", "0", "4294967295"]));
     let named = status.lines().any(|l| l == "Name:\tappinit");
     let checked = pid > 1 && named && ours && all("Uid:", caller.uid) && all("Gid:", caller.gid);
-    ensure(checked && sys::pidfd_alive(pidfd.as_fd()), refused).map(|()| pidfd)
+    let refused = StarterError::Refused("the process to join is not an instance of the caller");
+    ensure(checked && sys::pidfd_alive(pidfd.as_fd()), refused)?;
+    let user = if caller.setuid { 0 } else { libc::CLONE_NEWUSER };
+    sys::setns(pidfd.as_fd(), libc::CLONE_NEWNS | user | crate::ns_flags(plan)).map_err(syserr("cannot join"))?;
+    crate::creds::no_new_privs()?;
+    crate::finish(root, plan).map(|never| match never {})
 }
 
 /// The instance's init, once the container process is forked off: it stays up after that

@@ -7,6 +7,7 @@ mod confine;
 mod creds;
 mod error;
 mod image;
+mod join;
 mod loopdev;
 mod ops;
 mod overlay;
@@ -49,6 +50,11 @@ fn run() -> Result<i32> {
     sys::close_range_from(PLAN_FD as u32).map_err(syserr("close_range"))?;
     let plan = plan::validate(plan::decode(&bytes)?, &policy, &caller)?;
     let root = Root::new(IdMaps::new(&caller, &users, plan.fakeroot), caller, plan.caps());
+    if let Some(pid) = plan.join {
+        return join::run(root, &plan, pid);
+    }
+    // An instance outlives the frontend and its terminal.
+    let _ = plan.instance && sys::setsid().is_ok();
     root.as_caller()?;
     let image = image::open(&LinuxSys, &plan.image, &policy)?;
     match mode {
@@ -178,10 +184,10 @@ fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
     confine::apply(&user)?;
     let (cwd, argv) = (plan.cwd().as_str(), &plan.process.argv);
     sys::chdir(cwd).map_err(error::path("cannot change directory to", cwd))?;
-    if plan.namespaces.pid && plan.init {
+    if plan.instance || (plan.namespaces.pid && plan.init) {
         // Already unprivileged and confined: from here on, PID 1 only reaps and forwards.
         if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
-            std::process::exit(userns::supervise(child, true).unwrap_or(255));
+            std::process::exit(if plan.instance { join::linger() } else { userns::supervise(child, true).unwrap_or(255) });
         }
     }
     Err(error::path("cannot execute", &argv[0])(sys::execve(argv, &plan.process.env)))

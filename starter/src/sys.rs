@@ -205,8 +205,24 @@ pub fn setfsids(uid: u32, gid: u32) -> bool {
     }
 }
 pub fn prctl(op: i32, arg: libc::c_ulong) -> SysResult<i32> {
-    // SAFETY: the options used here take integer arguments only.
+    // SAFETY: the options used here take integer arguments, except PR_SET_NAME, which is only
+    // given a static NUL-terminated string (the kernel reads at most 16 bytes of it).
     check(unsafe { libc::prctl(op, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) }).map(|r| r as i32)
+}
+/// A pidfd of `pid`: it stays bound to that process even if the number is reused.
+pub fn pidfd_open(pid: u32) -> SysResult<OwnedFd> {
+    // SAFETY: integer arguments; the kernel returns a new fd that we own.
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })
+}
+/// Whether the process of `pidfd` is still alive (signal 0 only checks).
+pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
+    // SAFETY: `pidfd` is borrowed for the call; a null siginfo is allowed.
+    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), 0, std::ptr::null::<u8>(), 0) == 0 }
+}
+/// Enters the namespaces `flags` of the process of `pidfd`, all at once.
+pub fn setns(pidfd: BorrowedFd<'_>, flags: i32) -> SysResult<()> {
+    // SAFETY: `pidfd` is borrowed for the call; integer flags.
+    check(unsafe { libc::setns(pidfd.as_raw_fd(), flags) }).map(drop)
 }
 pub fn unshare(flags: i32) -> SysResult<()> {
     // SAFETY: integer flags only.

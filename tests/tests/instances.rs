@@ -57,6 +57,13 @@ fn build_image() -> Option<PathBuf> {
 
 const NEEDS: &str = "installed apptainer, the test user and the built fixtures";
 
+/// A failed test must not leave its instances running for the next one.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
 /// A user's own APPTAINER_CONFIGDIR, so tests never see each other's instances.
 struct Session {
     config: TempDir,
@@ -69,6 +76,11 @@ impl Session {
             config: tempdir_for(TEST_USER),
             mode,
         }
+    }
+
+    /// `instance stop --all` of this session (nothing to stop is fine).
+    fn stop_all(&self) {
+        let _ = self.run(&["instance", "stop", "--all", "--timeout", "2"]);
     }
 
     fn cmd(&self, args: &[&str]) -> UserCmd {

@@ -48,7 +48,9 @@ pub fn launch(
     plan.mounts.clear();
     plan.namespaces = file.namespaces;
     plan.fakeroot = file.fakeroot;
-    plan.init = false;
+    // Only the children of a process that joined a PID namespace are in it: the starter
+    // then forks, as it does for an init shim.
+    plan.init = file.namespaces.pid;
     let json = serde_json::to_vec(&prepared.plan).context("cannot encode the launch plan")?;
     crate::debug!("join plan: {}", String::from_utf8_lossy(&json));
     launch::starter_exec::exec(&prepared.starter, &json, &prepared.image_name)?;
