@@ -335,6 +335,31 @@ fn a_stubborn_instance_is_killed_after_the_timeout(mode: Mode) {
     assert_no_leftover_mounts(&before);
 }
 
+fn instance_run_and_fakeroot_instances(mode: Mode) {
+    let _guard = serial();
+    require!(image().is_some() && mode.available(), NEEDS);
+    let before = mounts_snapshot();
+    let s = Session::new(mode);
+    let mut argv = vec!["instance", "run"];
+    argv.extend(mode.flag());
+    argv.extend([image().unwrap().to_str().unwrap(), "rn", "x", "y"]);
+    s.run(&argv).assert_success();
+    let log = s.list()[0]["logOutPath"].as_str().unwrap().to_string();
+    // The runscript exits at once; the instance stays up until it is stopped.
+    assert_eq!(
+        wait_for_file_text(Path::new(&log), "runscript x y"),
+        "runscript x y\n"
+    );
+    s.start(&["--fakeroot"], "fr", &[]);
+    let id = s.run(&["exec", "instance://fr", "id", "-u"]);
+    assert_eq!(id.stdout, "0\n", "{id:?}");
+    assert_eq!(s.list().len(), 2);
+    s.run(&["instance", "stop", "--all"]).assert_success();
+    assert!(s.list().is_empty());
+    assert_eq!(image_daemons(), Vec::<String>::new());
+    assert_no_leftover_mounts(&before);
+}
+
 fn bad_names_and_unknown_instances_get_one_error(mode: Mode) {
     require!(image().is_some() && mode.available(), NEEDS);
     let s = Session::new(mode);
@@ -399,6 +424,7 @@ both_modes!(
     a_started_instance_runs_its_startscript_and_is_joined,
     pid_file_pid_namespace_and_stop_all,
     a_stubborn_instance_is_killed_after_the_timeout,
+    instance_run_and_fakeroot_instances,
     bad_names_and_unknown_instances_get_one_error,
     a_state_file_pointing_elsewhere_is_dropped,
 );
