@@ -71,6 +71,14 @@ impl Archive {
         let mut raw = [0u8; SUPERBLOCK_SIZE];
         file.read_exact_at(&mut raw, base).map_err(SqfsError::Io)?;
         let sb = Superblock::parse(&raw)?;
+        // Every bound below is checked against `bytes_used`, so it must not claim more than
+        // the file holds.
+        let len = file.metadata().map_err(SqfsError::Io)?.len();
+        if base.checked_add(sb.bytes_used).is_none_or(|end| end > len) {
+            return Err(
+                SqfsError::Corrupt("the superblock claims more bytes than the file has").into(),
+            );
+        }
         let decoder = Decoder::new(sb.compressor).ok_or(OpenError::Unsupported(sb.compressor))?;
         let data_blocks = DATA_CACHE_BYTES / sb.block_size as usize;
         let mut archive = Archive {

@@ -92,7 +92,7 @@ impl Archive {
                 let _delta = r.u16()?;
                 let t = r.u16()?;
                 let len = usize::from(r.u16()?) + 1;
-                consumed += ENTRY + len as u32;
+                consumed = consumed.saturating_add(ENTRY + len as u32);
                 if len > MAX_NAME || consumed > dir.listing {
                     return Err(SqfsError::Corrupt("directory entry name too long"));
                 }

@@ -38,7 +38,9 @@ impl Archive {
         }
         let blocks = blocks as usize;
         let mut r = self.reader(f.sizes_at.0, f.sizes_at.1);
-        let (mut disk, mut starts) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
+        // Grown as entries are actually read, so memory follows what the image holds,
+        // not what a size field claims.
+        let (mut disk, mut starts) = (Vec::new(), Vec::new());
         let mut at = f.blocks_start;
         for _ in 0..blocks {
             let word = r.u32()?;
