@@ -354,8 +354,11 @@ fn instance_run_and_fakeroot_instances(mode: Mode) {
     let id = s.run(&["exec", "instance://fr", "id", "-u"]);
     assert_eq!(id.stdout, "0\n", "{id:?}");
     assert_eq!(s.list().len(), 2);
-    s.run(&["instance", "stop", "--all"]).assert_success();
+    // SIGKILL cannot be passed on by the init: --force kills the whole instance itself.
+    s.run(&["instance", "stop", "--force", "--all"])
+        .assert_success();
     assert!(s.list().is_empty());
+    assert_eq!(user_processes("sleep 100000"), Vec::<String>::new());
     assert_eq!(image_daemons(), Vec::<String>::new());
     assert_no_leftover_mounts(&before);
 }

@@ -42,7 +42,12 @@ pub fn stop(places: &Places, pattern: &str, sig: Signal, timeout: Duration) -> R
             i.image,
             i.pid
         );
-        let _ = kill(Pid::from_raw(i.pid), sig);
+        if sig == Signal::SIGKILL {
+            // The init cannot pass SIGKILL on: kill what it would have signalled too.
+            kill_group(places, i);
+        } else {
+            let _ = kill(Pid::from_raw(i.pid), sig);
+        }
     }
     let left = wait_until_gone(places, &list, timeout);
     for i in &left {
