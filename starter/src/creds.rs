@@ -10,10 +10,10 @@ use caps::{CapSet, CapsHashSet};
 use conf::Accounts;
 use starter::plan::{ensure, Caller};
 
-/// How this starter was installed, decided once from AT_SECURE.
+/// How the container is built, decided once by `mode`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {
-    /// setuid root: kernel mounts in the initial user namespace.
+    /// Privileged (setuid root, or real root): kernel mounts in the initial user namespace.
     Setuid,
     /// Unprivileged: everything inside a new user namespace.
     Userns,
@@ -37,7 +37,8 @@ pub struct User(());
 
 /// First steps, before anything else is read: fixed signal dispositions, no environment,
 /// no inherited fds except the plan on fd 3, not dumpable (setuid), no new privileges.
-pub fn sanitize() -> Result<Mode> {
+/// Returns whether the starter runs setuid (AT_SECURE).
+pub fn sanitize() -> Result<bool> {
     let secure = sys::getauxval_secure();
     let [(ruid, euid, _), (rgid, ..)] = sys::getresids();
     ensure(!secure || euid == 0, StarterError::Refused("the starter is set-id but not setuid root"))?;
@@ -49,11 +50,26 @@ pub fn sanitize() -> Result<Mode> {
         sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(syserr("PR_SET_DUMPABLE"))?;
         keep_only_needed_caps()?;
         ensure(sys::setfsids(ruid, rgid), StarterError::DropFailed("setfsuid to the caller"))?;
-        // User-namespace mode sets it once in its namespace: the parent that maps
-        // subordinate ids must still be able to run the setuid newuidmap.
+    }
+    // A plain user's user-namespace mode sets it once in its namespace: the parent that maps
+    // subordinate ids must still be able to run the setuid newuidmap. Root needs no setuid.
+    if secure || ruid == 0 {
         no_new_privs()?;
     }
-    Ok(if secure { Mode::Setuid } else { Mode::Userns })
+    Ok(secure)
+}
+
+/// Privileged for the setuid starter, and for real root unless its Plan asks for a user
+/// namespace (`--userns`, `--fakeroot`): root's containers see the host's ids and keep
+/// root's powers, as the reference's do. Only root can choose, so the Plan decides nothing
+/// for anyone else.
+pub fn mode(secure: bool, wants_userns: bool) -> Mode {
+    let [(ruid, euid, _), _] = sys::getresids();
+    if secure || (ruid == 0 && euid == 0 && !wants_userns) {
+        Mode::Setuid
+    } else {
+        Mode::Userns
+    }
 }
 
 /// No exec from here on can gain privileges (setuid bits, file capabilities); verified.
@@ -62,10 +78,10 @@ pub fn no_new_privs() -> Result<()> {
     ensure(sys::prctl(libc::PR_GET_NO_NEW_PRIVS, 0) == Ok(1), StarterError::DropFailed("no_new_privs"))
 }
 
-/// The host's passwd or group file: root-owned ones only in setuid mode. Unreadable reads as
-/// empty, so names resolve to nothing (a `limit container owners` then allows nobody).
-pub fn accounts(mode: Mode, file: &str) -> Accounts {
-    let loaded = if mode == Mode::Setuid { conf::load_accounts_trusted(file) } else { conf::load_accounts(file) };
+/// The host's passwd or group file: root-owned ones only for the setuid starter. Unreadable
+/// reads as empty, so names resolve to nothing (a `limit container owners` then allows nobody).
+pub fn accounts(secure: bool, file: &str) -> Accounts {
+    let loaded = if secure { conf::load_accounts_trusted(file) } else { conf::load_accounts(file) };
     loaded.unwrap_or_default()
 }
 
@@ -130,11 +146,11 @@ pub fn drop_to(c: &Caller) -> Result<()> {
 }
 
 /// Sets `groups` (unless None), then gid and uid, and leaves exactly the capabilities `keep`
-/// (bit n = capability n), or with None (fakeroot's namespace root) clears only ambient and
-/// inheritable. The bounding set shrinks first, while CAP_SETPCAP is still held. Each step
-/// is read back.
+/// (bit n = capability n) that the bounding set still has (root's own may lack some), or
+/// with None (fakeroot's namespace root) clears only ambient and inheritable. The bounding
+/// set shrinks first, while CAP_SETPCAP is still held. Each step is read back.
 fn drop_ids(groups: Option<&[u32]>, (uid, gid): (u32, u32), keep: Option<u64>) -> Result<()> {
-    let supported = caps::runtime::thread_all_supported();
+    let supported = caps::read(None, CapSet::Bounding).map_err(|_| StarterError::DropFailed("bounding set"))?;
     let keep = keep.map(|k| supported.iter().copied().filter(|c| k & c.bitmask() != 0).collect::<CapsHashSet>());
     for &cap in keep.iter().flat_map(|k| supported.difference(k)) {
         caps::drop(None, CapSet::Bounding, cap).map_err(|_| StarterError::DropFailed("bounding set"))?;

@@ -37,18 +37,21 @@ fn fatal(e: StarterError) -> ! {
 }
 
 fn run() -> Result<i32> {
-    let mode = creds::sanitize()?;
-    let users = creds::accounts(mode, conf::PASSWD_FILE);
-    let caller = creds::caller(mode, &users)?;
-    let groups = creds::accounts(mode, conf::GROUP_FILE);
-    // The setuid starter trusts only a root-owned, non-writable conf at the built-in path.
-    let policy = match mode {
-        Mode::Setuid => Policy::resolved(&*conf::load_trusted(conf::paths::CONF_FILE)?, &users, &groups),
-        Mode::Userns => Policy::resolved(&conf::load(conf::paths::CONF_FILE)?, &users, &groups),
-    };
+    let secure = creds::sanitize()?;
     let bytes = sys::read_fd(PLAN_FD, plan::MAX_PLAN_BYTES + 1).map_err(syserr("reading the plan from fd 3"))?;
     sys::close_range_from(PLAN_FD as u32).map_err(syserr("close_range"))?;
-    let plan = plan::validate(plan::decode(&bytes)?, &policy, &caller)?;
+    let plan = plan::decode(&bytes)?;
+    let mode = creds::mode(secure, plan.namespaces.user);
+    let users = creds::accounts(secure, conf::PASSWD_FILE);
+    let caller = creds::caller(mode, &users)?;
+    let groups = creds::accounts(secure, conf::GROUP_FILE);
+    // The setuid starter trusts only a root-owned, non-writable conf at the built-in path.
+    let policy = if secure {
+        Policy::resolved(&*conf::load_trusted(conf::paths::CONF_FILE)?, &users, &groups)
+    } else {
+        Policy::resolved(&conf::load(conf::paths::CONF_FILE)?, &users, &groups)
+    };
+    let plan = plan::validate(plan, &policy, &caller)?;
     let root = Root::new(IdMaps::new(&caller, &users, plan.fakeroot), caller, plan.caps());
     if let Some(pid) = plan.join {
         return join::run(root, &plan, pid);
@@ -63,8 +66,9 @@ fn run() -> Result<i32> {
     }
 }
 
-/// Kernel loop + squashfs in the initial user namespace; no helper process unless a PID
-/// namespace needs a parent to reap it, or fakeroot one to write the id maps as root.
+/// Kernel loop + squashfs in the initial user namespace (root's always, a user's as the conf
+/// allows); no helper process unless a PID namespace needs a parent to reap it, or
+/// fakeroot one to write the id maps as root.
 fn run_setuid(mut root: Root, plan: &ValidatedPlan, policy: &Policy, image: image::Image) -> Result<i32> {
     let sys = &LinuxSys;
     let ops = ops::plan_ops(plan);
@@ -73,8 +77,10 @@ fn run_setuid(mut root: Root, plan: &ValidatedPlan, policy: &Policy, image: imag
     // The image is mounted (detached) before the mount namespace exists, so a FUSE daemon
     // stays in the host's namespace and exits when the container's goes away.
     let tree = match image.kind {
-        ImageKind::Sandbox => image::mount_sandbox(sys, &image, false)?,
-        _ if policy.conf.may_kernel_mount_squashfs_setuid() => image::mount_kernel(sys, &image, policy)?,
+        ImageKind::Sandbox => image::mount_sandbox(sys, &image, plan.image.writable)?,
+        _ if root.caller.uid == 0 || policy.conf.may_kernel_mount_squashfs_setuid() => {
+            image::mount_kernel(sys, &image, policy)?
+        }
         // The kernel may not parse this image: FUSE, as in user-namespace mode.
         _ => userns::mount_squashfuse(sys, &image, (root.caller.uid, root.caller.gid), Some(&root.caller))?.0,
     };

@@ -164,7 +164,8 @@ pub struct Caller {
     pub home: PathBuf,
     /// The starter's working directory when it started (inherited from the caller).
     pub cwd: PathBuf,
-    /// True when running as the setuid starter (AT_SECURE).
+    /// Privileged, in the initial user namespace: the setuid starter (AT_SECURE), or real
+    /// root without `--userns`/`--fakeroot`.
     pub setuid: bool,
 }
 
@@ -290,7 +291,8 @@ fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &
     };
     ensure(allowed, refuse("this image type is disabled by 'allow container'"))?;
     ensure(!img.writable || img.kind != ImageKind::Squashfs, refuse("only sandboxes and SIF overlays can be writable"))?;
-    ensure(!img.writable || !caller.setuid, refuse("writable images need user-namespace mode"))?;
+    let root_sandbox = caller.uid == 0 && img.kind == ImageKind::Sandbox;
+    ensure(!img.writable || !caller.setuid || root_sandbox, refuse("writable images need user-namespace mode"))?;
     let overlay = policy.conf.enable_overlay.allows_kernel_overlay();
     ensure(!writable_tmpfs || overlay, PlanError::Denied("writable tmpfs".into(), "enable overlay"))?;
     ensure(path_within_any(&img.path, &policy.conf.limit_container_paths), refuse("outside 'limit container paths'"))
@@ -362,7 +364,9 @@ fn check_namespaces(ns: Namespaces, fakeroot: bool, policy: &Policy, caller: &Ca
     let what = "a user namespace without fakeroot, or fakeroot without one, from the setuid starter";
     ensure(!caller.setuid || ns.user == fakeroot, denied(what, "use user-namespace mode"))?;
     ensure(caller.setuid || ns.user, denied("running without a user namespace", "the starter is not setuid"))?;
-    ensure(!caller.setuid || policy.conf.allow_setuid, denied("the setuid starter", "allow setuid"))
+    // As in the reference, `allow setuid` governs plain users only.
+    let allowed = !caller.setuid || caller.uid == 0 || policy.conf.allow_setuid;
+    ensure(allowed, denied("the setuid starter", "allow setuid"))
 }
 
 fn check_hostname(h: &str, ns: Namespaces) -> Result<(), PlanError> {

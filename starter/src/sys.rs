@@ -297,14 +297,21 @@ pub fn clear_cloexec(fd: RawFd) -> SysResult<()> {
 /// Default SIGPIPE and SIGCHLD (Rust ignores SIGPIPE; a caller may ignore SIGCHLD), an
 /// empty environment (nothing of the caller's is read after this), umask 022. SIGXFSZ is
 /// ignored until `execve`: under the caller's RLIMIT_FSIZE a write of ours then fails with
-/// EFBIG and is reported, instead of killing the starter half-way through its mounts.
+/// EFBIG and is reported, instead of killing the starter half-way through its mounts. The
+/// frontend leaves it blocked, maybe pending: ignoring it discards that one, and it is
+/// unblocked so that the container gets its normal meaning back.
 pub fn reset_process() {
-    // SAFETY: SIG_DFL and SIG_IGN are always valid dispositions; the starter is
-    // single-threaded, so no other thread reads environ concurrently; umask takes an integer.
+    // SAFETY: SIG_DFL and SIG_IGN are always valid dispositions; `set` is a sigset_t
+    // initialised by sigemptyset before use; the starter is single-threaded, so no other
+    // thread reads environ concurrently; umask takes an integer.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGXFSZ);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         libc::clearenv();
         libc::umask(0o022);
     }

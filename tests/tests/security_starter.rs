@@ -493,8 +493,8 @@ fn tiny_rlimits_make_the_setuid_starter_fail_or_run_without_leaving_anything_beh
     assert!(out.stderr.contains("Too many open files"), "{out:?}");
     assert_no_leftover_mounts(&before);
     // Either the container runs as the caller or the run fails without output; in both
-    // cases nothing stays mounted. RLIMIT_FSIZE = 0 kills the starter with SIGXFSZ
-    // (SECURITY.md T04 records this).
+    // cases nothing stays mounted. Under RLIMIT_FSIZE = 0 the starter's write of a
+    // generated file fails with EFBIG, reported (a_file_size_limit_gives_one_fatal_line…).
     for limit in ["-n 4", "-f 0", "-u 1", "-v 20000", "-s 16", "-c 0"] {
         let out = run(limit);
         if out.success() {
@@ -897,6 +897,21 @@ fn a_file_size_limit_gives_one_fatal_line_and_the_container_normal_sigxfsz(mode:
     std::fs::write(&file, serde_json::to_vec(&plan).unwrap()).unwrap();
     let before = mounts_snapshot();
     let out = under_file_size_limit("0", Some(&file), &starter, &[]);
+    assert_ne!(
+        out.code(),
+        128 + libc::SIGXFSZ,
+        "killed by SIGXFSZ: {out:?}"
+    );
+    assert_fatal(&out);
+    assert!(
+        out.stderr.contains("/etc/passwd") && out.stderr.contains("File too large"),
+        "{out:?}"
+    );
+    assert_no_leftover_mounts(&before);
+    // Through the frontend, which hands the Plan to the starter: never killed by SIGXFSZ
+    // (exit 153, as when the Plan went through a memfd), only the starter's one line.
+    let args = [&["exec"][..], mode.flag().as_slice(), &[img.arg(), "true"]].concat();
+    let out = under_file_size_limit("0", None, &apptainer_tests::apptainer_bin(), &args);
     assert_ne!(
         out.code(),
         128 + libc::SIGXFSZ,

@@ -79,6 +79,7 @@ pub fn launch(
     opts: LaunchOptions,
     g: &GlobalOpts,
 ) -> Result<()> {
+    starter_exec::defer_file_size_signal();
     if let Some(name) = image.strip_prefix("instance://") {
         return crate::instance::join::launch(action, name, args, opts, g);
     }
@@ -121,8 +122,13 @@ pub fn prepare(
     let sif_overlay = img.kind == starter::plan::ImageKind::Sif
         && conf.allow_user_ns
         && overlay::has_overlay_partition(&img.path);
-    let want_userns =
-        opts.userns || opts.fakeroot || opts.writable || !overlays.is_empty() || sif_overlay;
+    // Root writes a sandbox without one (a root build's %post), as the reference does.
+    let root_sandbox = id.uid == 0 && img.kind == starter::plan::ImageKind::Sandbox;
+    let want_userns = opts.userns
+        || opts.fakeroot
+        || (opts.writable && !root_sandbox)
+        || !overlays.is_empty()
+        || sif_overlay;
     let starter = starter_exec::choose(&libexec_bin, id.uid, want_userns, conf.allow_setuid)?;
     crate::debug!(
         "using starter {:?} (setuid: {})",

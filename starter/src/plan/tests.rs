@@ -127,6 +127,20 @@ fn the_setuid_starter_makes_user_namespaces_only_for_fakeroot_and_needs_allow_se
 }
 
 #[test]
+fn privileged_root_needs_no_allow_setuid_and_may_write_only_a_sandbox() {
+    let root = Caller { uid: 0, gid: 0, groups: vec![0], home: "/root".into(), ..caller(true) };
+    let no_suid = with(|c| c.allow_setuid = false);
+    let mut p = plan();
+    p.namespaces.user = false;
+    assert!(validate(p.clone(), &no_suid, &root).is_ok());
+    p.image = PlanImage { path: "/scratch/sb".into(), kind: ImageKind::Sandbox, writable: true };
+    assert!(validate(p.clone(), &no_suid, &root).is_ok());
+    assert!(validate(p.clone(), &policy(), &caller(true)).is_err(), "a user's writable sandbox");
+    p.image = PlanImage { path: "/scratch/a.sif".into(), kind: ImageKind::Sif, writable: true };
+    assert!(validate(p, &policy(), &root).is_err(), "a SIF's overlay needs a user namespace");
+}
+
+#[test]
 fn the_user_namespace_starter_requires_a_user_namespace() {
     let mut p = plan();
     p.namespaces.user = false;
