@@ -2,7 +2,8 @@
 //! keeps changing while the installed starters use it, fed Plans on fd 3 directly: a
 //! rename-exchange race on a bind destination (T12), a mount point to create below a
 //! symlinked parent (T13), and a file the user may not read because of a group they belong
-//! to ("negative" group, T28). Both install modes.
+//! to ("negative" group, T28). Both install modes. Also the memory of the setuid starter,
+//! probed by the caller during its whole run (T05).
 
 use apptainer_tests::launch::Mode;
 use apptainer_tests::{
@@ -372,6 +373,74 @@ fn a_file_denied_to_a_group_of_the_caller_stays_unreadable(mode: Mode) {
     assert_denied(&out);
     // With a subgid range, newgidmap lets the user's own user namespaces call setgroups, so
     // fakeroot drops the groups as `unshare --map-auto` would: see SECURITY.md, T28.
+    assert_no_leftover_mounts(&before);
+}
+
+/// Starts `argv[1]` with the file `argv[2]` on fd 3, then until it exits keeps probing it
+/// the ways a tracer would, none of which stops it: open `/proc/<pid>/mem` for writing,
+/// `/proc/<pid>/environ`, and `process_vm_readv` (EFAULT at address 0 means it was
+/// allowed). Counts the probes made while it was still the starter (`comm` "starter…") and
+/// those that were allowed then.
+const PROBE_STARTER_C: &str = "#define _GNU_SOURCE\n#include <stdio.h>\n#include <string.h>\n\
+#include <errno.h>\n#include <fcntl.h>\n#include <unistd.h>\n#include <sys/uio.h>\n#include <sys/wait.h>\n\
+static int is_starter(pid_t p){char f[64],c[32]={0};snprintf(f,sizeof f,\"/proc/%d/comm\",p);\
+int fd=open(f,O_RDONLY);if(fd<0)return 0;read(fd,c,sizeof c-1);close(fd);return !strncmp(c,\"starter\",7);}\n\
+static int opens(const char*f,int fl){int fd=open(f,fl);if(fd<0)return 0;close(fd);return 1;}\n\
+int main(int c,char**v){if(c<3)return 2;int plan=open(v[2],O_RDONLY);pid_t pid=fork();\
+if(!pid){dup2(plan,3);execl(v[1],v[1],(char*)0);_exit(127);}\
+long probes=0,bad=0;char mem[64],env[64];snprintf(mem,sizeof mem,\"/proc/%d/mem\",pid);\
+snprintf(env,sizeof env,\"/proc/%d/environ\",pid);\
+for(;;){int st;if(waitpid(pid,&st,WNOHANG)!=0)break;if(!is_starter(pid))continue;probes++;\
+char b;struct iovec l={&b,1},r={(void*)0,1};errno=0;\
+int ok=opens(mem,O_RDWR)|opens(env,O_RDONLY)|(process_vm_readv(pid,&l,1,&r,1,0)>=0||errno==EFAULT);\
+if(ok&&is_starter(pid))bad++;}printf(\"probes=%ld bad=%ld\\n\",probes,bad);return 0;}\n";
+
+#[test]
+fn the_caller_cannot_read_or_write_the_memory_of_the_setuid_starter_at_any_point() {
+    let _guard = serial();
+    require!(ready(Mode::Setuid), NEEDS);
+    let st = starter(Mode::Setuid).unwrap();
+    let sb = Sandbox::new();
+    let src = sb.path("probe.c");
+    std::fs::write(&src, PROBE_STARTER_C).unwrap();
+    let probe = sb.path("probe");
+    let ok = Command::new("gcc")
+        .arg("-o")
+        .arg(&probe)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "gcc probe");
+    let p = plan(
+        Mode::Setuid,
+        &sb.path("sandbox"),
+        json!(["proc"]),
+        "exit 0",
+        &[],
+    );
+    let file = sb.path("plan.json");
+    std::fs::write(&file, serde_json::to_vec(&p).unwrap()).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = mounts_snapshot();
+    let mut probes = 0;
+    for _ in 0..20 {
+        let out = UserCmd::program(&probe, &[st.to_str().unwrap(), file.to_str().unwrap()]).run();
+        assert!(out.success(), "{out:?}");
+        let counts: Vec<u64> = out
+            .stdout
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('=').and_then(|(_, v)| v.parse().ok()))
+            .collect();
+        assert_eq!(counts.len(), 2, "{out:?}");
+        assert_eq!(
+            counts[1], 0,
+            "the caller reached the starter's memory: {out:?}"
+        );
+        probes += counts[0];
+    }
+    // The probes did reach the starter while it ran (from its first instruction on).
+    assert!(probes > 0, "no probe saw the starter running");
+    eprintln!("{probes} probes of the running setuid starter, none succeeded");
     assert_no_leftover_mounts(&before);
 }
 
