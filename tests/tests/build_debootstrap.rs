@@ -11,7 +11,6 @@ use apptainer_tests::{
 };
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -251,17 +250,11 @@ fn root_builds_a_debian_root_from_the_mirror_url_with_included_packages() {
     let mirror = ready();
     require!(mirror.is_some(), WHY);
     let mirror = mirror.unwrap();
-    // Root's own directory, readable by all: the container's root has no capabilities
-    // in this runtime, so it could not enter the test user's private one.
-    let tmp = tempfile::Builder::new()
-        .prefix("apptainer-test-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    // The test user's private directory: root's container runs privileged (no user
+    // namespace, root's capabilities), so it enters it, and apt in %post switches to its
+    // own sandbox user (setgroups), as with the reference.
+    let tmp = user_tempdir();
     let dir = tmp.path();
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // %post stays away from apt here: this runtime still runs real root's containers in a
-    // user namespace that maps only root, without capabilities, where apt cannot switch
-    // to its own user (fakeroot root with a subuid range, above, can).
     let sif = build(
         dir,
         true,
@@ -269,9 +262,10 @@ fn root_builds_a_debian_root_from_the_mirror_url_with_included_packages() {
             r#"Bootstrap: debootstrap
 OSVersion: bookworm
 MirrorURL: {mirror}
-Include: hello
+Include: less
 
 %post
+    apt-get install -y --no-install-recommends hello
     id -u > /post-uid
 
 %test
@@ -291,17 +285,34 @@ Include: hello
             &sif,
             "sh",
             "-c",
-            "cat /etc/debian_version /post-uid; hello",
+            "cat /etc/debian_version /post-uid; hello; command -v less",
         ],
     );
     inside.assert_success();
     let lines: Vec<&str> = inside.stdout.lines().collect();
     assert!(lines[0].starts_with("12."), "{inside:?}");
-    assert_eq!(lines[1..], ["0", "Hello, world!"], "{inside:?}");
-    // Root's files, and the groups packages chose (shadow is 42).
     assert_eq!(
-        stored_owners(&sif, &["usr/bin/hello", "etc/passwd", "etc/shadow"]),
-        ["0/0 usr/bin/hello", "0/0 etc/passwd", "0/42 etc/shadow"]
+        lines[1..],
+        ["0", "Hello, world!", "/usr/bin/less"],
+        "{inside:?}"
+    );
+    // Root's files, and the users and groups packages chose (shadow is 42, _apt 42).
+    assert_eq!(
+        stored_owners(
+            &sif,
+            &[
+                "usr/bin/hello",
+                "etc/passwd",
+                "etc/shadow",
+                "var/cache/apt/archives/partial"
+            ]
+        ),
+        [
+            "0/0 usr/bin/hello",
+            "0/0 etc/passwd",
+            "0/42 etc/shadow",
+            "42/0 var/cache/apt/archives/partial"
+        ]
     );
     // The image is readable by anyone: a plain user runs it too.
     let user_tmp = user_tempdir();
@@ -314,7 +325,7 @@ Include: hello
     for want in [
         "Maintainer: root-tester".to_string(),
         format!("org.label-schema.usage.singularity.deffile.mirrorurl: {mirror}"),
-        "org.label-schema.usage.singularity.deffile.include: hello".to_string(),
+        "org.label-schema.usage.singularity.deffile.include: less".to_string(),
     ] {
         assert!(
             labels.stdout.lines().any(|l| l == want),
