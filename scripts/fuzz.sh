@@ -64,6 +64,7 @@ max_len() {
         sif_reader) echo 65536 ;;
         conf_parser) echo 16384 ;;
         layer_unpack) echo 65536 ;;
+        squashfs_reader) echo 65536 ;;
         *) echo 8192 ;;
     esac
 }
@@ -88,12 +89,43 @@ seed_layers() {
     done
 }
 
+# seed_squashfs: small images of a tree with most entry kinds, in the layouts the reader
+# must handle (gzip and zstd, compressed and plain tables, with and without fragments).
+seed_squashfs() {
+    dir=corpus/squashfs_reader
+    mkdir -p "$dir"
+    if ! command -v mksquashfs >/dev/null 2>&1; then
+        echo "WARNING: mksquashfs missing: squashfs_reader starts without seeds" >&2
+        return 0
+    fi
+    src=$(mktemp -d)
+    mkdir -p "$src/d/e"
+    echo hi >"$src/a"
+    ln -s a "$src/l"
+    ln "$src/a" "$src/d/e/h"
+    head -c 9000 /dev/urandom >"$src/r"
+    yes abc | head -c 20000 >"$src/t"
+    for i in $(seq 1 40); do echo "$i" >"$src/d/file-$i"; done
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.x", b"v" * 40)' "$src/a" || true
+    fi
+    n=0
+    for flags in "" "-noI -noD -noF -noX" "-no-fragments" "-comp zstd"; do
+        n=$((n + 1))
+        # shellcheck disable=SC2086 # the flags are meant to split
+        mksquashfs "$src" "$dir/seed-$n" -b 4096 -quiet -noappend $flags \
+            -p "dev c 600 0 0 1 3" >/dev/null 2>&1 || true
+    done
+    rm -rf "$src"
+}
+
 seed_all() {
     seed sif_reader "$TESTDATA"/sif/*.sif
     seed conf_parser "$ROOT/etc/apptainer.conf" seeds/conf_parser/*
     seed plan_validate seeds/plan_validate/*
     seed deffile_parser seeds/deffile_parser/*
     seed_layers
+    seed_squashfs
 }
 
 seed_all
