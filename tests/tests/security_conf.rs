@@ -602,9 +602,14 @@ struct Tally {
 /// Runs the setuid starter on `path` `min` times, and on until both outcomes were seen a
 /// few times (at most `max` runs), asserting each run either ran the allowed image or was
 /// refused by `rule`.
-fn race_image(st: &Path, path: &Path, rule: &str, (min, max): (u32, u32)) -> Tally {
+fn race_image(
+    (st, userns): (&Path, bool),
+    path: &Path,
+    rule: &str,
+    (min, max): (u32, u32),
+) -> Tally {
     let mut t = Tally::default();
-    let p = plan(path, "sif", false, "cat /which");
+    let p = plan(path, "sif", userns, "cat /which");
     for run_no in 1..=max {
         let out = run(st, &p);
         assert!(
@@ -635,48 +640,61 @@ fn an_image_swapped_between_check_and_mount_is_never_the_disallowed_one() {
     let racer = build_racer(top);
     let allowed_sif = marked_sif(&img, "allowed");
     let disallowed_sif = marked_sif(&img, "disallowed");
-    let st = alt_setuid().unwrap();
     let before = mounts_snapshot();
-
     // Owners: a root-owned allowed image and a user-owned disallowed one, exchanged in a
     // directory of the user.
     let swap = user_dir(top, "swap");
-    let a = copy_image_file(&allowed_sif, &swap.join("image.sif"), 0, 0);
-    let b = copy_image_file(&disallowed_sif, &swap.join("other.sif"), acct.uid, acct.gid);
-    conf.set(&[("limit container owners", "root")]);
-    let tally = {
-        let _r = Racer::start(&racer, &a, &b);
-        race_image(&st, &a, "owner not in 'limit container owners'", RUNS)
-    };
-    eprintln!("owners: {tally:?}");
-    assert!(
-        tally.allowed_ran > 0 && tally.refused > 0,
-        "the racer never changed the outcome: {tally:?}"
+    let owned = (
+        copy_image_file(&allowed_sif, &swap.join("image.sif"), 0, 0),
+        copy_image_file(&disallowed_sif, &swap.join("other.sif"), acct.uid, acct.gid),
     );
-
     // Paths: inside the allowed directory, the image exchanged with a symlink to an image
     // outside it.
     let inside = user_dir(top, "inside");
     let elsewhere = user_dir(top, "elsewhere");
-    let a = copy_image_file(&allowed_sif, &inside.join("image.sif"), acct.uid, acct.gid);
     let out = copy_image_file(
         &disallowed_sif,
         &elsewhere.join("x.sif"),
         acct.uid,
         acct.gid,
     );
-    let b = inside.join("link.sif");
-    std::os::unix::fs::symlink(&out, &b).unwrap();
-    conf.set(&[("limit container paths", inside.to_str().unwrap())]);
-    let tally = {
-        let _r = Racer::start(&racer, &a, &b);
-        race_image(&st, &a, "outside 'limit container paths'", RUNS)
-    };
-    eprintln!("paths: {tally:?}");
-    assert!(
-        tally.allowed_ran > 0 && tally.refused > 0,
-        "the racer never changed the outcome: {tally:?}"
+    let linked = (
+        copy_image_file(&allowed_sif, &inside.join("image.sif"), acct.uid, acct.gid),
+        inside.join("link.sif"),
     );
+    std::os::unix::fs::symlink(&out, &linked.1).unwrap();
+    let inside = inside.to_str().unwrap();
+    let races = [
+        (
+            ("limit container owners", "root"),
+            &owned,
+            "owner not in 'limit container owners'",
+        ),
+        (
+            ("limit container paths", inside),
+            &linked,
+            "outside 'limit container paths'",
+        ),
+    ];
+    // The user-namespace starter is slower to start: fewer runs, still both outcomes.
+    let starters = [
+        (alt_setuid().unwrap(), false, RUNS),
+        (alt_userns().unwrap(), true, (60, 300)),
+    ];
+    for (st, userns, runs) in &starters {
+        for (directive, (a, b), rule) in &races {
+            conf.set(&[*directive]);
+            let tally = {
+                let _r = Racer::start(&racer, a, b);
+                race_image((st, *userns), a, rule, *runs)
+            };
+            eprintln!("{st:?} {directive:?}: {tally:?}");
+            assert!(
+                tally.allowed_ran > 0 && tally.refused > 0,
+                "the racer never changed the outcome: {tally:?}"
+            );
+        }
+    }
     drop(conf);
     assert_no_leftover_mounts(&before);
 }
