@@ -8,7 +8,7 @@ use crate::ops::new_mount;
 use crate::sys::{self, Sys, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 use starter::plan::{ensure, ImageKind, PlanImage, Policy};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 const SQUASHFS_MAGIC: &[u8; 4] = b"hsqs";
@@ -73,16 +73,20 @@ pub fn mount_kernel(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<Own
     new_mount(sys, "squashfs", &opts, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV).map_err(path("cannot mount", &image.shown))
 }
 
-/// User-namespace mode: a FUSE mount served by squashfuse_ll on `fuse`.
-/// `shared` (setuid mode) lets the starter, building the root with root's fsuid, read it;
-/// the mount lives in a private mount namespace, so nobody else can reach it.
-pub fn mount_fuse(sys: &dyn Sys, fuse: BorrowedFd<'_>, uid: u32, gid: u32, shared: bool) -> Result<OwnedFd> {
+/// A new /dev/fuse connection and a detached FUSE mount on it, owned by `ids`, for a daemon
+/// (squashfuse, fuse-overlayfs) to serve. `shared` (setuid mode) lets the starter, building
+/// the root with root's fsuid, read it; the mount lives in a private mount namespace, so
+/// nobody else can reach it.
+pub fn mount_fuse(sys: &dyn Sys, (uid, gid): (u32, u32), shared: bool) -> Result<(OwnedFd, OwnedFd)> {
+    let fuse = sys.openat2(sys::AT_FDCWD, "/dev/fuse", libc::O_RDWR, 0, sys::RESOLVE_NO_SYMLINKS);
+    let fuse = fuse.map_err(path("FUSE is unavailable: cannot open", "/dev/fuse"))?;
     let (fd, uid, gid) = (fuse.as_raw_fd().to_string(), uid.to_string(), gid.to_string());
     let mut opts = vec![("source", "squashfuse"), ("fd", &fd), ("rootmode", "40000"), ("user_id", &uid)];
     opts.extend([("group_id", gid.as_str()), ("default_permissions", "")]);
     opts.extend(shared.then_some(("allow_other", "")));
     // Not read-only: fuse-overlayfs serves a writable root (squashfuse refuses writes itself).
-    new_mount(sys, "fuse", &opts, MOUNT_ATTR_NODEV).map_err(syserr("cannot mount fuse"))
+    let tree = new_mount(sys, "fuse", &opts, MOUNT_ATTR_NODEV).map_err(syserr("cannot mount fuse"))?;
+    Ok((fuse, tree))
 }
 
 /// A sandbox directory: a recursive clone of the opened directory.

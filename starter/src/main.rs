@@ -193,7 +193,11 @@ fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
     if plan.instance || (plan.namespaces.pid && plan.init) {
         // Already unprivileged and confined: from here on, PID 1 only reaps and forwards.
         if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
-            std::process::exit(if plan.instance { join::linger() } else { userns::supervise(child, true).unwrap_or(255) });
+            std::process::exit(if plan.instance {
+                join::linger()
+            } else {
+                userns::supervise(child, true).unwrap_or(255)
+            });
         }
     }
     Err(error::path("cannot execute", &argv[0])(sys::execve(argv, &plan.process.env)))

@@ -116,9 +116,7 @@ fn mount_ext3(sys: &dyn Sys, file: &File, offset: u64, writable: bool) -> Option
 /// reparented to the supervisor: it keeps nothing of the container's alive, so it exits
 /// when the container's root goes, and then the layers it held go too.
 pub fn mount_fuse_overlayfs(sys: &dyn Sys, opts: &[(&str, &str)], ids: (u32, u32)) -> Result<OwnedFd> {
-    let fuse = sys.openat2(AT_FDCWD, "/dev/fuse", libc::O_RDWR, 0, sys::RESOLVE_NO_SYMLINKS);
-    let fuse = fuse.map_err(path("FUSE is unavailable: cannot open", "/dev/fuse"))?;
-    let tree = crate::image::mount_fuse(sys, fuse.as_fd(), ids.0, ids.1, false)?;
+    let (fuse, tree) = crate::image::mount_fuse(sys, ids, false)?;
     // No ACLs: the kernel would ask for them on every lookup, and squashfuse has none.
     let o: String = opts.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| format!("{k}={v},")).collect();
     let argv = ["/usr/bin/fuse-overlayfs", "-f", "-o", &(o + "noacl"), &format!("/dev/fd/{}", fuse.as_raw_fd())];
@@ -128,14 +126,11 @@ pub fn mount_fuse_overlayfs(sys: &dyn Sys, opts: &[(&str, &str)], ids: (u32, u32
     }
     // The copy is taken here, before the parent (waiting for this child) attaches the tree,
     // which the daemon's namespace must not hold.
-    let err = match sys::unshare(libc::CLONE_NEWNS).and(sys::fork()) {
-        Ok(Fork::Child) => sys::setsid().and(sys::clear_cloexec(fuse.as_raw_fd())).err(),
+    match sys::unshare(libc::CLONE_NEWNS).and(sys::fork()) {
+        Ok(Fork::Child) => crate::userns::exec_daemon(&argv.map(String::from), &[], &[fuse.as_raw_fd()]),
         Ok(Fork::Parent(_)) => std::process::exit(0),
-        Err(e) => Some(e),
-    };
-    let err = err.unwrap_or_else(|| sys::execve(&argv.map(String::from), &[]));
-    eprintln!("FATAL:   cannot start fuse-overlayfs: {err}");
-    std::process::exit(255)
+        Err(e) => crate::fatal(syserr("cannot start fuse-overlayfs")(e)),
+    }
 }
 
 /// After the container: stop the squashfuse daemons, and wait for the others, which write

@@ -107,7 +107,8 @@ pub enum BindKind {
 /// One mount inside the container. Every mount gets nosuid,nodev regardless of the request.
 /// `P` is the type of container paths: `String` on the wire, `ContainerPath` once checked.
 /// `Bind` is a recursive bind of a host path the caller can open; `File` a small generated
-/// file (passwd, group, hostname, resolv.conf) bound read-only.
+/// file (passwd, group, hostname, resolv.conf) bound read-only; `GpuDevice` a host GPU
+/// device node (nvidia*, kfd) or /dev/dri, for `--nv`/`--rocm` in a minimal /dev.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum PlanMount<P = String> {
@@ -118,7 +119,6 @@ pub enum PlanMount<P = String> {
     Tmpfs { dst: P, size_mib: u32 },
     Bind { src: PathBuf, dst: P, read_only: bool, kind: BindKind },
     File { dst: P, contents: String },
-    /// A host GPU device node (nvidia*, kfd) or /dev/dri, for `--nv`/`--rocm` in a minimal /dev.
     GpuDevice { name: String },
 }
 
@@ -290,7 +290,10 @@ fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &
         ImageKind::Sandbox => policy.conf.allow_container_dir,
     };
     ensure(allowed, refuse("this image type is disabled by 'allow container'"))?;
-    ensure(!img.writable || img.kind != ImageKind::Squashfs, refuse("only sandboxes and SIF overlays can be writable"))?;
+    ensure(
+        !img.writable || img.kind != ImageKind::Squashfs,
+        refuse("only sandboxes and SIF overlays can be writable"),
+    )?;
     let root_sandbox = caller.uid == 0 && img.kind == ImageKind::Sandbox;
     ensure(!img.writable || !caller.setuid || root_sandbox, refuse("writable images need user-namespace mode"))?;
     let overlay = policy.conf.enable_overlay.allows_kernel_overlay();
@@ -306,7 +309,8 @@ fn check_overlays(plan: &Plan, policy: &Policy, caller: &Caller) -> Result<(), P
         return Ok(());
     }
     let refuse = |why| PlanError::ImageRefused { path: img.path.clone(), why };
-    let writable = os.iter().filter(|o| o.writable).count() + usize::from(img.writable) + usize::from(plan.writable_tmpfs);
+    let writable =
+        os.iter().filter(|o| o.writable).count() + usize::from(img.writable) + usize::from(plan.writable_tmpfs);
     ensure(policy.conf.enable_overlay.allows_overlay(), PlanError::Denied("overlay".into(), "enable overlay"))?;
     ensure(!caller.setuid, refuse("overlays need user-namespace mode"))?;
     let ok = writable <= 1 && os.len() <= 16 && !(img.writable && img.kind == ImageKind::Sandbox);
@@ -412,7 +416,8 @@ fn check_mount(m: PlanMount, policy: &Policy, caller: &Caller) -> Result<Mount, 
             Mount::File { dst: ContainerPath::parse(&dst)?, contents }
         }
         PlanMount::GpuDevice { name } => {
-            let nv = name.strip_prefix("nvidia").is_some_and(|r| r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            let nv =
+                name.strip_prefix("nvidia").is_some_and(|r| r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
             let ok = (nv || name == "kfd" || name == "dri") && policy.conf.mount_dev != DevPolicy::No;
             ensure(ok, PlanError::Denied(format!("binding the device {name:?}"), "mount dev, GPU devices only"))?;
             Mount::GpuDevice { name }

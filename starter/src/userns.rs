@@ -152,10 +152,7 @@ impl Handshake {
 pub fn mount_squashfuse(
     sys: &dyn Sys, image: &Image, ids: (u32, u32), drop_to: Option<&Caller>,
 ) -> Result<(OwnedFd, libc::pid_t)> {
-    let fuse = sys
-        .openat2(sys::AT_FDCWD, "/dev/fuse", libc::O_RDWR, 0, sys::RESOLVE_NO_SYMLINKS)
-        .map_err(path("FUSE is unavailable: cannot open", "/dev/fuse"))?;
-    let tree = crate::image::mount_fuse(sys, fuse.as_fd(), ids.0, ids.1, drop_to.is_some())?;
+    let (fuse, tree) = crate::image::mount_fuse(sys, ids, drop_to.is_some())?;
     Ok((tree, spawn_squashfuse(image, &fuse, drop_to)?))
 }
 
@@ -215,16 +212,20 @@ fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> 
                 Some(_) => {}
                 None => drop(sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong)),
             }
-            // Its own session: Ctrl-C at the terminal is for the container's process group,
-            // and a daemon killed by it would fail every later read with a bus error.
-            let _ = sys::setsid();
-            // Every other fd of ours is close-on-exec, so only 0-2 and these two reach it.
-            let ok = sys::clear_cloexec(image.fd.as_raw_fd()).and(sys::clear_cloexec(fuse.as_raw_fd()));
-            let err = ok.err().unwrap_or_else(|| sys::execve(&argv, &["PATH=/usr/bin:/bin".to_owned()]));
-            eprintln!("FATAL:   cannot start {bin}: {err}");
-            std::process::exit(255)
+            exec_daemon(&argv, &["PATH=/usr/bin:/bin".to_owned()], &[image.fd.as_raw_fd(), fuse.as_raw_fd()])
         }
     }
+}
+
+/// In a FUSE daemon's child: its own session (Ctrl-C at the terminal is for the container's
+/// process group, and a daemon killed by it would fail every later read with a bus error),
+/// `keep` open across exec (every other fd of ours is close-on-exec, so only 0-2 and these
+/// reach it), then `argv`. Never returns.
+pub fn exec_daemon(argv: &[String], env: &[String], keep: &[RawFd]) -> ! {
+    let ok = sys::setsid().and(keep.iter().try_for_each(|&fd| sys::clear_cloexec(fd)));
+    let err = ok.err().unwrap_or_else(|| sys::execve(argv, env));
+    eprintln!("FATAL:   cannot start {}: {err}", argv[0]);
+    std::process::exit(255)
 }
 
 pub static PENDING: AtomicI32 = AtomicI32::new(0);
