@@ -156,6 +156,46 @@ fn a_root_build_post_changes_owners_and_groups_and_switches_users() {
     assert_no_leftover_mounts(&before);
 }
 
+#[test]
+fn roots_instance_runs_privileged_and_its_exec_joins_it() {
+    let _guard = serial();
+    require!(root_ready(), WHY);
+    let img = image();
+    let config = tempdir_for(TEST_USER);
+    let root_cmd = |args: &[&str]| {
+        UserCmd::new(args)
+            .root()
+            .env("APPTAINER_CONFIGDIR", config.path())
+            .run()
+    };
+    let before = mounts_snapshot();
+    root_cmd(&["instance", "start", img.arg(), "rootinst"]).assert_success();
+    // The instance's init pid, second column of `instance list`.
+    let list = root_cmd(&["instance", "list"]);
+    let pid = list
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rootinst"))
+        .and_then(|rest| rest.split_whitespace().next().map(str::to_string));
+    let init_mnt = pid.and_then(|p| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok());
+    let script =
+        "cat /proc/self/uid_map; grep CapEff /proc/self/status; readlink /proc/self/ns/mnt";
+    let out = root_cmd(&["exec", "instance://rootinst", "sh", "-c", script]);
+    let stop = root_cmd(&["instance", "stop", "rootinst"]);
+    out.assert_success();
+    stop.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(fields(lines[0]), ["0", "0", "4294967295"], "{out:?}");
+    assert_eq!(
+        lines[1].split_whitespace().nth(1),
+        Some(own_caps("CapBnd").as_str()),
+        "{out:?}"
+    );
+    let init_mnt = init_mnt.unwrap_or_else(|| panic!("no init pid in {list:?}"));
+    assert_eq!(Some(lines[2]), init_mnt.to_str(), "{out:?}");
+    assert_no_leftover_mounts(&before);
+}
+
 /// The plain user's containers keep their user namespace (or the setuid starter's drop):
 /// never the caller's root powers, never root's ids.
 fn a_plain_user_is_unaffected(mode: Mode) {
