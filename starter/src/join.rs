@@ -24,9 +24,7 @@ pub fn run(root: Root, plan: &ValidatedPlan, pid: u32) -> Result<i32> {
     let pidfd = sys::pidfd_open(pid).map_err(syserr("cannot find the process to join"))?;
     let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
     let status = read("status");
-    let all = |key: &str, id: u32| {
-        status.lines().any(|l| l.split_whitespace().eq([key].into_iter().chain([&*id.to_string(); 4])))
-    };
+    let all = |key: &str, id: u32| status.contains(&format!("\n{key}\t{id}\t{id}\t{id}\t{id}\n"));
     let exe = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
     let same_exe = exe(&format!("/proc/{pid}/exe")).is_some_and(|e| exe("/proc/self/exe") == Some(e));
     let ours = same_exe && (!caller.setuid || read("uid_map").split_whitespace().eq(["0", "0", "4294967295"]));
@@ -52,9 +50,9 @@ pub fn linger() -> i32 {
             std::thread::sleep(std::time::Duration::MAX)
         }
     }
-    for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-        sys::catch_signal(s, note_signal);
-    }
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]
+        .into_iter()
+        .for_each(|s| sys::catch_signal(s, note_signal));
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
     // The name the frontend waits for and joins check; set last, once signals are handled.
     let _ = sys::prctl(libc::PR_SET_NAME, c"appinit".as_ptr() as libc::c_ulong);
