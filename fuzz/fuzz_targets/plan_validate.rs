@@ -184,6 +184,17 @@ fn check_mount(m: &Mount, conf: &Conf, caller: &Caller) {
             ];
             assert!(allowed.contains(&dst.as_str()) && contents.len() <= 256 * 1024);
         }
+        Mount::GpuDevice { name } => {
+            // A device name becomes a path under the host's /dev: one plain component only.
+            assert!(
+                !matches!(conf.mount_dev, MountDev::No),
+                "GPU device with 'mount dev = no'"
+            );
+            let nvidia = name
+                .strip_prefix("nvidia")
+                .is_some_and(|r| r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            assert!(nvidia || name == "kfd" || name == "dri", "device {name:?}");
+        }
     }
 }
 
