@@ -10,15 +10,6 @@ use caps::{CapSet, CapsHashSet};
 use conf::Accounts;
 use starter::plan::{ensure, Caller};
 
-/// How the container is built, decided once by `mode`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Mode {
-    /// Privileged (setuid root, or real root): kernel mounts in the initial user namespace.
-    Setuid,
-    /// Unprivileged: everything inside a new user namespace.
-    Userns,
-}
-
 /// Held while the process may still do privileged work. Not Clone, and the private field
 /// keeps it from being built elsewhere; only `drop_all` ends it.
 pub struct Root {
@@ -59,17 +50,14 @@ pub fn sanitize() -> Result<bool> {
     Ok(secure)
 }
 
-/// Privileged for the setuid starter, and for real root unless its Plan asks for a user
+/// Whether the container is built privileged, with kernel mounts in the initial user
+/// namespace: for the setuid starter, and for real root unless its Plan asks for a user
 /// namespace (`--userns`, `--fakeroot`): root's containers see the host's ids and keep
 /// root's powers, as the reference's do. Only root can choose, so the Plan decides nothing
 /// for anyone else.
-pub fn mode(secure: bool, wants_userns: bool) -> Mode {
+pub fn privileged(secure: bool, wants_userns: bool) -> bool {
     let [(ruid, euid, _), _] = sys::getresids();
-    if secure || (ruid == 0 && euid == 0 && !wants_userns) {
-        Mode::Setuid
-    } else {
-        Mode::Userns
-    }
+    secure || (ruid == 0 && euid == 0 && !wants_userns)
 }
 
 /// No exec from here on can gain privileges (setuid bits, file capabilities); verified.
@@ -86,12 +74,12 @@ pub fn accounts(secure: bool, file: &str) -> Accounts {
 }
 
 /// The caller from the kernel's real ids and the host's passwd file.
-pub fn caller(mode: Mode, users: &Accounts) -> Result<Caller> {
+pub fn caller(privileged: bool, users: &Accounts) -> Result<Caller> {
     let [(uid, ..), (gid, ..)] = sys::getresids();
     let groups = sys::getgroups().map_err(syserr("getgroups"))?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let home = users.by_id(uid).map_or_else(|| "/".into(), |a| a.home.clone());
-    Ok(Caller { uid, gid, groups, home, cwd, setuid: mode == Mode::Setuid })
+    Ok(Caller { uid, gid, groups, home, cwd, setuid: privileged })
 }
 
 impl Root {
@@ -130,11 +118,7 @@ impl Root {
 pub fn drop_all(root: Root) -> Result<User> {
     // In a user namespace without a subgid range setgroups is denied (we wrote "deny"): the
     // kernel keeps the caller's groups, shown as the overflow gid.
-    let groups = match (root.userns, root.maps.ranges.is_some()) {
-        (false, _) => Some(&root.caller.groups[..]),
-        (true, true) => Some(&[][..]),
-        (true, false) => None,
-    };
+    let groups = if root.userns { root.maps.ranges.map(|_| &[][..]) } else { Some(&root.caller.groups[..]) };
     let keep = if root.maps.fakeroot && root.userns { None } else { Some(root.caps) };
     drop_ids(groups, root.maps.target, keep)?;
     Ok(User(()))

@@ -4,8 +4,8 @@
 
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::loopdev;
-use crate::ops::new_mount;
-use crate::sys::{self, Sys, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use crate::ops::{clone_tree, new_mount};
+use crate::sys::{self, Sys, MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY};
 use starter::plan::{ensure, ImageKind, PlanImage, Policy};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -91,9 +91,7 @@ pub fn mount_fuse(sys: &dyn Sys, (uid, gid): (u32, u32), shared: bool) -> Result
 
 /// A sandbox directory: a recursive clone of the opened directory.
 pub fn mount_sandbox(sys: &dyn Sys, image: &Image, writable: bool) -> Result<OwnedFd> {
-    let tree = sys.open_tree(image.fd.as_raw_fd(), "", true).map_err(path("cannot bind image", &image.shown))?;
     let ro = if writable { 0 } else { MOUNT_ATTR_RDONLY };
-    sys.mount_setattr(tree.as_fd(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | ro, 0, true)
-        .map_err(path("cannot bind image", &image.shown))?;
-    Ok(tree)
+    clone_tree(sys, image.fd.as_raw_fd(), "", true, MOUNT_ATTR_NODEV | ro)
+        .map_err(path("cannot bind image", &image.shown))
 }

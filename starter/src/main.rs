@@ -15,7 +15,8 @@ mod rootfs;
 mod sys;
 mod userns;
 
-use creds::{Mode, Root};
+use conf::paths::CONF_FILE;
+use creds::Root;
 use error::{sys as syserr, Result, StarterError};
 use starter::plan::{self, ImageKind, Policy, ValidatedPlan};
 use std::convert::Infallible;
@@ -41,16 +42,13 @@ fn run() -> Result<i32> {
     let bytes = sys::read_fd(PLAN_FD, plan::MAX_PLAN_BYTES + 1).map_err(syserr("reading the plan from fd 3"))?;
     sys::close_range_from(PLAN_FD as u32).map_err(syserr("close_range"))?;
     let plan = plan::decode(&bytes)?;
-    let mode = creds::mode(secure, plan.namespaces.user);
+    let privileged = creds::privileged(secure, plan.namespaces.user);
     let users = creds::accounts(secure, conf::PASSWD_FILE);
-    let caller = creds::caller(mode, &users)?;
+    let caller = creds::caller(privileged, &users)?;
     let groups = creds::accounts(secure, conf::GROUP_FILE);
     // The setuid starter trusts only a root-owned, non-writable conf at the built-in path.
-    let policy = if secure {
-        Policy::resolved(&*conf::load_trusted(conf::paths::CONF_FILE)?, &users, &groups)
-    } else {
-        Policy::resolved(&conf::load(conf::paths::CONF_FILE)?, &users, &groups)
-    };
+    let conf = if secure { (*conf::load_trusted(CONF_FILE)?).clone() } else { conf::load(CONF_FILE)? };
+    let policy = Policy::resolved(&conf, &users, &groups);
     let plan = plan::validate(plan, &policy, &caller)?;
     let root = Root::new(IdMaps::new(&caller, &users, plan.fakeroot), caller, plan.caps());
     if let Some(pid) = plan.join {
@@ -60,10 +58,8 @@ fn run() -> Result<i32> {
     let _ = plan.instance && sys::setsid().is_ok();
     root.as_caller()?;
     let image = image::open(&LinuxSys, &plan.image, &policy)?;
-    match mode {
-        Mode::Setuid => run_setuid(root, &plan, &policy, image),
-        Mode::Userns => run_userns(root, &plan, &policy, image),
-    }
+    let build = if privileged { run_setuid } else { run_userns };
+    build(root, &plan, &policy, image)
 }
 
 /// Kernel loop + squashfs in the initial user namespace (root's always, a user's as the conf

@@ -9,7 +9,7 @@ use crate::sys::{
     self, Errno, Sys, SysResult, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
 };
 use starter::plan::{ContainerPath, Mount, ValidatedPlan};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 /// Device nodes bound from the host into a minimal /dev.
@@ -90,15 +90,19 @@ pub fn clone_sources(sys: &dyn Sys, ops: &[Op]) -> Result<Vec<Option<OwnedFd>>> 
         .map(|op| match op {
             Op::BindHost { src, read_only, devices, .. } => {
                 let s = src.to_str().ok_or(crate::error::StarterError::Refused("bind source is not UTF-8"))?;
-                let tree = sys.open_tree(AT_FDCWD, s, true).map_err(path("cannot bind", s))?;
                 let nodev = if *devices { 0 } else { MOUNT_ATTR_NODEV };
-                let set = MOUNT_ATTR_NOSUID | nodev | if *read_only { MOUNT_ATTR_RDONLY } else { 0 };
-                sys.mount_setattr(tree.as_fd(), set, 0, true).map_err(path("cannot set flags on bind", s))?;
-                Ok(Some(tree))
+                let set = nodev | if *read_only { MOUNT_ATTR_RDONLY } else { 0 };
+                clone_tree(sys, AT_FDCWD, s, true, set).map(Some).map_err(path("cannot bind", s))
             }
             _ => Ok(None),
         })
         .collect()
+}
+
+/// A detached clone of the mount tree at `p` under `dir`, always NOSUID, plus `set`.
+pub fn clone_tree(sys: &dyn Sys, dir: RawFd, p: &str, recursive: bool, set: u64) -> SysResult<OwnedFd> {
+    let tree = sys.open_tree(dir, p, recursive)?;
+    sys.mount_setattr(tree.as_fd(), MOUNT_ATTR_NOSUID | set, 0, recursive).map(|()| tree)
 }
 
 /// Executes `ops` under the container root `root`; `session` is the starter's private tmpfs
@@ -110,19 +114,19 @@ pub fn apply(
         match op {
             Op::NewFs { fs, dst } => {
                 let mnt = new_fs(sys, fs).map_err(path("cannot mount on", dst.as_str()))?;
-                let at = mountpoint(sys, root, dst, true, true)?;
+                let at = mountpoint(sys, root, dst, true, true, &[])?;
                 sys.move_mount(mnt.as_fd(), at.as_fd()).map_err(path("cannot mount on", dst.as_str()))?;
             }
             Op::BindHost { dst, devices, .. } => {
                 let tree = tree.expect("clone_sources cloned every bind");
                 // The kernel filesystems must land on real directories, never via a symlink.
                 let strict = *devices || ["/proc", "/sys"].contains(&dst.as_str());
-                let at = mountpoint(sys, root, dst, dir_mode(&tree).is_some(), strict)?;
+                let at = mountpoint(sys, root, dst, dir_mode(&tree).is_some(), strict, &[])?;
                 sys.move_mount(tree.as_fd(), at.as_fd()).map_err(path("cannot bind onto", dst.as_str()))?;
             }
             Op::File { dst, contents } => bind_file(sys, root, session, i, dst, contents)?,
             Op::Symlink { target, dst } => {
-                let parent = mountpoint(sys, root, &cp("/dev"), true, true)?;
+                let parent = mountpoint(sys, root, &cp("/dev"), true, true, &[])?;
                 let name = dst.as_str().rsplit('/').next().unwrap_or_default();
                 sys.symlinkat(target, parent.as_fd(), name).map_err(path("cannot create", dst.as_str()))?;
             }
@@ -165,10 +169,9 @@ fn bind_file(
         .openat2(session.as_raw_fd(), &name, flags, 0o644, sys::RESOLVE_NO_SYMLINKS)
         .map_err(path("cannot write", dst.as_str()))?;
     sys.write(f.as_fd(), contents.as_bytes()).map_err(path("cannot write", dst.as_str()))?;
-    let tree = sys.open_tree(session.as_raw_fd(), &name, false).map_err(path("cannot bind", dst.as_str()))?;
-    let set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY;
-    sys.mount_setattr(tree.as_fd(), set, 0, false).map_err(path("cannot bind", dst.as_str()))?;
-    let at = mountpoint(sys, root, dst, false, false)?;
+    let tree = clone_tree(sys, session.as_raw_fd(), &name, false, MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY)
+        .map_err(path("cannot bind", dst.as_str()))?;
+    let at = mountpoint(sys, root, dst, false, false, &[])?;
     sys.move_mount(tree.as_fd(), at.as_fd()).map_err(path("cannot bind onto", dst.as_str()))
 }
 
@@ -203,19 +206,13 @@ pub fn stub(
     if modes.len() == parts.len() || modes.contains(&None) {
         return Ok(false);
     }
-    make_path(sys, stubs, dst, dir, true, &modes).map(|_| true)
+    mountpoint(sys, stubs, dst, dir, true, &modes).map(|_| true)
 }
 
 /// Opens `dst` inside `root` (O_PATH), creating it and missing parents as directories (or
-/// the last one as an empty file). `strict` refuses any symlink on the way.
+/// the last one as an empty file), component n with `modes[n]` (0755 if not given).
+/// `strict` refuses any symlink on the way.
 pub fn mountpoint(
-    sys: &dyn Sys, root: BorrowedFd<'_>, dst: &ContainerPath, dir: bool, strict: bool,
-) -> Result<OwnedFd> {
-    make_path(sys, root, dst, dir, strict, &[])
-}
-
-/// `mountpoint`, creating the missing component n with `modes[n]` (0755 if not given).
-fn make_path(
     sys: &dyn Sys, root: BorrowedFd<'_>, dst: &ContainerPath, dir: bool, strict: bool, modes: &[Option<u32>],
 ) -> Result<OwnedFd> {
     let no_symlinks = if strict { sys::RESOLVE_NO_SYMLINKS } else { 0 };
@@ -239,7 +236,7 @@ fn dir_mode(fd: &OwnedFd) -> Option<u32> {
 }
 
 /// Creates a directory or an empty file `name` under `parent`; an existing one is fine.
-fn create(sys: &dyn Sys, parent: BorrowedFd<'_>, name: &str, dir: bool, mode: u32) -> SysResult<()> {
+pub fn create(sys: &dyn Sys, parent: BorrowedFd<'_>, name: &str, dir: bool, mode: u32) -> SysResult<()> {
     let made = if dir {
         sys.mkdirat(parent, name, mode)
     } else {

@@ -242,8 +242,6 @@ pub enum PlanError {
     Invalid { what: &'static str, value: String, why: &'static str },
     #[error("{0} is not allowed by apptainer.conf ({1})")]
     Denied(String, &'static str),
-    #[error("bind destination {0:?} is reserved for the runtime")]
-    ReservedDestination(String),
     #[error("too many mounts ({0}, at most {MAX_MOUNTS})")]
     TooManyMounts(usize),
     #[error("process: {0}")]
@@ -429,7 +427,8 @@ fn check_mount(m: PlanMount, policy: &Policy, caller: &Caller) -> Result<Mount, 
 fn check_destination(dst: &str) -> Result<ContainerPath, PlanError> {
     let p = ContainerPath::parse(dst)?;
     let reserved = p.as_str() == "/" || p.is_within("/proc") || p.is_within("/sys") || p.as_str() == "/dev";
-    ensure(!reserved, PlanError::ReservedDestination(dst.to_owned())).map(|()| p)
+    let why = "is reserved for the runtime";
+    ensure(!reserved, PlanError::Invalid { what: "bind destination", value: dst.into(), why }).map(|()| p)
 }
 
 fn check_bind_rule(
@@ -455,7 +454,10 @@ fn check_bind_rule(
 /// database for users is not implemented).
 fn container_caps(req: &CapRequest, policy: &Policy, caller: &Caller) -> Result<u64, PlanError> {
     let all = caps::all().iter().fold(0, |m, c| m | c.bitmask());
-    let bits = |names: &[String]| names.iter().try_fold(0, |m, n| cap_bits(n, all).map(|b| m | b));
+    // `CAP_ALL` or one capability by its canonical name.
+    let bit = |n: &str| if n == "CAP_ALL" { Ok(all) } else { n.parse::<caps::Capability>().map(|c| c.bitmask()) };
+    let unknown = |n: &String| PlanError::Invalid { what: "capability", value: n.clone(), why: "is unknown" };
+    let bits = |names: &[String]| names.iter().try_fold(0, |m, n| bit(n).map(|b| m | b).map_err(|_| unknown(n)));
     let (add, drop) = (bits(&req.add)?, bits(&req.drop)?);
     if caller.uid != 0 {
         let denied = PlanError::Denied("keeping or adding capabilities".into(), "root only");
@@ -464,15 +466,6 @@ fn container_caps(req: &CapRequest, policy: &Policy, caller: &Caller) -> Result<
     let full = policy.conf.root_default_capabilities == conf::RootDefaultCapabilities::Full;
     let base = if !req.no_privs && (req.keep_privs || full) { all } else { 0 };
     Ok((base | add) & !drop)
-}
-
-/// `CAP_ALL` or one capability by its canonical name, as a bit mask.
-fn cap_bits(name: &str, all: u64) -> Result<u64, PlanError> {
-    let unknown = || PlanError::Invalid { what: "capability", value: name.into(), why: "is unknown" };
-    if name == "CAP_ALL" {
-        return Ok(all);
-    }
-    name.parse::<caps::Capability>().map(|c| c.bitmask()).map_err(|_| unknown())
 }
 
 /// A capability as users spell it (`chown`, `Cap_Chown`, `all`) in its canonical form

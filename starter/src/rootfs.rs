@@ -10,7 +10,6 @@ use crate::sys::{self, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY, RESOL
 use starter::plan::{Policy, ValidatedPlan};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-const MS_SLAVE: u64 = libc::MS_SLAVE;
 const SESSION: &str = "/tmp";
 
 /// Builds the root from `image` and the `--overlay` layers (detached mounts) and the
@@ -22,7 +21,7 @@ pub fn build(
     let writable = plan.writable_tmpfs || plan.image.writable || layers.iter().any(|l| l.writable);
     let slash = sys.openat2(AT_FDCWD, "/", libc::O_PATH, 0, 0).map_err(syserr("cannot open /"))?;
     // Nothing mounted from here on may propagate to the host.
-    sys.mount_setattr(slash.as_fd(), 0, MS_SLAVE, true).map_err(syserr("cannot make mounts private"))?;
+    sys.mount_setattr(slash.as_fd(), 0, libc::MS_SLAVE, true).map_err(syserr("cannot make mounts private"))?;
     let session = mount_session(sys, policy)?;
     let top = if !layers.is_empty() || policy.conf.enable_overlay.allows_kernel_overlay() && !plan.image.writable {
         let lower = subdir(sys, session.as_fd(), "lower")?;
@@ -69,10 +68,7 @@ fn mount_session(sys: &dyn Sys, policy: &Policy) -> Result<OwnedFd> {
 }
 
 fn subdir(sys: &dyn Sys, session: BorrowedFd<'_>, name: &str) -> Result<OwnedFd> {
-    match sys.mkdirat(session, name, 0o755) {
-        Ok(()) | Err(sys::Errno(libc::EEXIST)) => {}
-        Err(e) => return Err(path("cannot create session directory", name)(e)),
-    }
+    ops::create(sys, session, name, true, 0o755).map_err(path("cannot create session directory", name))?;
     open_dir(sys, session.as_raw_fd(), name).map_err(path("cannot open session directory", name))
 }
 

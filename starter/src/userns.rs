@@ -146,16 +146,6 @@ impl Handshake {
     }
 }
 
-/// Mounts the image through FUSE (detached) and starts squashfuse_ll serving it. The FUSE
-/// fd is mounted before the daemon starts (reading an unmounted /dev/fuse fails) and closed
-/// here afterwards, so a dead daemon makes accesses fail instead of hang. `ids` own the mount.
-pub fn mount_squashfuse(
-    sys: &dyn Sys, image: &Image, ids: (u32, u32), drop_to: Option<&Caller>,
-) -> Result<(OwnedFd, libc::pid_t)> {
-    let (fuse, tree) = crate::image::mount_fuse(sys, ids, drop_to.is_some())?;
-    Ok((tree, spawn_squashfuse(image, &fuse, drop_to)?))
-}
-
 /// Without FUSE the image is extracted, as the caller, to a new directory under /tmp, as
 /// the reference does; the supervisor deletes it afterwards. Returns the directory; `image`
 /// becomes the extracted root.
@@ -187,10 +177,16 @@ pub fn extract(sys: &dyn Sys, image: &mut Image) -> Result<PathBuf> {
     }
 }
 
+/// Mounts the image through FUSE (detached) and starts squashfuse_ll serving it. The FUSE
+/// fd is mounted before the daemon starts (reading an unmounted /dev/fuse fails) and closed
+/// here afterwards, so a dead daemon makes accesses fail instead of hang. `ids` own the mount.
 /// With `drop_to` (setuid mode) the daemon is detached: it runs as the caller with no
 /// privilege, is reparented to init, and exits when the mount goes away, so the container
 /// process never sees an unexpected child.
-fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> Result<libc::pid_t> {
+pub fn mount_squashfuse(
+    sys: &dyn Sys, image: &Image, ids: (u32, u32), drop_to: Option<&Caller>,
+) -> Result<(OwnedFd, libc::pid_t)> {
+    let (fuse, tree) = crate::image::mount_fuse(sys, ids, drop_to.is_some())?;
     let bin = format!("{}/{SQUASHFUSE}", conf::paths::LIBEXECDIR);
     std::fs::metadata(&bin).map_err(|_| StarterError::Refused("apptainer-squashfuse is not installed"))?;
     let offset = format!("offset={}", image.offset);
@@ -200,7 +196,7 @@ fn spawn_squashfuse(image: &Image, fuse: &OwnedFd, drop_to: Option<&Caller>) -> 
         Fork::Parent(pid) => {
             // The detached daemon's first fork exits at once: reap it.
             while drop_to.is_some() && sys::waitpid(pid) == Err(sys::Errno(libc::EINTR)) {}
-            Ok(pid)
+            Ok((tree, pid))
         }
         Fork::Child => {
             match drop_to {

@@ -164,7 +164,7 @@ fn a_missing_mount_point_is_created_component_by_component_under_the_root() {
     let sys = RecordingSys::default();
     sys.missing.borrow_mut().push("a/b".to_string());
     let root = fake_fd();
-    mountpoint(&sys, root.as_fd(), &cp("/a/b"), true, false).unwrap();
+    mountpoint(&sys, root.as_fd(), &cp("/a/b"), true, false, &[]).unwrap();
     let calls = sys.calls.borrow();
     assert!(calls.contains(&Call::Mkdir { name: "b".into() }), "{calls:?}");
     assert!(

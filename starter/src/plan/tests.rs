@@ -67,7 +67,8 @@ fn relative_and_dotdot_destinations_are_refused() {
 fn binds_over_the_root_proc_or_sys_are_refused() {
     for dst in ["/", "/proc", "/proc/sys", "/sys", "/dev"] {
         let err = validate(with_mount(user_bind(dst)), &policy(), &caller(false)).unwrap_err();
-        assert_eq!(err, PlanError::ReservedDestination(dst.into()));
+        let why = "is reserved for the runtime";
+        assert_eq!(err, PlanError::Invalid { what: "bind destination", value: dst.into(), why });
     }
     assert!(validate(with_mount(user_bind("/process")), &policy(), &caller(false)).is_ok());
 }
