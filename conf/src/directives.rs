@@ -2,7 +2,7 @@
 //! answers the starter and frontend need. Parsing lives in `parse.rs`; this file only says
 //! what each directive is.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::paths;
 
@@ -334,13 +334,15 @@ impl Conf {
     }
 
     /// Whether `image` lies under one of `limit container paths`, compared component by
-    /// component (so `/data` does not admit `/database`). True when no path limit is set.
-    /// `image` must already be the resolved, absolute path of the opened image.
+    /// component (so `/data` does not admit `/database`, CVE-2026-48785), and without `..`
+    /// (which could climb back out). True when no path limit is set.
     pub fn container_path_allowed(&self, image: &Path) -> bool {
+        let escapes = image.components().any(|c| c == Component::ParentDir);
         self.limit_container_paths.is_empty()
-            || self
-                .limit_container_paths
-                .iter()
-                .any(|p| image.starts_with(p))
+            || (!escapes
+                && self
+                    .limit_container_paths
+                    .iter()
+                    .any(|p| image.starts_with(p)))
     }
 }

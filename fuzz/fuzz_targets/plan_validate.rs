@@ -111,10 +111,7 @@ fn check_validated(plan: &Plan, v: &ValidatedPlan, conf: &Conf, caller: &Caller)
 fn check_image_rules(plan: &Plan, v: &ValidatedPlan, conf: &Conf, caller: &Caller) {
     let img = &v.image;
     assert!(img.path.is_absolute());
-    assert!(plan::path_within_any(
-        &img.path,
-        &conf.limit_container_paths
-    ));
+    assert!(conf.container_path_allowed(&img.path));
     if !conf.limit_container_paths.is_empty() {
         assert!(!img.path.components().any(|c| c.as_os_str() == ".."));
     }

@@ -155,13 +155,9 @@ fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: imag
     };
     drop((tree, mounts));
     let code = userns::supervise(child, false);
-    if let Some(d) = daemon {
-        userns::stop_daemon(d);
-    }
+    daemon.into_iter().for_each(userns::stop_daemon);
     overlay::finish(layers);
-    if let Some(dir) = scratch {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    scratch.into_iter().for_each(|dir| drop(std::fs::remove_dir_all(dir)));
     code
 }
 
@@ -189,11 +185,8 @@ fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
     if plan.instance || (plan.namespaces.pid && plan.init) {
         // Already unprivileged and confined: from here on, PID 1 only reaps and forwards.
         if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
-            std::process::exit(if plan.instance {
-                join::linger()
-            } else {
-                userns::supervise(child, true).unwrap_or(255)
-            });
+            let code = if plan.instance { join::linger() } else { userns::supervise(child, true).unwrap_or(255) };
+            std::process::exit(code);
         }
     }
     Err(error::path("cannot execute", &argv[0])(sys::execve(argv, &plan.process.env)))

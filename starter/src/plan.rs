@@ -4,7 +4,7 @@
 //! the image the starter opens itself. Adding a `PlanMount` variant needs a security review.
 
 use serde::{Deserialize, Serialize};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Wire format version; bump on any incompatible change.
 pub const PLAN_VERSION: u32 = 1;
@@ -296,7 +296,7 @@ fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &
     ensure(!img.writable || !caller.setuid || root_sandbox, refuse("writable images need user-namespace mode"))?;
     let overlay = policy.conf.enable_overlay.allows_kernel_overlay();
     ensure(!writable_tmpfs || overlay, PlanError::Denied("writable tmpfs".into(), "enable overlay"))?;
-    ensure(path_within_any(&img.path, &policy.conf.limit_container_paths), refuse("outside 'limit container paths'"))
+    ensure(policy.conf.container_path_allowed(&img.path), refuse("outside 'limit container paths'"))
 }
 
 /// One writable layer at most (overlay, SIF partition, tmpfs), as `enable overlay` allows,
@@ -314,13 +314,6 @@ fn check_overlays(plan: &Plan, policy: &Policy, caller: &Caller) -> Result<(), P
     let ok = writable <= 1 && os.len() <= 16 && !(img.writable && img.kind == ImageKind::Sandbox);
     ensure(ok, refuse("one writable layer at most (overlay, --writable, --writable-tmpfs), 16 overlays at most"))?;
     os.iter().try_for_each(|o| check_host_path(&o.path))
-}
-
-/// Component-wise prefix test: `/scratch` covers `/scratch/x` but not `/scratch2/x`
-/// (CVE-2026-48785). An empty list means no limit.
-pub fn path_within_any(path: &Path, tops: &[PathBuf]) -> bool {
-    let escapes = path.components().any(|c| matches!(c, Component::ParentDir));
-    tops.is_empty() || (!escapes && tops.iter().any(|t| path.starts_with(t)))
 }
 
 impl Policy {
@@ -342,9 +335,8 @@ impl Policy {
     /// path the kernel reports for the fd, so a symlink or rename cannot dodge the limits.
     pub fn check_opened_image(&self, real_path: &Path, uid: u32, gid: u32) -> Result<(), PlanError> {
         let refuse = |why| PlanError::ImageRefused { path: real_path.to_owned(), why };
-        let paths = &self.conf.limit_container_paths;
         let limited = |ids: &[u32], id| ids.is_empty() || ids.contains(&id);
-        ensure(path_within_any(real_path, paths), refuse("outside 'limit container paths'"))?;
+        ensure(self.conf.container_path_allowed(real_path), refuse("outside 'limit container paths'"))?;
         ensure(limited(&self.limit_owners, uid), refuse("owner not in 'limit container owners'"))?;
         ensure(limited(&self.limit_groups, gid), refuse("group not in 'limit container groups'"))
     }
