@@ -268,9 +268,7 @@ pub fn validate(mut plan: Plan, policy: &Policy, caller: &Caller) -> Result<Vali
     check_image(&plan.image, plan.writable_tmpfs, policy, caller)?;
     check_overlays(&plan, policy, caller)?;
     check_namespaces(plan.namespaces, plan.fakeroot, policy, caller)?;
-    if let Some(h) = &plan.hostname {
-        check_hostname(h, plan.namespaces)?;
-    }
+    plan.hostname.as_deref().map_or(Ok(()), |h| check_hostname(h, plan.namespaces))?;
     ensure(plan.mounts.len() <= MAX_MOUNTS, PlanError::TooManyMounts(plan.mounts.len()))?;
     let mounts = std::mem::take(&mut plan.mounts);
     let mounts = mounts.into_iter().map(|m| check_mount(m, policy, caller)).collect::<Result<Vec<_>, _>>()?;

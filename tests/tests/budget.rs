@@ -18,11 +18,18 @@ use std::process::Command;
 /// keeps them (+68, join.rs); the container's capability set for root (`--keep-privs`,
 /// `--no-privs`, `--add-caps`, `--drop-caps`, +56); real root run privileged without a
 /// user namespace (+17); SIGXFSZ under the caller's RLIMIT_FSIZE (+8); a rustfmt-clean
-/// layout (+9). Shrink passes that kept every feature, check and security property took
-/// back 17 (a tighter overlay sequence, one FUSE-mount helper, one daemon exec path, the
-/// squashfuse switch), for 1,760: going lower means dropping one of these features. This
-/// limit only ratchets down; raising it needs the same review as a new dependency.
-const LINE_BUDGET: usize = 1760;
+/// layout (+9), for 1,777. Shrink passes that kept every feature, check, message and
+/// security property took back 69: a tighter overlay sequence, one FUSE-mount helper, one
+/// daemon exec path, the squashfuse switch; then the build mode as the `Caller.setuid` it
+/// duplicated, one `clone_tree` (open_tree + mount_setattr, always NOSUID) for binds,
+/// generated files and sandboxes, one squashfuse mount-and-serve function, the
+/// `limit container paths` test shared with conf, and single-expression forms of a few
+/// branches. The starter now measures 1,708 lines, this budget covering that plus a
+/// rounding margin. Going near 1,500 would mean dropping one of the features above or
+/// moving the process-wide syscall wrappers of sys.rs onto a library (`nix`, on the
+/// allowed list but not linked), a dependency review of its own. This limit only
+/// ratchets down; raising it needs the same review as a new dependency.
+const LINE_BUDGET: usize = 1710;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
