@@ -71,13 +71,18 @@ fn run(argv: &[String]) -> Result<(), String> {
     config.n_threads = Some(1);
     // The kernel already enforces who may use the mount (allow_other or not, and
     // default_permissions): fuser's own owner check would wrongly refuse container users.
-    let session = fuser::Session::from_fd(
+    let session = match fuser::Session::from_fd(
         fs::SquashFs::new(archive),
         fuse,
         fuser::SessionACL::All,
         config,
-    )
-    .map_err(|e| format!("FUSE handshake failed: {e}"))?;
+    ) {
+        Ok(s) => s,
+        // The mount went away before the kernel's first request: the starter gave up on
+        // this container (and said why), so there is nothing to serve and nothing to add.
+        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Ok(()),
+        Err(e) => return Err(format!("FUSE handshake failed: {e}")),
+    };
     session
         .run()
         .map_err(|e| format!("FUSE session failed: {e}"))
