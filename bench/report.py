@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 IMAGES = ["tiny", "debian"]
 OURS_SETUID = "ours, setuid (apptainer exec)"
+OURS_SETUID_KERNEL = "ours, setuid, kernel squashfs (allow setuid-mount squashfs = yes)"
 OURS_USERNS = "ours, user namespace (exec --userns)"
 BWRAP_DIR = "bwrap on the unpacked dir"
 FUSE_BWRAP = "squashfuse_ll + bwrap"
@@ -115,7 +116,8 @@ def goals_table(rows):
     out.append("| ratio | tiny | debian | goal | met |")
     out.append("|---|---:|---:|---|---|")
     specs = [
-        ("start: setuid mode / loop mount + chroot", "start", OURS_SETUID, LOOP_FLOOR, "≤ 1.0", 1.0, False),
+        ("start: setuid mode (shipped conf) / loop mount + chroot", "start", OURS_SETUID, LOOP_FLOOR, "≤ 1.0", 1.0, False),
+        ("start: setuid mode, kernel squashfs / loop mount + chroot", "start", OURS_SETUID_KERNEL, LOOP_FLOOR, "≤ 1.0", 1.0, False),
         ("start: user-namespace mode / squashfuse_ll + bwrap", "start", OURS_USERNS, FUSE_BWRAP, "≤ 1.0", 1.0, False),
         ("start: setuid mode / bwrap on the dir", "start", OURS_SETUID, BWRAP_DIR, "where the time to remove lies", None, False),
         ("start: user-namespace mode / bwrap on the dir", "start", OURS_USERNS, BWRAP_DIR, "where the time to remove lies", None, False),
@@ -135,7 +137,7 @@ def goals_table(rows):
                                                    verdict(rs, limit, strict)))
     # Scaling: how much longer 50 at once take than one alone, ours next to bwrap's.
     scale = {}
-    for n in [BWRAP_DIR, OURS_SETUID, OURS_USERNS]:
+    for n in [BWRAP_DIR, OURS_SETUID, OURS_SETUID_KERNEL, OURS_USERNS]:
         vals = []
         for img in IMAGES:
             p, s = rows.get(("parallel", n, img)), rows.get(("start", n, img))
@@ -231,7 +233,10 @@ HOW = [
     "- Start rows run `/bin/true` in the image; `tiny` is the test fixture busybox, `debian` the "
     "three-layer debootstrap image. All tools use the same squashfs (made by the peer pipeline "
     "below, gzip) or the directory `umoci unpack` made from it; our SIF wraps that same squashfs.",
-    "- ours: `apptainer exec [--userns] IMG.sif /bin/true` as a plain user (setuid starter installed).",
+    "- ours: `apptainer exec [--userns] IMG.sif /bin/true` as a plain user (setuid starter installed). "
+    "Setuid mode runs the shipped apptainer.conf (`allow setuid-mount squashfs = iflimited`: the SIF is served by "
+    "apptainer-squashfuse as the caller); its kernel squashfs row sets `allow setuid-mount squashfs = yes` for "
+    "its own runs (a shared read-only loop device and kernel squashfs).",
     "- bwrap: `bwrap --unshare-user --unshare-pid --ro-bind ROOT / --proc /proc --dev /dev /bin/true` "
     "as a plain user; squashfuse_ll + bwrap mounts the squashfs on a fresh directory, runs the same "
     "bwrap on it and unmounts (`fusermount3 -u`).",

@@ -31,9 +31,10 @@ PULL_RUNS_DEBIAN=${PULL_RUNS_DEBIAN:-3}
 IMAGES=${IMAGES:-tiny debian}
 BENCH_NICE=${BENCH_NICE:--10}
 # Setuid mode mounts SIF images with the kernel only when the admin allows it
-# (`allow setuid-mount squashfs`, default iflimited = squashfuse); the setuid rows are about
-# that path, so the run sets it to `yes` in PREFIX's apptainer.conf and restores the file.
-SETUID_KERNEL_SQUASHFS=${SETUID_KERNEL_SQUASHFS:-yes}
+# (`allow setuid-mount squashfs`, default iflimited: FUSE, apptainer-squashfuse, as the
+# caller). The row "ours, setuid" runs the shipped conf; the row "ours, setuid, kernel
+# squashfs" sets `allow setuid-mount squashfs = yes` in PREFIX's apptainer.conf for its own
+# runs only; the file is restored after each such row and at exit.
 BENCH_PARTS=${BENCH_PARTS:-pull start parallel build}
 OUT=${BENCH_OUT:-$REPO/docs}
 CACHE=/var/lib/apptainer-bench
@@ -272,6 +273,7 @@ start_commands() {
     # The harness's own cost: sh starting /bin/true on the host, no container.
     add_start "host: sh + /bin/true, no container" user "/bin/true"
     add_start "ours, setuid (apptainer exec)" user "$APPTAINER exec $S /bin/true"
+    add_start "ours, setuid, kernel squashfs (allow setuid-mount squashfs = yes)" user "$APPTAINER exec $S /bin/true"
     add_start "ours, user namespace (exec --userns)" user "$APPTAINER exec --userns $S /bin/true"
     add_start "bwrap on the unpacked dir" user "$BW $R / $BWT"
     add_start "squashfuse_ll + bwrap" user \
@@ -317,7 +319,9 @@ bench_start() {
             record_na start "$img" "$name" "did not run inside the image ($check): $PROBE_ERROR"
             continue
         fi
+        conf_for_row "$name"
         hyperfine_row start "$img" "$name" "${START_AS[k]}" "$RUNS" 3 "i=0; $cmd"
+        restore_conf_copy
     done
 }
 
@@ -335,7 +339,9 @@ bench_parallel() {
         fi
         # The instances' stderr goes to one file, so a failed batch can show why.
         local batch="l=\$(mktemp /tmp/bench-par.XXXXXX); p=''; for i in \$(seq $PARALLEL); do ( $cmd ) > /dev/null 2>> \$l & p=\"\$p \$!\"; done; r=0; for q in \$p; do wait \$q || r=1; done; [ \$r -eq 0 ] || grep -m1 . \$l >&2; rm -f \$l; exit \$r"
+        conf_for_row "$name"
         hyperfine_row parallel "$img" "$name" "${START_AS[k]}" "$PAR_RUNS" 1 "$batch"
+        restore_conf_copy
     done
 }
 
@@ -367,8 +373,19 @@ set_setuid_squashfs() {
     [ -f "$conf" ] || return 0
     CONF_SAVED=$(mktemp)
     cp -p "$conf" "$CONF_SAVED"
-    sed -i "s/^allow setuid-mount squashfs = .*/allow setuid-mount squashfs = $SETUID_KERNEL_SQUASHFS/" "$conf"
-    meta "setuid image mounts" "$(grep -E '^(allow setuid-mount squashfs|shared loop devices) =' "$conf" | paste -sd ';')"
+    meta "setuid image mounts" "shipped conf: $(grep -E '^(allow setuid-mount squashfs|shared loop devices) =' "$conf" | paste -sd ';'); the kernel squashfs row: allow setuid-mount squashfs = yes"
+}
+
+# conf_for_row NAME: the kernel squashfs row runs with `allow setuid-mount squashfs = yes`.
+conf_for_row() {
+    [[ $1 == *"kernel squashfs"* && -n ${CONF_SAVED:-} ]] || return 0
+    sed -i "s/^allow setuid-mount squashfs = .*/allow setuid-mount squashfs = yes/" "$PREFIX/etc/apptainer/apptainer.conf"
+}
+
+# restore_conf_copy: back to the shipped conf, keeping the saved copy for later rows.
+restore_conf_copy() {
+    [ -n "${CONF_SAVED:-}" ] || return 0
+    cp -p "$CONF_SAVED" "$PREFIX/etc/apptainer/apptainer.conf"
 }
 restore_conf() {
     [ -n "$CONF_SAVED" ] || return 0
