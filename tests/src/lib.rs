@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 pub use tempfile::TempDir;
 
 pub mod launch;
+pub mod plans;
+pub mod racer;
 pub mod registries;
 pub mod token_server;
 

@@ -7,6 +7,7 @@
 //! instance): each is refused with one FATAL line.
 
 use apptainer_tests::launch::{pull_fixture_into, Mode};
+use apptainer_tests::plans::{assert_one_fatal, run_plan_as};
 use apptainer_tests::{
     account, assert_no_leftover_mounts, both_modes, fixtures_built, installed, mounts_snapshot,
     require, serial, setuid_starter, starter_bin, tempdir_for, test_account, test_user_exists, Out,
@@ -456,38 +457,6 @@ fn join_plan(mode: Mode, pid: u32, script: &str) -> Value {
     })
 }
 
-/// Runs `starter` as `user` with `plan` on fd 3.
-fn run_plan_as(user: &str, starter: &Path, plan: &Value) -> Out {
-    let dir = tempdir_for(user);
-    let file = dir.path().join("plan.json");
-    std::fs::write(&file, serde_json::to_vec(plan).unwrap()).unwrap();
-    let acct = account(user).unwrap();
-    std::os::unix::fs::chown(&file, Some(acct.uid), Some(acct.gid)).unwrap();
-    UserCmd::program(
-        "/bin/sh",
-        &[
-            "-c",
-            "exec \"$0\" 3<\"$1\"",
-            starter.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ],
-    )
-    .user(user)
-    .run()
-}
-
-#[track_caller]
-fn assert_refused(out: &Out, needle: &str) {
-    assert_eq!(out.code(), 255, "{out:?}");
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{out:?}");
-    assert!(
-        lines[0].starts_with("FATAL:   ") && lines[0].contains(needle),
-        "{out:?}"
-    );
-    assert!(out.stdout.is_empty(), "{out:?}");
-}
-
 fn hostile_join_plans_are_refused_by_the_starter(mode: Mode) {
     let _guard = serial();
     require!(image().is_some() && mode.available(), NEEDS);
@@ -502,23 +471,23 @@ fn hostile_join_plans_are_refused_by_the_starter(mode: Mode) {
     let ok = run_plan_as(TEST_USER, &st, &join_plan(mode, pid, "echo joined"));
     assert_eq!(ok.stdout, "joined\n", "{ok:?}");
     let not_instance = "is not an instance";
-    assert_refused(
+    assert_one_fatal(
         &run_plan_as(TEST_USER, &st, &join_plan(mode, 1, "id")),
         not_instance,
     );
     let mut mine = user_sleep(TEST_USER);
-    assert_refused(
+    assert_one_fatal(
         &run_plan_as(TEST_USER, &st, &join_plan(mode, mine.id(), "id")),
         not_instance,
     );
     // Another user may not join the test user's instance.
     if account(TEST_USER2).is_some() {
-        assert_refused(
+        assert_one_fatal(
             &run_plan_as(TEST_USER2, &st, &join_plan(mode, pid, "id")),
             not_instance,
         );
     }
-    assert_refused(
+    assert_one_fatal(
         &run_plan_as(TEST_USER, &st, &join_plan(mode, u32::MAX, "id")),
         "",
     );

@@ -7,6 +7,7 @@
 //! starters themselves, the setuid one refusing every overlay.
 
 use apptainer_tests::launch::{action, pull_fixture_into, ready, Mode, READY};
+use apptainer_tests::plans::{assert_one_fatal, run_plan_as};
 use apptainer_tests::{
     account, assert_no_leftover_mounts, both_modes, mounts_snapshot, require, setuid_starter,
     starter_bin, tempdir_for, user_namespaces_available, Out, UserCmd, CLEAN_PATH, TEST_USER,
@@ -321,34 +322,14 @@ fn frontend_plan(sif: &Path, ov: &Path) -> Value {
 }
 
 /// Feeds `plan` on fd 3 to `starter` as the test user.
-fn run_plan(starter: &Path, plan: &Value, dir: &Path) -> Out {
-    let file = dir.join("plan.json");
-    std::fs::write(&file, serde_json::to_vec(plan).unwrap()).unwrap();
-    let acct = account(TEST_USER).unwrap();
-    std::os::unix::fs::chown(&file, Some(acct.uid), Some(acct.gid)).unwrap();
-    UserCmd::program(
-        "/bin/sh",
-        &[
-            "-c",
-            "exec \"$0\" 3<\"$1\"",
-            starter.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ],
-    )
-    .run()
+fn run_plan(starter: &Path, plan: &Value) -> Out {
+    run_plan_as(TEST_USER, starter, plan)
 }
 
 #[track_caller]
-fn assert_refused(starter: &Path, plan: &Value, dir: &Path, needle: &str) {
+fn assert_refused(starter: &Path, plan: &Value, needle: &str) {
     let before = mounts_snapshot();
-    let out = run_plan(starter, plan, dir);
-    assert_eq!(out.code(), 255, "{out:?}");
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{out:?}");
-    assert!(
-        lines[0].starts_with("FATAL:   ") && lines[0].contains(needle),
-        "want {needle:?}: {out:?}"
-    );
+    assert_one_fatal(&run_plan(starter, plan), needle);
     assert_no_leftover_mounts(&before);
 }
 
@@ -376,7 +357,6 @@ fn the_user_namespace_starter_refuses_layers_the_caller_may_not_write() {
     assert_refused(
         &starter,
         &set_overlay(&plan, root_dir.path(), true),
-        dir.path(),
         "must be the caller's",
     );
     // An ext3 image of root's, readable by all, as the writable layer.
@@ -389,16 +369,11 @@ fn the_user_namespace_starter_refuses_layers_the_caller_may_not_write() {
         .unwrap();
     assert!(mkfs.status.success(), "{mkfs:?}");
     std::fs::set_permissions(&img, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    assert_refused(
-        &starter,
-        &set_overlay(&plan, &img, true),
-        dir.path(),
-        "read-write",
-    );
+    assert_refused(&starter, &set_overlay(&plan, &img, true), "read-write");
     // A second writable layer besides a writable tmpfs.
     let mut both = plan.clone();
     both["writable_tmpfs"] = Value::Bool(true);
-    assert_refused(&starter, &both, dir.path(), "writable");
+    assert_refused(&starter, &both, "writable");
 }
 
 #[test]
@@ -410,8 +385,8 @@ fn the_setuid_starter_refuses_every_overlay() {
     as_user(dir.path(), "mkdir ov");
     let mut plan = frontend_plan(&sif, &dir.path().join("ov"));
     plan["namespaces"]["user"] = Value::Bool(false);
-    assert_refused(&suid, &plan, dir.path(), "user-namespace mode");
+    assert_refused(&suid, &plan, "user-namespace mode");
     let mut ro = set_overlay(&plan, &dir.path().join("ov"), false);
     ro["namespaces"]["user"] = Value::Bool(false);
-    assert_refused(&suid, &ro, dir.path(), "user-namespace mode");
+    assert_refused(&suid, &ro, "user-namespace mode");
 }

@@ -11,20 +11,17 @@
 //! mutex and puts the original file, owner and modes back when dropped, also on a panic.
 
 use apptainer_tests::launch::{pull_fixture, pull_fixture_into, PulledImage};
+use apptainer_tests::plans::{assert_one_fatal, run_plan_as};
+use apptainer_tests::racer::{build_racer, Racer};
 use apptainer_tests::{
     assert_no_leftover_mounts, fixtures_built, installed, mounts_snapshot, require, serial,
-    tempdir_for, test_account, test_user_exists, Out, UserCmd, TEST_USER,
+    test_account, test_user_exists, Out, TEST_USER,
 };
 use serde_json::{json, Value};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::MutexGuard;
-
-/// Swaps its two path arguments with renameat2(RENAME_EXCHANGE) until killed.
-const RACER_C: &str = "#define _GNU_SOURCE\n#include <fcntl.h>\n#include <unistd.h>\n\
-#include <sys/syscall.h>\n#include <linux/fs.h>\n\
-int main(int c,char**v){if(c<3)return 2;for(;;)syscall(SYS_renameat2,AT_FDCWD,v[1],AT_FDCWD,v[2],RENAME_EXCHANGE);}\n";
 
 const NEEDS: &str = "the alternative starters (make install-alt-starter), apptainer, fixtures, \
                      the apptest user, gcc and mksquashfs";
@@ -153,33 +150,7 @@ fn plan(image: &Path, kind: &str, userns: bool, script: &str) -> Value {
 
 /// Runs `starter` as the test user with `plan` on fd 3.
 fn run(starter: &Path, plan: &Value) -> Out {
-    let dir = tempdir_for(TEST_USER);
-    let file = dir.path().join("plan.json");
-    std::fs::write(&file, serde_json::to_vec(plan).unwrap()).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    UserCmd::program(
-        "/bin/sh",
-        &[
-            "-c",
-            "exec \"$0\" 3<\"$1\"",
-            starter.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ],
-    )
-    .run()
-}
-
-/// Asserts one refusal: exit 255, one `FATAL:` line containing `needle`, no stdout.
-#[track_caller]
-fn assert_refused(out: &Out, needle: &str) {
-    assert_eq!(out.code(), 255, "want a refusal naming {needle:?}: {out:?}");
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "want one line: {out:?}");
-    assert!(
-        lines[0].starts_with("FATAL:   ") && lines[0].contains(needle),
-        "want {needle:?}: {out:?}"
-    );
-    assert!(out.stdout.is_empty(), "{out:?}");
+    run_plan_as(TEST_USER, starter, plan)
 }
 
 /// Asserts the container ran and printed `want`.
@@ -300,7 +271,7 @@ fn a_conf_not_owned_by_root_or_writable_by_others_makes_the_setuid_starter_refus
         let out = run(&st, &p);
         conf.restore();
         eprintln!("{what}: {}", out.stderr.trim());
-        assert_refused(&out, needle);
+        assert_one_fatal(&out, needle);
     }
     let _ = std::fs::remove_file(path.with_extension("conf.copy"));
     // Content the parser must refuse rather than fall back to defaults.
@@ -329,7 +300,7 @@ fn a_conf_not_owned_by_root_or_writable_by_others_makes_the_setuid_starter_refus
         conf.write(&bytes);
         let out = run(&st, &p);
         eprintln!("{what}: {}", out.stderr.trim());
-        assert_refused(&out, needle);
+        assert_one_fatal(&out, needle);
     }
     drop(conf);
     assert_no_leftover_mounts(&before);
@@ -379,15 +350,15 @@ fn limit_container_owners_groups_and_paths_are_enforced_on_the_opened_image() {
         conf.set(&[("limit container paths", allowed.to_str().unwrap())]);
         assert_ran(&go(&mine), "ran\n");
         // A sibling sharing the prefix as a string, a symlink out, and `..` out.
-        assert_refused(&go(&outside), "outside 'limit container paths'");
-        assert_refused(&go(&link), "outside 'limit container paths'");
-        assert_refused(&go(&dotdot), "outside 'limit container paths'");
+        assert_one_fatal(&go(&outside), "outside 'limit container paths'");
+        assert_one_fatal(&go(&link), "outside 'limit container paths'");
+        assert_one_fatal(&go(&dotdot), "outside 'limit container paths'");
         conf.set(&[("limit container owners", "root")]);
         assert_ran(&go(&roots), "ran\n");
-        assert_refused(&go(&mine), "owner not in 'limit container owners'");
+        assert_one_fatal(&go(&mine), "owner not in 'limit container owners'");
         conf.set(&[("limit container groups", "apptblocked")]);
         assert_ran(&go(&grouped), "ran\n");
-        assert_refused(&go(&mine), "group not in 'limit container groups'");
+        assert_one_fatal(&go(&mine), "group not in 'limit container groups'");
     }
     drop(conf);
     assert_no_leftover_mounts(&before);
@@ -498,54 +469,11 @@ fn allow_container_no_refuses_that_image_type_in_both_modes() {
             assert_ran(&run(&st, &plan(image, kind, userns, "echo ran")), "ran\n");
             conf.set(&[(directive, "no")]);
             let out = run(&st, &plan(image, kind, userns, "echo ran"));
-            assert_refused(&out, "disabled by 'allow container'");
+            assert_one_fatal(&out, "disabled by 'allow container'");
         }
     }
     drop(conf);
     assert_no_leftover_mounts(&before);
-}
-
-/// A racer process of the test user swapping `a` and `b` until dropped.
-struct Racer(Child);
-
-impl Racer {
-    fn start(bin: &Path, a: &Path, b: &Path) -> Racer {
-        let child = Command::new("setpriv")
-            .args([
-                &format!("--reuid={TEST_USER}"),
-                &format!("--regid={TEST_USER}"),
-                "--init-groups",
-                "--",
-            ])
-            .arg(bin)
-            .arg(a)
-            .arg(b)
-            .spawn()
-            .expect("start the racer");
-        Racer(child)
-    }
-}
-
-impl Drop for Racer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn build_racer(dir: &Path) -> PathBuf {
-    let src = dir.join("racer.c");
-    let bin = dir.join("racer");
-    std::fs::write(&src, RACER_C).unwrap();
-    let ok = Command::new("gcc")
-        .arg("-O2")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "gcc racer");
-    bin
 }
 
 /// A SIF like the fixture's, plus `/which` containing `name`, owned by the test user.
@@ -620,7 +548,7 @@ fn race_image(
             assert_eq!(out.stdout, "allowed\n", "{out:?}");
             t.allowed_ran += 1;
         } else {
-            assert_refused(&out, rule);
+            assert_one_fatal(&out, rule);
             t.refused += 1;
         }
         if run_no >= min && t.allowed_ran >= 5 && t.refused >= 5 {

@@ -6,9 +6,10 @@
 //! runs, so the refusal is due to that field alone. Nothing may be left mounted.
 
 use apptainer_tests::launch::{pull_fixture, ready, Mode, PulledImage, READY};
+use apptainer_tests::plans::{assert_one_fatal, run_plan_as};
 use apptainer_tests::{
-    assert_no_leftover_mounts, mounts_snapshot, require, serial, setuid_starter, starter_bin,
-    tempdir_for, Out, UserCmd, TEST_USER,
+    assert_no_leftover_mounts, mounts_snapshot, require, serial, setuid_starter, starter_bin, Out,
+    TEST_USER,
 };
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -41,21 +42,7 @@ fn plan(mode: Mode, img: &PulledImage, script: &str) -> Value {
 
 /// Runs the starter for `mode` as the test user with `plan` on fd 3.
 fn run_plan(mode: Mode, plan: &Value) -> Out {
-    let dir = tempdir_for(TEST_USER);
-    let file = dir.path().join("plan.json");
-    std::fs::write(&file, serde_json::to_vec(plan).unwrap()).unwrap();
-    let st = starter(mode);
-    UserCmd::program(
-        "/bin/sh",
-        &[
-            "-c",
-            "exec \"$0\" 3<\"$1\"",
-            st.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ],
-    )
-    .user(TEST_USER)
-    .run()
+    run_plan_as(TEST_USER, &starter(mode), plan)
 }
 
 /// Asserts a refusal: exit 255, one `FATAL:` line naming `needle`, no output, nothing
@@ -63,15 +50,7 @@ fn run_plan(mode: Mode, plan: &Value) -> Out {
 #[track_caller]
 fn assert_refused(mode: Mode, plan: &Value, needle: &str) {
     let before = mounts_snapshot();
-    let out = run_plan(mode, plan);
-    assert_eq!(out.code(), 255, "{mode:?}: expected {needle:?}: {out:?}");
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{mode:?}: {out:?}");
-    assert!(
-        lines[0].starts_with("FATAL:   ") && lines[0].contains(needle),
-        "{mode:?}: expected {needle:?}: {out:?}"
-    );
-    assert!(out.stdout.is_empty(), "{mode:?}: {out:?}");
+    assert_one_fatal(&run_plan(mode, plan), needle);
     assert_no_leftover_mounts(&before);
 }
 

@@ -6,6 +6,7 @@
 //! probed by the caller during its whole run (T05).
 
 use apptainer_tests::launch::Mode;
+use apptainer_tests::racer::{build_racer, Racer};
 use apptainer_tests::{
     assert_no_leftover_mounts, mounts_snapshot, require, serial, setuid_starter, starter_bin,
     tempdir_for, test_user_exists, user_namespaces_available, Out, TempDir, UserCmd, TEST_USER,
@@ -14,12 +15,7 @@ use apptainer_tests::{
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-
-/// Swaps its two path arguments with renameat2(RENAME_EXCHANGE) until killed.
-const RACER_C: &str = "#define _GNU_SOURCE\n#include <fcntl.h>\n#include <unistd.h>\n\
-#include <sys/syscall.h>\n#include <linux/fs.h>\n\
-int main(int c,char**v){if(c<3)return 2;for(;;)syscall(SYS_renameat2,AT_FDCWD,v[1],AT_FDCWD,v[2],RENAME_EXCHANGE);}\n";
+use std::process::Command;
 
 const NEEDS: &str = "the installed starter for this mode, the apptest user, busybox and gcc";
 
@@ -120,49 +116,6 @@ fn run(user: &str, starter: &Path, plan: &Value) -> Out {
     )
     .user(user)
     .run()
-}
-
-/// A racer process of the test user swapping `a` and `b` until dropped.
-struct Racer(Child);
-
-impl Racer {
-    fn start(bin: &Path, a: &Path, b: &Path) -> Racer {
-        let child = Command::new("setpriv")
-            .args([
-                &format!("--reuid={TEST_USER}"),
-                &format!("--regid={TEST_USER}"),
-                "--init-groups",
-                "--",
-            ])
-            .arg(bin)
-            .arg(a)
-            .arg(b)
-            .spawn()
-            .expect("start the racer");
-        Racer(child)
-    }
-}
-
-impl Drop for Racer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn build_racer(dir: &Path) -> PathBuf {
-    let src = dir.join("racer.c");
-    let bin = dir.join("racer");
-    std::fs::write(&src, RACER_C).unwrap();
-    let ok = Command::new("gcc")
-        .arg("-O2")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "gcc racer");
-    bin
 }
 
 /// Prints the mount point of every mount whose root (field 4 of mountinfo) is the bind
