@@ -6,6 +6,7 @@
 //! probed by the caller during its whole run (T05).
 
 use apptainer_tests::launch::Mode;
+use apptainer_tests::plans::run_plan_as;
 use apptainer_tests::racer::{build_racer, Racer};
 use apptainer_tests::{
     assert_no_leftover_mounts, mounts_snapshot, require, serial, setuid_starter, starter_bin,
@@ -101,21 +102,7 @@ fn plan(mode: Mode, sandbox: &Path, mounts: Value, script: &str, env: &[String])
 
 /// Runs `starter` as `user` with `plan` on fd 3.
 fn run(user: &str, starter: &Path, plan: &Value) -> Out {
-    let dir = tempdir_for(user);
-    let file = dir.path().join("plan.json");
-    std::fs::write(&file, serde_json::to_vec(plan).unwrap()).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    UserCmd::program(
-        "/bin/sh",
-        &[
-            "-c",
-            "exec \"$0\" 3<\"$1\"",
-            starter.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ],
-    )
-    .user(user)
-    .run()
+    run_plan_as(user, starter, plan)
 }
 
 /// Prints the mount point of every mount whose root (field 4 of mountinfo) is the bind
