@@ -542,7 +542,12 @@ fn names_planted_in_tmp_by_the_caller_are_not_followed(mode: Mode) {
             planted.0.push(link);
         }
     }
-    require!(!planted.0.is_empty(), "a free name to plant in /tmp");
+    // Every staging name must be planted, or the test would pass without testing anything
+    // (stale entries of another run in /tmp take names).
+    require!(
+        planted.0.len() == 5,
+        "/tmp/lower, stubs, root, session and apptainer free to plant (stale entries in /tmp?)"
+    );
     let before = mounts_snapshot();
     let flags: &[&str] = &["--writable-tmpfs"];
     let out = action(
