@@ -324,11 +324,12 @@ pub fn pull_to_sandbox(
     let fetch_opts = opts.fetch_options(source)?;
     let image = fetch_image(source, &fetch_opts, &cache)?;
     let parent = parent_dir(dest);
-    let work = tempfile::Builder::new()
-        .prefix(".tmp-sandbox-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
-    let _registered = interrupt::register(work.path());
+    let (work, _registered) = interrupt::temp(|| {
+        tempfile::Builder::new()
+            .prefix(".tmp-sandbox-")
+            .tempdir_in(&parent)
+    })
+    .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
     let root = work.path().join("rootfs");
     crate::convert::to_sandbox(&image, &root, &convert_options(opts.fix_perms))
         .with_context(|| format!("while converting {} to a sandbox", image.reference))?;
@@ -388,11 +389,12 @@ fn remove_path(p: &Path) -> Result<()> {
 /// `dest` is either absent, the old file, or the complete new one.
 pub fn copy_atomic(src: &Path, dest: &Path, force: bool) -> Result<()> {
     let parent = parent_dir(dest);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-pull-")
-        .tempfile_in(&parent)
-        .with_context(|| format!("cannot write to output directory {:?}", parent))?;
-    let _registered = interrupt::register(tmp.path());
+    let (mut tmp, _registered) = interrupt::temp(|| {
+        tempfile::Builder::new()
+            .prefix(".tmp-pull-")
+            .tempfile_in(&parent)
+    })
+    .with_context(|| format!("cannot write to output directory {:?}", parent))?;
     let mut input = fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
     io::copy(&mut input, tmp.as_file_mut())
         .with_context(|| format!("writing {}", dest.display()))?;

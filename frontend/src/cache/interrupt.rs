@@ -1,12 +1,13 @@
 //! Leaving nothing behind when a pull is interrupted (Ctrl-C, `kill`, a closed terminal).
 //!
 //! While a [`Watch`] is alive, SIGINT, SIGTERM and SIGHUP no longer kill the process at
-//! once: a thread stops the helper programs registered with [`register_child`] (so none
+//! once: a thread stops the helper programs started with [`spawn`] (so none
 //! recreates its output afterwards), removes every path registered with [`register`]
 //! (temporary squashfs images, SIFs and blobs being written, temporary caches and
 //! sandboxes), and exits with 128 + the signal number, as a shell reports it.
 //!
-//! Invariant: a path is registered before anything is written under it and unregistered
+//! Invariant: a path is registered (with [`register`] before it is created, or with
+//! [`temp`] in the same step) before anything is written under it and unregistered
 //! only once it was renamed into place or removed, so an interrupted pull leaves no
 //! partial SIF, no temp file and no half-written cache entry. The registry lock is held
 //! from the signal until exit, so no new temp can be registered in between.
@@ -59,11 +60,29 @@ pub fn register(path: &Path) -> Registered {
     Registered { id }
 }
 
-/// Registers a helper process to kill (and reap) before the temporary paths are removed.
-pub fn register_child(pid: u32) -> Registered {
+/// Creates a temporary file or directory with `make` and registers it in the same step:
+/// the registry stays locked meanwhile, so a signal arriving in between waits and then
+/// removes it too (creating first and registering after left a window where it survived).
+pub fn temp<T: AsRef<Path>>(
+    make: impl FnOnce() -> std::io::Result<T>,
+) -> std::io::Result<(T, Registered)> {
+    let mut r = registry();
+    let made = make()?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    registry().children.insert(id, pid);
-    Registered { id }
+    r.paths.insert(id, made.as_ref().to_path_buf());
+    Ok((made, Registered { id }))
+}
+
+/// Spawns `cmd` and registers the child in the same step (see [`temp`]): a helper started
+/// just before a signal is killed too, so it cannot recreate its output after the clean-up.
+pub fn spawn(
+    cmd: &mut std::process::Command,
+) -> std::io::Result<(std::process::Child, Registered)> {
+    let mut r = registry();
+    let child = cmd.spawn()?;
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    r.children.insert(id, child.id());
+    Ok((child, Registered { id }))
 }
 
 /// Catches SIGINT, SIGTERM and SIGHUP while alive; dropping it stops the catching.

@@ -84,11 +84,12 @@ impl Cache {
 
     fn temporary() -> Result<Cache> {
         let base = temp_base();
-        let dir = tempfile::Builder::new()
-            .prefix("sbuild-tmp-cache-")
-            .tempdir_in(&base)
-            .with_context(|| format!("creating a temporary cache in {}", base.display()))?;
-        let registered = interrupt::register(dir.path());
+        let (dir, registered) = interrupt::temp(|| {
+            tempfile::Builder::new()
+                .prefix("sbuild-tmp-cache-")
+                .tempdir_in(&base)
+        })
+        .with_context(|| format!("creating a temporary cache in {}", base.display()))?;
         Ok(Cache {
             root: dir.path().to_path_buf(),
             _temp: Some((dir, registered)),
@@ -156,11 +157,12 @@ impl Cache {
         }
         let dir = self.blobs_dir()?;
         remove_stale_temps(&dir, &format!(".tmp-{}-", digest.hex()));
-        let file = tempfile::Builder::new()
-            .prefix(&format!(".tmp-{}-", digest.hex()))
-            .tempfile_in(&dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        let registered = interrupt::register(file.path());
+        let (file, registered) = interrupt::temp(|| {
+            tempfile::Builder::new()
+                .prefix(&format!(".tmp-{}-", digest.hex()))
+                .tempfile_in(&dir)
+        })
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
         Ok(BlobSlot::Missing(BlobWriter {
             digest: digest.clone(),
             size,
@@ -175,11 +177,12 @@ impl Cache {
     /// the way in, then files it under its digest. Identical content may race harmlessly.
     pub fn store_unverified(&self, reader: &mut dyn Read) -> Result<BlobRef> {
         let dir = self.blobs_dir()?;
-        let mut file = tempfile::Builder::new()
-            .prefix(".tmp-ingest-")
-            .tempfile_in(&dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        let _registered = interrupt::register(file.path());
+        let (mut file, _registered) = interrupt::temp(|| {
+            tempfile::Builder::new()
+                .prefix(".tmp-ingest-")
+                .tempfile_in(&dir)
+        })
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
         let mut hashing = HashingReader::new(reader);
         io::copy(&mut hashing, file.as_file_mut())
             .with_context(|| format!("writing a blob into {}", dir.display()))?;

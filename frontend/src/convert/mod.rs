@@ -160,12 +160,13 @@ pub fn to_sif_scanned(
 ) -> Result<()> {
     let open = layer_opener(image);
     let prepared = prepare(image, &open, opts.fix_perms, scanned)?;
-    let squashfs = tempfile::Builder::new()
-        .prefix("squashfs-")
-        .suffix(".img")
-        .tempfile_in(&opts.tmpdir)
-        .with_context(|| format!("creating a temporary file in {}", opts.tmpdir.display()))?;
-    let _registered = interrupt::register(squashfs.path());
+    let (squashfs, _registered) = interrupt::temp(|| {
+        tempfile::Builder::new()
+            .prefix("squashfs-")
+            .suffix(".img")
+            .tempfile_in(&opts.tmpdir)
+    })
+    .with_context(|| format!("creating a temporary file in {}", opts.tmpdir.display()))?;
     write_squashfs(
         &prepared.tree,
         &open,
@@ -202,16 +203,17 @@ fn write_squashfs(
         bail!("neither tar2sqfs (squashfs-tools-ng) nor mksquashfs (squashfs-tools) is installed");
     };
     crate::verbose!("tar2sqfs not found: extracting to a temporary directory for mksquashfs");
-    let dir = tempfile::Builder::new()
-        .prefix("rootfs-")
-        .tempdir_in(&opts.tmpdir)
-        .with_context(|| {
-            format!(
-                "creating a temporary directory in {}",
-                opts.tmpdir.display()
-            )
-        })?;
-    let _registered = interrupt::register(dir.path());
+    let (dir, _registered) = interrupt::temp(|| {
+        tempfile::Builder::new()
+            .prefix("rootfs-")
+            .tempdir_in(&opts.tmpdir)
+    })
+    .with_context(|| {
+        format!(
+            "creating a temporary directory in {}",
+            opts.tmpdir.display()
+        )
+    })?;
     let root = dir.path().join("root");
     extract(tree, open, layers, &root, opts, false)?;
     let result = squashfs::write_with_mksquashfs(&mksquashfs, &root, out, opts.procs);

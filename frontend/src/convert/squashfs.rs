@@ -72,14 +72,12 @@ pub fn write_with_tar2sqfs(
             .map_or(0, |d| d.as_secs());
         cmd.arg("--defaults").arg(format!("mtime={now}"));
     }
-    let mut child = cmd
-        .arg(out)
+    cmd.arg(out)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stderr(Stdio::piped());
+    let (mut child, _registered) = crate::cache::interrupt::spawn(&mut cmd)
         .with_context(|| format!("starting {}", tar2sqfs.display()))?;
-    let _registered = crate::cache::interrupt::register_child(child.id());
     let stderr = child.stderr.take().expect("piped stderr");
     let stderr_reader = thread::spawn(move || {
         let mut s = String::new();
