@@ -51,8 +51,5 @@ pub fn launch(
     // Only the children of a process that joined a PID namespace are in it: the starter
     // then forks, as it does for an init shim.
     plan.init = file.namespaces.pid;
-    let json = serde_json::to_vec(&prepared.plan).context("cannot encode the launch plan")?;
-    crate::debug!("join plan: {}", String::from_utf8_lossy(&json));
-    launch::starter_exec::exec(&prepared.starter, &json, &prepared.image_name)?;
-    Ok(())
+    launch::exec_prepared(&prepared)
 }

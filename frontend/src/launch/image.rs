@@ -91,7 +91,8 @@ fn kind_from_magic(path: &Path) -> Result<ImageKind> {
     }
 }
 
-fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Fills `buf` from the start of `f`, short only at end of file (magic-byte probes).
+pub(super) fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..])? {

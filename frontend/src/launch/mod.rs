@@ -83,7 +83,11 @@ pub fn launch(
     if let Some(name) = image.strip_prefix("instance://") {
         return crate::instance::join::launch(action, name, args, opts, g);
     }
-    let p = prepare(action, image, args, opts, g)?;
+    exec_prepared(&prepare(action, image, args, opts, g)?)
+}
+
+/// Hands the Plan to the starter; on success the frontend is replaced by it.
+pub fn exec_prepared(p: &Prepared) -> Result<()> {
     let json = serde_json::to_vec(&p.plan).context("cannot encode the launch plan")?;
     crate::debug!("launch plan: {}", String::from_utf8_lossy(&json));
     starter_exec::exec(&p.starter, &json, &p.image_name)?;
@@ -116,12 +120,13 @@ pub fn prepare(
         warn_without_subids(&id);
     }
     let libexec_bin = Path::new(conf::paths::LIBEXECDIR).join("bin");
-    let overlays = overlay_layers(&opts, &img, &conf, id.uid)?;
+    // The SIF's descriptors are read once, for both the --writable check and the mode.
+    let sif_overlay =
+        img.kind == starter::plan::ImageKind::Sif && overlay::has_overlay_partition(&img.path);
+    let overlays = overlay_layers(&opts, &img, &conf, id.uid, sif_overlay)?;
     // Fakeroot, writable images and overlays (a SIF's own partition too, mounted read-only
     // by default) exist only in a user namespace here.
-    let sif_overlay = img.kind == starter::plan::ImageKind::Sif
-        && conf.allow_user_ns
-        && overlay::has_overlay_partition(&img.path);
+    let sif_overlay = sif_overlay && conf.allow_user_ns;
     // Root writes a sandbox without one (a root build's %post), as the reference does.
     let root_sandbox = id.uid == 0 && img.kind == starter::plan::ImageKind::Sandbox;
     let want_userns = opts.userns
@@ -169,6 +174,7 @@ fn overlay_layers(
     img: &ResolvedImage,
     conf: &conf::Conf,
     uid: u32,
+    sif_overlay: bool,
 ) -> Result<Vec<starter::plan::PlanOverlay>> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let specs = opts
@@ -182,6 +188,7 @@ fn overlay_layers(
         writable: opts.writable,
         image: &img.path,
         image_kind: img.kind,
+        sif_overlay,
         uid,
     };
     overlay::check(&req, conf)

@@ -5,7 +5,6 @@
 
 use anyhow::{bail, Context, Result};
 use starter::plan::{ImageKind, PlanOverlay};
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -59,13 +58,7 @@ fn kind_of_image(path: &Path) -> Result<OverlayKind> {
     let mut head = vec![0u8; 1082];
     let mut f =
         std::fs::File::open(path).with_context(|| format!("overlay {:?}", path.display()))?;
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
+    let n = super::image::read_up_to(&mut f, &mut head)?;
     if n >= 4 && &head[..4] == b"hsqs" {
         Ok(OverlayKind::Squashfs)
     } else if n == head.len() && head[1080..1082] == [0x53, 0xef] {
@@ -85,6 +78,8 @@ pub struct Request<'a> {
     pub writable: bool,
     pub image: &'a Path,
     pub image_kind: ImageKind,
+    /// Whether the image is a SIF with an ext3 overlay partition ([`has_overlay_partition`]).
+    pub sif_overlay: bool,
     pub uid: u32,
 }
 
@@ -97,7 +92,7 @@ pub fn check(req: &Request<'_>, conf: &conf::Conf) -> Result<Vec<PlanOverlay>> {
     if !conf.enable_overlay.allows_overlay() {
         bail!("overlay is disabled by 'enable overlay = no' in apptainer.conf");
     }
-    if sif_writable && !has_overlay_partition(req.image) {
+    if sif_writable && !req.sif_overlay {
         bail!(
             "no SIF writable overlay partition found in {}",
             req.image.display()
@@ -245,6 +240,7 @@ mod tests {
             writable: false,
             image: Path::new("/x.sif"),
             image_kind: ImageKind::Sif,
+            sif_overlay: false,
             uid,
         };
         let conf = conf::Conf::default();
