@@ -10,7 +10,7 @@ use apptainer_tests::{
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn names_in(dir: &Path) -> Vec<String> {
@@ -157,17 +157,9 @@ fn sha256_hex(data: &[u8]) -> String {
     String::from_utf8_lossy(&out.stdout)[..64].to_string()
 }
 
-#[test]
-fn a_killed_pull_leaves_no_partial_sif_and_no_cache_entry() {
-    require!(
-        installed() && test_user_exists() && registry_up(),
-        "installed apptainer, test user and local registry (scripts/test-setup.sh)"
-    );
-    let addr = start_stalling_registry();
-    let tmp = user_tempdir();
-    let dir = tmp.path();
-    let cache = dir.join("cachedir/cache");
-    let mut child = Command::new("setpriv")
+/// `apptainer pull` of the stalling registry's image into `dir`, as the test user.
+fn start_stalled_pull(addr: &str, dir: &Path) -> Child {
+    Command::new("setpriv")
         .args([
             format!("--reuid={TEST_USER}"),
             format!("--regid={TEST_USER}"),
@@ -189,17 +181,35 @@ fn a_killed_pull_leaves_no_partial_sif_and_no_cache_entry() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start apptainer");
-    // Wait until the layer download has started (its temp file exists), then kill -9.
-    let blobs = cache.join("blob/blobs/sha256");
+        .expect("start apptainer")
+}
+
+/// Waits until the layer download has started: its temp file exists in `blobs`.
+fn wait_for_the_download(child: &mut Child, blobs: &Path) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !names_in(&blobs).iter().any(|n| n.starts_with(".tmp-abab")) {
+    while !names_in(blobs).iter().any(|n| n.starts_with(".tmp-abab")) {
         assert!(Instant::now() < deadline, "the download never started");
         if let Ok(Some(status)) = child.try_wait() {
             panic!("apptainer exited early: {status}");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_killed_pull_leaves_no_partial_sif_and_no_cache_entry() {
+    require!(
+        installed() && test_user_exists() && registry_up(),
+        "installed apptainer, test user and local registry (scripts/test-setup.sh)"
+    );
+    let addr = start_stalling_registry();
+    let tmp = user_tempdir();
+    let dir = tmp.path();
+    let cache = dir.join("cachedir/cache");
+    let mut child = start_stalled_pull(&addr, dir);
+    // Wait until the layer download has started (its temp file exists), then kill -9.
+    let blobs = cache.join("blob/blobs/sha256");
+    wait_for_the_download(&mut child, &blobs);
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -249,37 +259,8 @@ fn sigterm_mid_download_removes_the_blob_temp_file_and_exits_143() {
     let tmp = user_tempdir();
     let dir = tmp.path();
     let blobs = dir.join("cachedir/cache/blob/blobs/sha256");
-    let mut child = Command::new("setpriv")
-        .args([
-            format!("--reuid={TEST_USER}"),
-            format!("--regid={TEST_USER}"),
-            "--init-groups".into(),
-            "--".into(),
-        ])
-        .arg(apptainer_bin())
-        .args([
-            "pull",
-            "--no-https",
-            "stalled.sif",
-            &format!("docker://{addr}/slow/img:1"),
-        ])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", dir)
-        .env("APPTAINER_CACHEDIR", dir.join("cachedir"))
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start apptainer");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !names_in(&blobs).iter().any(|n| n.starts_with(".tmp-abab")) {
-        assert!(Instant::now() < deadline, "the download never started");
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("apptainer exited early: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = start_stalled_pull(&addr, dir);
+    wait_for_the_download(&mut child, &blobs);
     // Our own child, not reaped yet: the pid cannot have been reused.
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
