@@ -22,6 +22,8 @@ pub enum StarterError {
     Refused(&'static str),
     #[error("{0} {1}")]
     Helper(&'static str, &'static str),
+    #[error("{0:?}: executable file not found in $PATH")]
+    NotInPath(String),
     #[error("privilege drop did not stick: {0}")]
     DropFailed(&'static str),
 }

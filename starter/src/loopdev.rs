@@ -48,7 +48,11 @@ pub fn attach(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<LoopDevic
 
 fn find_shared(sys: &dyn Sys, st: &libc::stat, offset: u64, size: u64, max: u32) -> Option<LoopDevice> {
     let want = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
-    (0..max).find_map(|n| {
+    // Only attached loop devices are listed (they have a size): one read instead of opening
+    // every /dev/loopN below `max loop devices`. It only names candidates; their status decides.
+    let parts = std::fs::read_to_string("/proc/partitions").ok()?;
+    let attached = parts.lines().filter_map(|l| l.split_whitespace().nth(3)?.strip_prefix("loop")?.parse().ok());
+    attached.filter(|n: &u32| *n < max).find_map(|n| {
         let node = format!("/dev/loop{n}");
         let fd = sys.openat2(sys::AT_FDCWD, &node, libc::O_RDONLY, 0, RESOLVE_NO_SYMLINKS).ok()?;
         // Holding `fd` keeps the device from being autocleared while we mount it.

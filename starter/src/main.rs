@@ -21,7 +21,7 @@ use error::{sys as syserr, Result, StarterError};
 use starter::plan::{self, ImageKind, Policy, ValidatedPlan};
 use std::convert::Infallible;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use sys::{Fork, LinuxSys, Sys, RESOLVE_NO_SYMLINKS};
+use sys::{Errno, Fork, LinuxSys, Sys, RESOLVE_NO_SYMLINKS};
 use userns::{Handshake, IdMaps};
 
 const PLAN_FD: i32 = 3;
@@ -189,7 +189,25 @@ fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
             std::process::exit(code);
         }
     }
-    Err(error::path("cannot execute", &argv[0])(sys::execve(argv, &plan.process.env)))
+    plan.process.umask.into_iter().for_each(sys::umask);
+    Err(exec(argv, &plan.process.env))
+}
+
+/// execve, or for a bare name the `execvp` search of the container's PATH: a directory
+/// where it is missing or not ours to run is skipped, any other failure ends the search.
+fn exec(argv: &[String], env: &[String]) -> StarterError {
+    if argv[0].contains('/') {
+        return error::path("cannot execute", &argv[0])(sys::execve(None, argv, env));
+    }
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/bin:/bin");
+    for dir in path.split(':') {
+        let file = format!("{}/{}", if dir.is_empty() { "." } else { dir }, argv[0]);
+        let Errno(e) = sys::execve(Some(&file), argv, env);
+        if ![libc::ENOENT, libc::ENOTDIR, libc::EACCES].contains(&e) {
+            return error::path("cannot execute", &file)(Errno(e));
+        }
+    }
+    StarterError::NotInPath(argv[0].clone())
 }
 
 fn ns_flags(plan: &ValidatedPlan) -> i32 {

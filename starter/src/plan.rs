@@ -125,11 +125,15 @@ pub enum PlanMount<P = String> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Process {
-    /// argv[0] is an absolute path inside the container; no PATH search is done.
+    /// argv[0] is an absolute path inside the container, or a bare name searched in the
+    /// `PATH` of `env` (as `execvp` does, with the container's PATH, not the starter's).
     pub argv: Vec<String>,
     /// The complete environment (`NAME=value`); the starter's own is never passed on.
     pub env: Vec<String>,
     pub cwd: String,
+    /// The container process's umask; the starter's own 022 when absent.
+    #[serde(default)]
+    pub umask: Option<u32>,
 }
 
 /// What the caller asks for the container's capabilities; names as `cap_name` gives them.
@@ -468,7 +472,10 @@ pub fn cap_name(s: &str) -> Option<String> {
 
 fn check_process(p: &Process) -> Result<ContainerPath, PlanError> {
     let first = p.argv.first().ok_or(PlanError::BadProcess("argv is empty"))?;
-    ContainerPath::parse(first)?;
+    if first.contains('/') || first.is_empty() || first == "." || first == ".." {
+        ContainerPath::parse(first)?;
+    }
+    ensure(p.umask.is_none_or(|m| m <= 0o777), PlanError::BadProcess("umask above 0777"))?;
     ensure(!p.argv.iter().chain(&p.env).any(|s| s.contains('\0')), PlanError::BadProcess("argv or env contains NUL"))?;
     ensure(p.env.iter().all(|e| e.find('=').is_some_and(|i| i > 0)), PlanError::BadProcess("env entry without NAME="))?;
     ContainerPath::parse(&p.cwd)

@@ -332,9 +332,15 @@ pub fn seccomp_install(prog: &[libc::sock_filter]) -> SysResult<()> {
     // SAFETY: `fprog` points at `prog`, alive for the call; the kernel copies the program.
     check(unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, arg, 0, 0) }).map(drop)
 }
-pub fn execve(argv: &[String], env: &[String]) -> Errno {
+/// Sets the umask the container process inherits.
+pub fn umask(mask: u32) {
+    // SAFETY: umask takes an integer and cannot fail.
+    unsafe { libc::umask(mask) };
+}
+/// Executes `path` (argv[0] when `None`).
+pub fn execve(path: Option<&str>, argv: &[String], env: &[String]) -> Errno {
     let to_c = |v: &[String]| v.iter().map(|s| CString::new(s.as_str()).ok()).collect::<Option<Vec<_>>>();
-    let (Some(a), Some(e)) = (to_c(argv), to_c(env)) else {
+    let (Some(a), Some(e), Ok(p)) = (to_c(argv), to_c(env), CString::new(path.unwrap_or(&argv[0]))) else {
         return Errno(libc::EINVAL);
     };
     let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
@@ -344,7 +350,7 @@ pub fn execve(argv: &[String], env: &[String]) -> Errno {
     // of NUL-terminated strings that outlive the call (on success it does not return).
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
-        libc::execve(ap[0], ap.as_ptr(), ep.as_ptr())
+        libc::execve(p.as_ptr(), ap.as_ptr(), ep.as_ptr())
     };
     last()
 }

@@ -219,7 +219,7 @@ pub fn mount_squashfuse(
 /// reach it), then `argv`. Never returns.
 pub fn exec_daemon(argv: &[String], env: &[String], keep: &[RawFd]) -> ! {
     let ok = sys::setsid().and(keep.iter().try_for_each(|&fd| sys::clear_cloexec(fd)));
-    let err = ok.err().unwrap_or_else(|| sys::execve(argv, env));
+    let err = ok.err().unwrap_or_else(|| sys::execve(None, argv, env));
     eprintln!("FATAL:   cannot start {}: {err}", argv[0]);
     std::process::exit(255)
 }

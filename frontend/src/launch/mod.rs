@@ -358,6 +358,7 @@ pub fn build_plan(inp: &PlanInputs<'_>) -> Result<Plan> {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect(),
             cwd: mplan.cwd,
+            umask: None,
         },
     })
 }

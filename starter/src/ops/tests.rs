@@ -98,7 +98,7 @@ fn validated(mounts: Vec<PlanMount>, pid: bool) -> plan::ValidatedPlan {
         instance: false,
         join: None,
         overlays: Vec::new(),
-        process: Process { argv: vec!["/bin/true".into()], env: vec![], cwd: "/".into() },
+        process: Process { argv: vec!["/bin/true".into()], env: vec![], cwd: "/".into(), umask: None },
     };
     plan::validate(plan, &policy, &caller).unwrap()
 }

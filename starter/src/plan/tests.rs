@@ -34,7 +34,7 @@ fn plan() -> Plan {
         instance: false,
         join: None,
         overlays: Vec::new(),
-        process: Process { argv: vec!["/bin/sh".into()], env: vec!["PATH=/bin".into()], cwd: "/".into() },
+        process: Process { argv: vec!["/bin/sh".into()], env: vec!["PATH=/bin".into()], cwd: "/".into(), umask: None },
     }
 }
 
@@ -204,9 +204,17 @@ fn other_versions_are_refused() {
 }
 
 #[test]
-fn process_needs_an_absolute_argv0_and_proper_env() {
+fn process_needs_an_absolute_or_bare_argv0_a_sane_umask_and_proper_env() {
+    for bad in ["bin/sh", "./sh", "", ".", ".."] {
+        let mut p = plan();
+        p.process.argv = vec![bad.into()];
+        assert!(validate(p, &policy(), &caller(false)).is_err(), "{bad:?}");
+    }
     let mut p = plan();
     p.process.argv = vec!["sh".into()];
+    p.process.umask = Some(0o777);
+    assert!(validate(p.clone(), &policy(), &caller(false)).is_ok());
+    p.process.umask = Some(0o1000);
     assert!(validate(p, &policy(), &caller(false)).is_err());
     let mut p = plan();
     p.process.env = vec!["NOEQUALS".into()];
