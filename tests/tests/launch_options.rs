@@ -303,6 +303,55 @@ fn exec_without_a_shell_in_the_image_runs_the_command_directly(mode: Mode) {
     assert_eq!(run.code(), 255, "run needs /bin/sh: {run:?}");
 }
 
+/// `exec` evaluates the image's env scripts itself when it knows them all (frontend
+/// `launch::direct`) and otherwise runs them in the image's shell: both must give the command
+/// the same environment. An override with a backslash is literal either way but only the
+/// shell path takes it unless `--no-eval` is given, which selects the path per run.
+fn exec_gives_the_same_environment_with_or_without_the_shell(mode: Mode) {
+    require!(ready(mode), READY);
+    let img = pull();
+    let env = |no_eval: bool| {
+        let mut flags = vec!["--cleanenv"];
+        if no_eval {
+            flags.push("--no-eval");
+        }
+        let mut cmd = action(mode, "exec", &flags, &img.sif, &["env"]);
+        cmd = cmd.env("APPTAINER_DEBUG", "1");
+        cmd.env("APPTAINERENV_PROBE", "a\\b c")
+            .env("APPTAINERENV_PREPEND_PATH", "/pre")
+            .env("TERM", "xterm")
+            .run()
+    };
+    let (fast, shell) = (env(true), env(false));
+    let direct = "without a shell: the image's env scripts were evaluated here";
+    assert!(fast.stderr.contains(direct), "{fast:?}");
+    assert!(!shell.stderr.contains(direct), "{shell:?}");
+    // Shell-owned (busybox sh exports SHLVL) and --no-eval's own variables aside.
+    let vars = |out: &Out| {
+        let mut v: Vec<String> = stdout(out)
+            .lines()
+            .filter(|l| !l.starts_with("SHLVL=") && !l.contains("_NO_EVAL=1"))
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let fast_vars = vars(&fast);
+    assert_eq!(fast_vars, vars(&shell));
+    for want in [
+        "PROBE=a\\b c",
+        "JAVA_HOME=/opt/java",
+        "QUOTED=it's \"quoted\" $HOME `x` back\\slash",
+        "PATH=/pre:/opt/tool/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "TERM=xterm",
+    ] {
+        assert!(
+            fast_vars.iter().any(|l| l == want),
+            "{want:?} in {fast_vars:?}"
+        );
+    }
+}
+
 fn dns_sets_the_name_servers(mode: Mode) {
     require!(ready(mode), READY);
     let img = pull();
@@ -460,6 +509,7 @@ apptainer_tests::both_modes!(
     test_without_a_test_script_says_so_and_succeeds,
     hostname_sets_the_uts_name,
     exec_without_a_shell_in_the_image_runs_the_command_directly,
+    exec_gives_the_same_environment_with_or_without_the_shell,
     caller_umask_is_kept_unless_no_umask,
     dns_sets_the_name_servers,
     scratch_is_writable_and_kept_in_the_workdir,

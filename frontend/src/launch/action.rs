@@ -37,12 +37,15 @@ impl fmt::Display for Action {
     }
 }
 
-/// What the starter executes: an absolute path, argv (argv[0] included) and the environment.
+/// What the starter executes: an absolute path or a bare name it searches in the PATH of
+/// `env`, argv (argv[0] included), the environment and the umask (the starter's 022 when
+/// `None`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Process {
     pub path: String,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    pub umask: Option<u32>,
 }
 
 /// Extra inputs of the action script.
@@ -85,21 +88,30 @@ pub fn through_shell(
         path: "/bin/sh".into(),
         argv,
         env: vars,
+        umask: None,
     }
 }
 
-/// The process for `exec` in an image without `/bin/sh`: the command itself, with the
-/// environment applied literally (no env scripts can run without a shell). `command` must be
-/// an absolute path then, since there is no shell to search PATH.
-pub fn direct(command: &[String], env: &ContainerEnv) -> Option<Process> {
+/// The process for `exec` without a shell: the command itself with `env`, executed by the
+/// starter (which searches the container's PATH for a bare name). `None` for a relative
+/// path with a `/`, which only a shell in the container's working directory could resolve.
+pub fn direct(
+    command: &[String],
+    env: Vec<(String, String)>,
+    opts: &ScriptOptions,
+) -> Option<Process> {
     let first = command.first()?;
-    if !first.starts_with('/') {
+    if first.contains('/') && !first.starts_with('/') {
         return None;
     }
     Some(Process {
         path: first.clone(),
         argv: command.to_vec(),
-        env: env.flattened(),
+        env,
+        umask: opts
+            .umask
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m, 8).ok()),
     })
 }
 
@@ -234,11 +246,20 @@ mod tests {
     }
 
     #[test]
-    fn direct_exec_needs_an_absolute_command() {
+    fn direct_exec_takes_absolute_paths_and_bare_names_with_the_callers_umask() {
         let env = container_env(&[("APPTAINERENV_A", "$B")], EnvRequest::default());
-        assert!(direct(&["ls".into()], &env).is_none());
-        let p = direct(&["/bin/ls".into(), "-l".into()], &env).unwrap();
+        let opts = ScriptOptions {
+            umask: Some("0027".into()),
+            quiet: false,
+        };
+        assert!(direct(&["bin/ls".into()], env.flattened(), &opts).is_none());
+        assert_eq!(
+            direct(&["ls".into()], env.flattened(), &opts).unwrap().path,
+            "ls"
+        );
+        let p = direct(&["/bin/ls".into(), "-l".into()], env.flattened(), &opts).unwrap();
         assert_eq!(p.argv, ["/bin/ls", "-l"]);
+        assert_eq!(p.umask, Some(0o027));
         assert!(p.env.contains(&("A".into(), "$B".into())));
     }
 }

@@ -161,9 +161,13 @@ pub fn display_name(path: &Path) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
-/// A running `unsquashfs -lls` of the image's /bin and /usr/bin, to learn whether it has a
-/// `/bin/sh` without mounting it. Started early so it overlaps the other reads.
+/// A running `unsquashfs -lls` of the image's /bin, /usr/bin and /.singularity.d/env, to
+/// learn whether it has a `/bin/sh` and which env scripts without mounting it. Started early
+/// so it overlaps the other reads.
 pub struct ShellProbe(Option<std::process::Child>);
+
+/// The env scripts' directory, relative to the image root.
+pub const ENV_DIR: &str = ".singularity.d/env";
 
 impl ShellProbe {
     /// Starts the listing for SIF and squashfs images; sandboxes are checked directly.
@@ -175,7 +179,7 @@ impl ShellProbe {
             std::process::Command::new("unsquashfs")
                 .args(["-o", &offset.to_string(), "-lls", "-d", ""])
                 .arg(&img.path)
-                .args(["bin", "usr/bin"])
+                .args(["bin", "usr/bin", ENV_DIR])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::null())
@@ -185,18 +189,52 @@ impl ShellProbe {
         ShellProbe(child)
     }
 
-    /// Whether `/bin/sh` resolves to a regular file. When the listing cannot be had, the
-    /// image is assumed to have a shell, as nearly all do.
-    pub fn has_shell(self, img: &ResolvedImage) -> bool {
+    /// Whether `/bin/sh` resolves to a regular file (when the listing cannot be had, the
+    /// image is assumed to have a shell, as nearly all do), and the names of the entries of
+    /// the env directory: `None` when any is not a regular `*.sh` file or it cannot be listed.
+    pub fn finish(self, img: &ResolvedImage) -> (bool, Option<Vec<String>>) {
         if img.kind == ImageKind::Sandbox {
-            return sandbox_has_shell(&img.path);
+            return (sandbox_has_shell(&img.path), sandbox_env_names(&img.path));
         }
         let Some(out) = self.0.and_then(wait_cat) else {
-            return true;
+            return (true, None);
         };
         let listing = parse_listing(&out);
-        resolve_in_listing(&listing, "/bin/sh", 0).is_some()
+        let prefix = format!("/{ENV_DIR}/");
+        let is_dir = matches!(listing.get(&format!("/{ENV_DIR}")), Some(('d', _)));
+        let mut names = is_dir.then(Vec::new);
+        for (path, (kind, _)) in &listing {
+            let Some(name) = path.strip_prefix(&prefix) else {
+                continue;
+            };
+            match (kind, &mut names) {
+                ('-', Some(v)) if name.ends_with(".sh") && !name.contains('/') => {
+                    v.push(name.to_string())
+                }
+                _ => names = None,
+            }
+        }
+        (resolve_in_listing(&listing, "/bin/sh", 0).is_some(), names)
     }
+}
+
+fn sandbox_env_names(root: &Path) -> Option<Vec<String>> {
+    // The shell in the container would resolve links inside the container: only real
+    // directories count.
+    for dir in [".singularity.d", ENV_DIR] {
+        std::fs::symlink_metadata(root.join(dir))
+            .ok()?
+            .is_dir()
+            .then_some(())?;
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root.join(ENV_DIR)).ok()? {
+        let entry = entry.ok()?;
+        let name = entry.file_name().into_string().ok()?;
+        (entry.file_type().ok()?.is_file() && name.ends_with(".sh")).then_some(())?;
+        names.push(name);
+    }
+    Some(names)
 }
 
 /// `unsquashfs -lls -d ""` lines: `perms owner/group size date time /path[ -> target]`,

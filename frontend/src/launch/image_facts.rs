@@ -18,6 +18,9 @@ pub struct ImageFacts {
     pub passwd: Option<String>,
     pub group: Option<String>,
     pub has_shell: bool,
+    /// `/.singularity.d/env/*.sh` (name, text), for `exec` without a shell (`direct.rs`);
+    /// `None` when anything there is not a readable regular file.
+    pub env_scripts: Option<Vec<(String, String)>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -49,19 +52,36 @@ pub fn read(img: &ResolvedImage) -> ImageFacts {
 fn read_from_image(img: &ResolvedImage) -> ImageFacts {
     let probe = image::ShellProbe::start(img);
     let mut etc = image::read_files(img, &["etc/passwd", "etc/group"]).into_iter();
+    let (has_shell, env_names) = probe.finish(img);
     ImageFacts {
         passwd: etc.next().flatten(),
         group: etc.next().flatten(),
-        has_shell: probe.has_shell(img),
+        has_shell,
+        env_scripts: env_names.and_then(|names| read_env_scripts(img, names)),
     }
+}
+
+fn read_env_scripts(img: &ResolvedImage, names: Vec<String>) -> Option<Vec<(String, String)>> {
+    let paths: Vec<String> = names
+        .iter()
+        .map(|n| format!("{}/{n}", image::ENV_DIR))
+        .collect();
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let texts = image::read_files(img, &refs);
+    names
+        .into_iter()
+        .zip(texts)
+        .map(|(n, t)| Some((n, t?)))
+        .collect()
 }
 
 /// Changes whenever the file's content may have: a rewrite in place changes mtime and
 /// ctime, a replacement changes the inode.
 fn identity(img: &ResolvedImage) -> Option<String> {
     let m = std::fs::metadata(&img.path).ok()?;
+    // The leading version changes whenever ImageFacts gains a field.
     Some(format!(
-        "{}:{}:{}:{}.{}:{}.{}",
+        "2:{}:{}:{}:{}.{}:{}.{}",
         m.dev(),
         m.ino(),
         m.size(),
@@ -118,6 +138,7 @@ mod tests {
             passwd: Some("root:x:0:0::/root:/bin/sh\n".into()),
             group: None,
             has_shell: true,
+            env_scripts: None,
         };
         store(&path, "1:2:3:4.5:6.7".into(), &facts);
         assert_eq!(load(&path, "1:2:3:4.5:6.7"), Some(facts));

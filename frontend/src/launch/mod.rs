@@ -5,6 +5,7 @@
 
 pub mod action;
 pub mod bind;
+pub mod direct;
 pub mod environment;
 pub mod identity;
 pub mod image;
@@ -247,6 +248,8 @@ pub struct HostInputs {
     pub files: mounts::ImageFiles,
     /// Whether the image has `/bin/sh`; unknown (assumed yes) for SIF and squashfs.
     pub has_shell: bool,
+    /// The image's env scripts, when known (see `direct`).
+    pub env_scripts: Option<Vec<(String, String)>>,
 }
 
 impl HostInputs {
@@ -270,6 +273,7 @@ impl HostInputs {
             files: mounts::ImageFiles { passwd, group },
             // Only `exec` can do without a shell; the others fail clearly in the container.
             has_shell: action != Action::Exec || facts.has_shell,
+            env_scripts: facts.env_scripts,
         }
     }
 }
@@ -326,7 +330,7 @@ pub fn build_plan(inp: &PlanInputs<'_>) -> Result<Plan> {
         home: mplan.home.clone(),
     };
     let env = environment::compute(&inp.host.env, &env_req, &rt)?;
-    let process = container_process(inp, &env)?;
+    let process = container_process(inp, &env, &mplan.cwd)?;
     Ok(Plan {
         version: PLAN_VERSION,
         image: PlanImage {
@@ -358,7 +362,7 @@ pub fn build_plan(inp: &PlanInputs<'_>) -> Result<Plan> {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect(),
             cwd: mplan.cwd,
-            umask: None,
+            umask: process.umask,
         },
     })
 }
@@ -366,6 +370,7 @@ pub fn build_plan(inp: &PlanInputs<'_>) -> Result<Plan> {
 fn container_process(
     inp: &PlanInputs<'_>,
     env: &environment::ContainerEnv,
+    cwd: &str,
 ) -> Result<action::Process> {
     let script_opts = action::ScriptOptions {
         umask: if inp.opts.no_umask {
@@ -375,6 +380,17 @@ fn container_process(
         },
         quiet: !crate::log::enabled(crate::log::Level::Info),
     };
+    let scripts = inp.host.env_scripts.as_deref();
+    let evaluated = scripts.filter(|_| inp.action == Action::Exec && inp.opts.app.is_none());
+    if let Some(vars) = evaluated.and_then(|s| direct::environment(s, env, cwd)) {
+        if let Some(p) = action::direct(inp.args, vars, &script_opts) {
+            crate::debug!(
+                "executing {:?} without a shell: the image's env scripts were evaluated here",
+                p.path
+            );
+            return Ok(p);
+        }
+    }
     if inp.host.has_shell {
         return Ok(action::through_shell(
             inp.action,
@@ -389,9 +405,9 @@ fn container_process(
             inp.img.path.display()
         );
     }
-    let Some(p) = action::direct(inp.args, env) else {
+    let Some(p) = action::direct(inp.args, env.flattened(), &script_opts) else {
         bail!(
-            "image {:?} has no /bin/sh: give the command as an absolute path",
+            "image {:?} has no /bin/sh: give the command as an absolute path or a name in PATH",
             inp.img.path.display()
         );
     };
@@ -439,6 +455,7 @@ mod tests {
             hostname: Some("node1".into()),
             files: mounts::ImageFiles::default(),
             has_shell: true,
+            env_scripts: None,
         }
     }
 

@@ -14,3 +14,7 @@ mod scripts;
 pub use labels::{insert_build_labels, labels_json};
 pub use oci::{docker_env_script, oci_runscript};
 pub use scripts::{base_files, BASE_DIRS, ROOT_SYMLINKS};
+/// The generated env scripts, which `launch::direct` evaluates without a shell.
+pub use scripts::{
+    ENV_01_BASE, ENV_90_ENVIRONMENT, ENV_94_APPSBASE, ENV_95_APPS, ENV_99_BASE, ENV_99_RUNTIMEVARS,
+};

@@ -116,13 +116,14 @@ echo "No test found in container, executing /bin/sh -c true"
 exec /bin/sh -c true
 "#;
 
-const ENV_01_BASE: &str = "#!/bin/sh\n# Base environment of the container (nothing to set).\n";
+pub const ENV_01_BASE: &str = "#!/bin/sh\n# Base environment of the container (nothing to set).\n";
 
-const ENV_90_ENVIRONMENT: &str = "#!/bin/sh\n# Custom environment shell code should follow\n";
+pub const ENV_90_ENVIRONMENT: &str = "#!/bin/sh\n# Custom environment shell code should follow\n";
 
-const ENV_94_APPSBASE: &str = "#!/bin/sh\n# SCIF_APP* variables of the container's apps (none).\n";
+pub const ENV_94_APPSBASE: &str =
+    "#!/bin/sh\n# SCIF_APP* variables of the container's apps (none).\n";
 
-const ENV_95_APPS: &str = r#"#!/bin/sh
+pub const ENV_95_APPS: &str = r#"#!/bin/sh
 # Environment of the app selected with --app.
 if [ -n "${SINGULARITY_APPNAME:-}" ]; then
     export SINGULARITY_APPNAME
@@ -158,7 +159,7 @@ if [ -n "${SINGULARITY_APPNAME:-}" ]; then
 fi
 "#;
 
-const ENV_99_BASE: &str = r#"#!/bin/sh
+pub const ENV_99_BASE: &str = r#"#!/bin/sh
 # Host libraries bound in by --nv/--rocm live in /.singularity.d/libs.
 if [ -z "${LD_LIBRARY_PATH:-}" ]; then
     LD_LIBRARY_PATH="/.singularity.d/libs"
@@ -171,7 +172,7 @@ fi
 export LD_LIBRARY_PATH PS1
 "#;
 
-const ENV_99_RUNTIMEVARS: &str = r#"#!/bin/sh
+pub const ENV_99_RUNTIMEVARS: &str = r#"#!/bin/sh
 # PATH changes asked for with APPTAINERENV_PREPEND_PATH, _APPEND_PATH and _PATH.
 if [ -n "${SING_USER_DEFINED_PREPEND_PATH:-}" ]; then
     PATH="${SING_USER_DEFINED_PREPEND_PATH}:${PATH}"
