@@ -6,8 +6,12 @@
 use crate::error::{sys as syserr, Result, StarterError};
 use crate::sys;
 use crate::userns::IdMaps;
-use caps::{CapSet, CapsHashSet};
+use caps::CapSet::{self, *};
+use caps::CapsHashSet;
 use conf::Accounts;
+use nix::fcntl::{fcntl, FcntlArg::F_GETFD};
+use nix::sys::prctl;
+use nix::unistd::{getgroups, setfsgid, setfsuid, setgroups, setresgid, setresuid, Gid, Uid};
 use starter::plan::{ensure, Caller};
 
 /// Held while the process may still do privileged work. Not Clone, and the private field
@@ -33,14 +37,16 @@ pub fn sanitize() -> Result<bool> {
     let secure = sys::getauxval_secure();
     let [(ruid, euid, _), (rgid, ..)] = sys::getresids();
     ensure(!secure || euid == 0, StarterError::Refused("the starter is set-id but not setuid root"))?;
-    ensure(sys::stdio_open(), StarterError::Refused("standard input, output and error must be open"))?;
+    // A closed one would be reused by our own opens.
+    let stdio = (0..3).all(|fd| fcntl(fd, F_GETFD).is_ok());
+    ensure(stdio, StarterError::Refused("standard input, output and error must be open"))?;
     sys::reset_process();
     sys::close_range_from(4).map_err(syserr("close_range"))?;
     if secure {
         // A dumpable privileged process can be ptraced by the caller (CVE-2016-8659).
-        sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(syserr("PR_SET_DUMPABLE"))?;
+        prctl::set_dumpable(false).map_err(syserr("PR_SET_DUMPABLE"))?;
         keep_only_needed_caps()?;
-        ensure(sys::setfsids(ruid, rgid), StarterError::DropFailed("setfsuid to the caller"))?;
+        ensure(setfsids(ruid, rgid), StarterError::DropFailed("setfsuid to the caller"))?;
     }
     // A plain user's user-namespace mode sets it once in its namespace: the parent that maps
     // subordinate ids must still be able to run the setuid newuidmap. Root needs no setuid.
@@ -62,8 +68,8 @@ pub fn privileged(secure: bool, wants_userns: bool) -> bool {
 
 /// No exec from here on can gain privileges (setuid bits, file capabilities); verified.
 pub fn no_new_privs() -> Result<()> {
-    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(syserr("PR_SET_NO_NEW_PRIVS"))?;
-    ensure(sys::prctl(libc::PR_GET_NO_NEW_PRIVS, 0) == Ok(1), StarterError::DropFailed("no_new_privs"))
+    prctl::set_no_new_privs().map_err(syserr("PR_SET_NO_NEW_PRIVS"))?;
+    ensure(prctl::get_no_new_privs() == Ok(true), StarterError::DropFailed("no_new_privs"))
 }
 
 /// The host's passwd or group file: root-owned ones only for the setuid starter. Unreadable
@@ -76,7 +82,7 @@ pub fn accounts(secure: bool, file: &str) -> Accounts {
 /// The caller from the kernel's real ids and the host's passwd file.
 pub fn caller(privileged: bool, users: &Accounts) -> Result<Caller> {
     let [(uid, ..), (gid, ..)] = sys::getresids();
-    let groups = sys::getgroups().map_err(syserr("getgroups"))?;
+    let groups = getgroups().map_err(syserr("getgroups"))?.into_iter().map(Gid::as_raw).collect();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let home = users.by_id(uid).map_or_else(|| "/".into(), |a| a.home.clone());
     Ok(Caller { uid, gid, groups, home, cwd, setuid: privileged })
@@ -105,8 +111,15 @@ impl Root {
         self.set_fs(0, 0)
     }
     fn set_fs(&self, uid: u32, gid: u32) -> Result<()> {
-        ensure(!self.caller.setuid || sys::setfsids(uid, gid), StarterError::DropFailed("setfsuid"))
+        ensure(!self.caller.setuid || setfsids(uid, gid), StarterError::DropFailed("setfsuid"))
     }
+}
+
+/// Sets the filesystem uid and gid and returns whether the kernel took both (-1 only asks).
+fn setfsids(uid: u32, gid: u32) -> bool {
+    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    let _ = (setfsgid(g), setfsuid(u));
+    setfsgid(Gid::from_raw(u32::MAX)) == g && setfsuid(Uid::from_raw(u32::MAX)) == u
 }
 
 /// Drops every privilege for good: bounding and ambient sets, groups, gid, uid, then the
@@ -134,43 +147,35 @@ pub fn drop_to(c: &Caller) -> Result<()> {
 /// with None (fakeroot's namespace root) clears only ambient and inheritable. The bounding
 /// set shrinks first, while CAP_SETPCAP is still held. Each step is read back.
 fn drop_ids(groups: Option<&[u32]>, (uid, gid): (u32, u32), keep: Option<u64>) -> Result<()> {
-    let supported = caps::read(None, CapSet::Bounding).map_err(|_| StarterError::DropFailed("bounding set"))?;
+    let supported = caps::read(None, Bounding).map_err(|_| StarterError::DropFailed("bounding set"))?;
     let keep = keep.map(|k| supported.iter().copied().filter(|c| k & c.bitmask() != 0).collect::<CapsHashSet>());
     for &cap in keep.iter().flat_map(|k| supported.difference(k)) {
-        caps::drop(None, CapSet::Bounding, cap).map_err(|_| StarterError::DropFailed("bounding set"))?;
+        caps::drop(None, Bounding, cap).map_err(|_| StarterError::DropFailed("bounding set"))?;
     }
-    clear_caps(&[CapSet::Ambient])?;
+    set_caps(&[Ambient], &CapsHashSet::new(), &[])?;
     if let Some(groups) = groups {
-        sys::setgroups(groups).map_err(syserr("setgroups"))?;
+        setgroups(&groups.iter().map(|&g| Gid::from_raw(g)).collect::<Vec<_>>()).map_err(syserr("setgroups"))?;
     }
-    sys::setresgid(gid).map_err(syserr("setresgid"))?;
-    sys::setresuid(uid).map_err(syserr("setresuid"))?;
+    let (u, g, root) = (Uid::from_raw(uid), Gid::from_raw(gid), Uid::from_raw(0));
+    setresgid(g, g, g).map_err(syserr("setresgid"))?;
+    setresuid(u, u, u).map_err(syserr("setresuid"))?;
     match &keep {
-        Some(keep) => set_caps(keep)?,
-        None => clear_caps(&[CapSet::Inheritable])?,
+        Some(keep) => set_caps(&[Inheritable, Effective, Permitted, Ambient], keep, &[Bounding])?,
+        None => set_caps(&[Inheritable], &CapsHashSet::new(), &[])?,
     }
     ensure(sys::getresids() == [(uid, uid, uid), (gid, gid, gid)], StarterError::DropFailed("ids"))?;
-    ensure(uid == 0 || sys::setresuid(0).is_err(), StarterError::DropFailed("setuid(0) still works"))
+    ensure(uid == 0 || setresuid(root, root, root).is_err(), StarterError::DropFailed("setuid(0) still works"))
 }
 
-/// Makes the inheritable, effective, permitted and ambient sets exactly `keep`, the ambient
-/// one so that they survive execve, then reads all five sets back. Inheritable goes first,
-/// while CAP_SETPCAP may still be effective; permitted only after effective.
-fn set_caps(keep: &CapsHashSet) -> Result<()> {
-    for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted, CapSet::Ambient] {
+/// Makes each of `sets`, in this order, exactly `keep`, then reads them and `also` back.
+/// Callers list inheritable first, while CAP_SETPCAP may still be effective, permitted only
+/// after effective, and ambient (so that the sets survive execve) after both.
+fn set_caps(sets: &[CapSet], keep: &CapsHashSet, also: &[CapSet]) -> Result<()> {
+    for &set in sets {
         caps::set(None, set, keep).map_err(|_| StarterError::DropFailed("setting capabilities"))?;
     }
-    for set in [CapSet::Bounding, CapSet::Inheritable, CapSet::Effective, CapSet::Permitted, CapSet::Ambient] {
+    for &set in sets.iter().chain(also) {
         ensure(caps::read(None, set).is_ok_and(|s| s == *keep), StarterError::DropFailed("capabilities"))?;
-    }
-    Ok(())
-}
-
-/// Empties `sets` and checks that they are empty.
-pub fn clear_caps(sets: &[CapSet]) -> Result<()> {
-    for &set in sets {
-        caps::clear(None, set).map_err(|_| StarterError::DropFailed("clearing capabilities"))?;
-        ensure(caps::read(None, set).is_ok_and(|s| s.is_empty()), StarterError::DropFailed("capabilities"))?;
     }
     Ok(())
 }
@@ -184,12 +189,10 @@ pub fn clear_caps(sets: &[CapSet]) -> Result<()> {
 fn keep_only_needed_caps() -> Result<()> {
     use caps::Capability::*;
     let ids = [CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP, CAP_SYS_CHROOT];
-    let keep: caps::CapsHashSet =
+    let keep: CapsHashSet =
         ids.into_iter().chain([CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_CHOWN]).collect();
     let permitted = keep.iter().copied().chain([CAP_SYS_PTRACE]).collect();
-    clear_caps(&[CapSet::Ambient, CapSet::Inheritable])?;
-    for (set, caps) in [(CapSet::Effective, &keep), (CapSet::Permitted, &permitted)] {
-        caps::set(None, set, caps).map_err(|_| StarterError::DropFailed("reducing capabilities"))?;
-    }
-    Ok(())
+    set_caps(&[Ambient, Inheritable], &CapsHashSet::new(), &[])?;
+    set_caps(&[Effective], &keep, &[])?;
+    set_caps(&[Permitted], &permitted, &[])
 }

@@ -10,9 +10,9 @@ pub enum StarterError {
     Plan(#[from] PlanError),
     #[error("{0}")]
     Conf(#[from] conf::ConfError),
-    #[error("{what}: {errno}")]
+    #[error("{what}: {}", strerror(*errno))]
     Sys { what: &'static str, errno: Errno },
-    #[error("{what} {path:?}: {errno}")]
+    #[error("{what} {path:?}: {}", strerror(*errno))]
     Path { what: &'static str, path: String, errno: Errno },
     #[error("image {path:?}: {source}")]
     Sif { path: String, source: sif::SifError },
@@ -29,6 +29,13 @@ pub enum StarterError {
 }
 
 pub type Result<T> = std::result::Result<T, StarterError>;
+
+/// The C library's text for `e` (nix's own table words some differently), as the reference
+/// prints it.
+pub fn strerror(e: Errno) -> String {
+    let text = std::io::Error::from(e).to_string();
+    text.split(" (os error").next().unwrap_or_default().to_owned()
+}
 
 /// Adds the operation name to an errno.
 pub fn sys(what: &'static str) -> impl Fn(Errno) -> StarterError {

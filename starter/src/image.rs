@@ -8,7 +8,7 @@ use crate::ops::{clone_tree, new_mount};
 use crate::sys::{self, Sys, MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY};
 use starter::plan::{ensure, ImageKind, PlanImage, Policy};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 const SQUASHFS_MAGIC: &[u8; 4] = b"hsqs";
@@ -32,7 +32,7 @@ pub fn open(sys: &dyn Sys, img: &PlanImage, policy: &Policy) -> Result<Image> {
     let fd = sys
         .openat2(sys::AT_FDCWD, &shown, flags, 0, sys::RESOLVE_NO_MAGICLINKS)
         .map_err(path("cannot open image", &shown))?;
-    let st = sys::fstat(fd.as_fd()).map_err(path("cannot stat image", &shown))?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(path("cannot stat image", &shown))?;
     let (is_dir, is_file) = (st.st_mode & libc::S_IFMT == libc::S_IFDIR, st.st_mode & libc::S_IFMT == libc::S_IFREG);
     ensure(if sandbox { is_dir } else { is_file }, refuse("is not the kind of image the plan names"))?;
     // The kernel's name for the opened file, so symlinks and `..` cannot dodge the limits.

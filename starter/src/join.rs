@@ -10,8 +10,10 @@
 
 use crate::creds::Root;
 use crate::error::{sys as syserr, Result, StarterError};
-use crate::sys::{self, Fork};
-use crate::userns::{note_signal, PENDING};
+use crate::sys::{self, Fork, Pid};
+use crate::userns::{note_signal, FORWARDED, PENDING};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::{prctl, signal::Signal};
 use starter::plan::{ensure, ValidatedPlan};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
@@ -32,8 +34,8 @@ pub fn run(root: Root, plan: &ValidatedPlan, pid: u32) -> Result<i32> {
     let checked = pid > 1 && named && ours && all("Uid:", caller.uid) && all("Gid:", caller.gid);
     let refused = StarterError::Refused("the process to join is not an instance of the caller");
     ensure(checked && sys::pidfd_alive(pidfd.as_fd()), refused)?;
-    let user = if caller.setuid { 0 } else { libc::CLONE_NEWUSER };
-    sys::setns(pidfd.as_fd(), libc::CLONE_NEWNS | user | crate::ns_flags(plan)).map_err(syserr("cannot join"))?;
+    let user = if caller.setuid { CloneFlags::empty() } else { CloneFlags::CLONE_NEWUSER };
+    setns(&pidfd, CloneFlags::CLONE_NEWNS | user | crate::ns_flags(plan)).map_err(syserr("cannot join"))?;
     crate::creds::no_new_privs()?;
     crate::finish(root, plan).map(|never| match never {})
 }
@@ -45,22 +47,20 @@ pub fn linger() -> i32 {
     // A child that only sleeps (and dies of the stop signal), so waiting for children also
     // waits for the stop signal, without a window in which a signal could be missed.
     if let Ok(Fork::Child) = sys::fork() {
-        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        let _ = prctl::set_pdeathsig(Signal::SIGKILL);
         loop {
             std::thread::sleep(std::time::Duration::MAX)
         }
     }
-    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]
-        .into_iter()
-        .for_each(|s| sys::catch_signal(s, note_signal));
-    let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+    FORWARDED[..4].iter().for_each(|&s| sys::catch_signal(s, note_signal));
+    let _ = prctl::set_child_subreaper(true);
     // The name the frontend waits for and joins check; set last, once signals are handled.
-    let _ = sys::prctl(libc::PR_SET_NAME, c"appinit".as_ptr() as libc::c_ulong);
+    let _ = prctl::set_name(c"appinit");
     let mut stopping = false;
-    while sys::waitpid(-1) != Err(sys::Errno(libc::ECHILD)) {
+    while sys::waitpid(Pid::from_raw(-1)) != Err(sys::Errno::ECHILD) {
         let sig = PENDING.swap(0, std::sync::atomic::Ordering::SeqCst);
         if sig != 0 && !std::mem::replace(&mut stopping, true) {
-            sys::kill(0, sig);
+            sys::kill(Pid::from_raw(0), sig);
         }
     }
     0

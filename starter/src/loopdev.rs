@@ -7,7 +7,7 @@ use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::image::Image;
 use crate::sys::{self, Errno, Sys, LO_FLAGS_AUTOCLEAR, LO_FLAGS_READ_ONLY, RESOLVE_NO_SYMLINKS};
 use starter::plan::{ensure, Policy};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// An attached loop device: the open fd (keeps it from being autocleared until mounted)
 /// and its node path for the `source` option of the filesystem context.
@@ -22,7 +22,7 @@ const ATTEMPTS: u32 = 16;
 pub fn attach(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<LoopDevice> {
     let (offset, size, file) = (image.offset, image.size, image.fd.as_fd());
     let max = u32::try_from(policy.conf.max_loop_devices).unwrap_or(u32::MAX);
-    let st = sys::fstat(file).map_err(syserr("cannot stat image"))?;
+    let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(syserr("cannot stat image"))?;
     if let Some(dev) = policy.conf.shared_loop_devices.then(|| find_shared(sys, &st, offset, size, max)).flatten() {
         return Ok(dev);
     }
@@ -39,7 +39,7 @@ pub fn attach(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<LoopDevic
         // Another process may configure the same free device first: EBUSY, try the next.
         match sys::loop_configure(fd.as_fd(), file, offset, size) {
             Ok(()) => return Ok(LoopDevice { _fd: fd, node }),
-            Err(Errno(libc::EBUSY)) => continue,
+            Err(Errno::EBUSY) => continue,
             Err(e) => return Err(path("cannot configure", &node)(e)),
         }
     }

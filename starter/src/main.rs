@@ -18,9 +18,12 @@ mod userns;
 use conf::paths::CONF_FILE;
 use creds::Root;
 use error::{sys as syserr, Result, StarterError};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::{prctl, signal::Signal, stat};
+use nix::unistd::{chdir, fchdir, setsid};
 use starter::plan::{self, ImageKind, Policy, ValidatedPlan};
 use std::convert::Infallible;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use sys::{Errno, Fork, LinuxSys, Sys, RESOLVE_NO_SYMLINKS};
 use userns::{Handshake, IdMaps};
 
@@ -55,7 +58,7 @@ fn run() -> Result<i32> {
         return join::run(root, &plan, pid);
     }
     // An instance outlives the frontend and its terminal.
-    let _ = plan.instance && sys::setsid().is_ok();
+    let _ = plan.instance && setsid().is_ok();
     root.as_caller()?;
     let image = image::open(&LinuxSys, &plan.image, &policy)?;
     let build = if privileged { run_setuid } else { run_userns };
@@ -72,16 +75,15 @@ fn run_setuid(mut root: Root, plan: &ValidatedPlan, policy: &Policy, image: imag
     root.as_root()?;
     // The image is mounted (detached) before the mount namespace exists, so a FUSE daemon
     // stays in the host's namespace and exits when the container's goes away.
+    let kernel = root.caller.uid == 0 || policy.conf.may_kernel_mount_squashfs_setuid();
     let tree = match image.kind {
         ImageKind::Sandbox => image::mount_sandbox(sys, &image, plan.image.writable)?,
-        _ if root.caller.uid == 0 || policy.conf.may_kernel_mount_squashfs_setuid() => {
-            image::mount_kernel(sys, &image, policy)?
-        }
+        _ if kernel => image::mount_kernel(sys, &image, policy)?,
         // The kernel may not parse this image: FUSE, as in user-namespace mode.
         _ => userns::mount_squashfuse(sys, &image, (root.caller.uid, root.caller.gid), Some(&root.caller))?.0,
     };
     drop(image);
-    sys::unshare(libc::CLONE_NEWNS | ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
+    unshare(CloneFlags::CLONE_NEWNS | ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
     // The host's procfs, opened before any mount of ours: after the container's pivot_root
     // the parent's /proc would be the container's.
     let proc = || sys.openat2(sys::AT_FDCWD, "/proc", libc::O_PATH, 0, RESOLVE_NO_SYMLINKS);
@@ -89,7 +91,7 @@ fn run_setuid(mut root: Root, plan: &ValidatedPlan, policy: &Policy, image: imag
     // A new procfs shows the PID namespace of its mounter, so with one the container's
     // first process builds the root; the parent only maps ids, drops everything and reaps.
     if plan.namespaces.pid || plan.fakeroot {
-        if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
+        if let Fork::Parent { child } = sys::fork().map_err(syserr("fork"))? {
             drop((trees, tree));
             if let Some((handshake, proc)) = fakeroot {
                 let proc = proc.map_err(syserr("cannot open /proc"))?;
@@ -100,7 +102,7 @@ fn run_setuid(mut root: Root, plan: &ValidatedPlan, policy: &Policy, image: imag
             sys::close_range_from(3).map_err(syserr("close_range"))?;
             return userns::supervise(child, false);
         }
-        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        let _ = prctl::set_pdeathsig(Signal::SIGKILL);
     }
     rootfs::build(sys, &root, plan, policy, (tree, Vec::new()), &ops, trees)?;
     // Fakeroot: a user namespace of our own after the root is built as real root, so the
@@ -128,9 +130,9 @@ fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: imag
     if image.kind == ImageKind::Sandbox {
         // Only mounts of our own namespace can be cloned, and the fd points into the host's:
         // the cwd is carried over into the new namespace, so clone from there.
-        sys::fchdir(image.fd.as_fd()).map_err(syserr("cannot enter the sandbox"))?;
+        fchdir(image.fd.as_raw_fd()).map_err(syserr("cannot enter the sandbox"))?;
     }
-    sys::unshare(libc::CLONE_NEWNS).map_err(syserr("cannot create a mount namespace"))?;
+    unshare(CloneFlags::CLONE_NEWNS).map_err(syserr("cannot create a mount namespace"))?;
     if image.kind == ImageKind::Sandbox {
         image.fd = sys
             .openat2(sys::AT_FDCWD, ".", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
@@ -144,11 +146,11 @@ fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: imag
         _ => userns::mount_squashfuse(sys, &image, root.maps.target, None).map(|(t, pid)| (t, Some(pid)))?,
     };
     drop(image);
-    sys::unshare(ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
+    unshare(ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
     let child = match sys::fork().map_err(syserr("fork"))? {
-        Fork::Parent(pid) => pid,
+        Fork::Parent { child } => child,
         Fork::Child => {
-            let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            let _ = prctl::set_pdeathsig(Signal::SIGKILL);
             let Err(err) = container_userns(root, plan, policy, tree, mounts);
             fatal(err)
         }
@@ -167,7 +169,7 @@ fn container_userns(
     let sys = &LinuxSys;
     // pivot_root changes the root of every process in the mount namespace; the supervisor
     // and the FUSE daemon must keep theirs.
-    sys::unshare(libc::CLONE_NEWNS).map_err(syserr("cannot create a mount namespace"))?;
+    unshare(CloneFlags::CLONE_NEWNS).map_err(syserr("cannot create a mount namespace"))?;
     let ops = ops::plan_ops(plan);
     let trees = ops::clone_sources(sys, &ops)?;
     rootfs::build(sys, &root, plan, policy, (tree, layers), &ops, trees)?;
@@ -181,15 +183,15 @@ fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
     sys::close_range_from(3).map_err(syserr("close_range"))?;
     confine::apply(&user)?;
     let (cwd, argv) = (plan.cwd().as_str(), &plan.process.argv);
-    sys::chdir(cwd).map_err(error::path("cannot change directory to", cwd))?;
+    chdir(cwd).map_err(error::path("cannot change directory to", cwd))?;
     if plan.instance || (plan.namespaces.pid && plan.init) {
         // Already unprivileged and confined: from here on, PID 1 only reaps and forwards.
-        if let Fork::Parent(child) = sys::fork().map_err(syserr("fork"))? {
+        if let Fork::Parent { child } = sys::fork().map_err(syserr("fork"))? {
             let code = if plan.instance { join::linger() } else { userns::supervise(child, true).unwrap_or(255) };
             std::process::exit(code);
         }
     }
-    plan.process.umask.into_iter().for_each(sys::umask);
+    let _ = plan.process.umask.map(|m| stat::umask(stat::Mode::from_bits_truncate(m)));
     Err(exec(argv, &plan.process.env))
 }
 
@@ -202,17 +204,17 @@ fn exec(argv: &[String], env: &[String]) -> StarterError {
     let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/bin:/bin");
     for dir in path.split(':') {
         let file = format!("{}/{}", if dir.is_empty() { "." } else { dir }, argv[0]);
-        let Errno(e) = sys::execve(Some(&file), argv, env);
-        if ![libc::ENOENT, libc::ENOTDIR, libc::EACCES].contains(&e) {
-            return error::path("cannot execute", &file)(Errno(e));
+        let e = sys::execve(Some(&file), argv, env);
+        if ![Errno::ENOENT, Errno::ENOTDIR, Errno::EACCES].contains(&e) {
+            return error::path("cannot execute", &file)(e);
         }
     }
     StarterError::NotInPath(argv[0].clone())
 }
 
-fn ns_flags(plan: &ValidatedPlan) -> i32 {
+fn ns_flags(plan: &ValidatedPlan) -> CloneFlags {
     use libc::{CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWUTS};
     let ns = plan.namespaces;
     let flags = [(ns.pid, CLONE_NEWPID), (ns.ipc, CLONE_NEWIPC), (ns.uts, CLONE_NEWUTS), (ns.net, CLONE_NEWNET)];
-    flags.into_iter().filter(|f| f.0).fold(0, |all, f| all | f.1)
+    CloneFlags::from_bits_retain(flags.into_iter().filter(|f| f.0).fold(0, |all, f| all | f.1))
 }

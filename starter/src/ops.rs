@@ -42,45 +42,37 @@ fn cp(s: &str) -> ContainerPath {
 
 /// Turns the validated mounts into operations. Pure: no syscalls, unit-tested.
 pub fn plan_ops(plan: &ValidatedPlan) -> Vec<Op> {
-    let mut ops = Vec::new();
+    let new_fs = |fs, dst: &str| Op::NewFs { fs, dst: cp(dst) };
     let minimal_dev = plan.mounts().contains(&Mount::Dev { minimal: true });
-    for m in plan.mounts() {
-        match m {
-            // A new procfs needs a PID namespace we own; otherwise bind the host's, recursively
-            // so masked submounts stay masked.
-            Mount::Proc if plan.namespaces.pid => ops.push(Op::NewFs { fs: NewFs::Proc, dst: cp("/proc") }),
-            Mount::Proc => ops.push(host_bind("/proc", false, false)),
-            Mount::Sys => ops.push(host_bind("/sys", true, false)),
-            Mount::Dev { minimal: false } => ops.push(host_bind("/dev", false, true)),
-            Mount::Dev { minimal: true } => {
-                ops.push(Op::NewFs { fs: NewFs::Tmpfs { size_mib: 1, mode: 0o755 }, dst: cp("/dev") });
-                ops.extend(MINIMAL_DEVICES.map(|d| host_bind(&format!("/dev/{d}"), false, true)));
-                ops.push(Op::NewFs { fs: NewFs::Tmpfs { size_mib: 64, mode: 0o1777 }, dst: cp("/dev/shm") });
-            }
-            Mount::Devpts => {
-                ops.push(Op::NewFs { fs: NewFs::Devpts, dst: cp("/dev/pts") });
-                if minimal_dev {
-                    ops.push(Op::Symlink { target: "pts/ptmx", dst: cp("/dev/ptmx") });
-                }
-            }
-            Mount::Tmpfs { dst, size_mib } => {
-                ops.push(Op::NewFs { fs: NewFs::Tmpfs { size_mib: *size_mib, mode: 0o1777 }, dst: dst.clone() })
-            }
-            Mount::Bind { src, dst, read_only, .. } => ops.push(bind(src.clone(), dst.clone(), *read_only, false)),
-            Mount::File { dst, contents } => ops.push(Op::File { dst: dst.clone(), contents: contents.clone() }),
-            Mount::GpuDevice { name } => ops.push(host_bind(&format!("/dev/{name}"), false, true)),
+    let ops = plan.mounts().iter().map(|m| match m {
+        // A new procfs needs a PID namespace we own; otherwise bind the host's, recursively
+        // so masked submounts stay masked.
+        Mount::Proc if plan.namespaces.pid => vec![new_fs(NewFs::Proc, "/proc")],
+        Mount::Proc => vec![host_bind("/proc", false, false)],
+        Mount::Sys => vec![host_bind("/sys", true, false)],
+        Mount::Dev { minimal: false } => vec![host_bind("/dev", false, true)],
+        Mount::Dev { minimal: true } => std::iter::once(new_fs(NewFs::Tmpfs { size_mib: 1, mode: 0o755 }, "/dev"))
+            .chain(MINIMAL_DEVICES.map(|d| host_bind(&format!("/dev/{d}"), false, true)))
+            .chain([new_fs(NewFs::Tmpfs { size_mib: 64, mode: 0o1777 }, "/dev/shm")])
+            .collect(),
+        Mount::Devpts => std::iter::once(new_fs(NewFs::Devpts, "/dev/pts"))
+            .chain(minimal_dev.then(|| Op::Symlink { target: "pts/ptmx", dst: cp("/dev/ptmx") }))
+            .collect(),
+        Mount::Tmpfs { dst, size_mib } => {
+            vec![Op::NewFs { fs: NewFs::Tmpfs { size_mib: *size_mib, mode: 0o1777 }, dst: dst.clone() }]
         }
-    }
-    ops
-}
-
-fn bind(src: PathBuf, dst: ContainerPath, read_only: bool, devices: bool) -> Op {
-    Op::BindHost { src, dst, read_only, devices }
+        Mount::Bind { src, dst, read_only, .. } => {
+            vec![Op::BindHost { src: src.clone(), dst: dst.clone(), read_only: *read_only, devices: false }]
+        }
+        Mount::File { dst, contents } => vec![Op::File { dst: dst.clone(), contents: contents.clone() }],
+        Mount::GpuDevice { name } => vec![host_bind(&format!("/dev/{name}"), false, true)],
+    });
+    ops.flatten().collect()
 }
 
 /// The host's own `p` at the same place in the container.
 fn host_bind(p: &str, read_only: bool, devices: bool) -> Op {
-    bind(p.into(), cp(p), read_only, devices)
+    Op::BindHost { src: p.into(), dst: cp(p), read_only, devices }
 }
 
 /// Clones every host bind source as the caller (fsuid or user namespace), before any
@@ -199,7 +191,7 @@ pub fn stub(
     for n in 1..=parts.len() {
         match sys.openat2(image.as_raw_fd(), &parts[..n].join("/"), libc::O_PATH | libc::O_NOFOLLOW, 0, resolve) {
             Ok(fd) => modes.push(dir_mode(&fd)),
-            Err(Errno(libc::ENOENT)) => break,
+            Err(Errno::ENOENT) => break,
             Err(_) => return Ok(false),
         }
     }
@@ -221,7 +213,7 @@ pub fn mountpoint(
     let parts: Vec<&str> = dst.relative().split('/').collect();
     let mode = |i: usize| modes.get(i).copied().flatten().unwrap_or(0o755);
     for n in 1..=parts.len() {
-        if let Err(Errno(libc::ENOENT)) = open(&parts[..n].join("/")) {
+        if let Err(Errno::ENOENT) = open(&parts[..n].join("/")) {
             open(&format!("./{}", parts[..n - 1].join("/")))
                 .and_then(|p| create(sys, p.as_fd(), parts[n - 1], dir || n < parts.len(), mode(n - 1)))
                 .map_err(path("cannot create mount point", dst.as_str()))?;
@@ -232,7 +224,10 @@ pub fn mountpoint(
 
 /// The permission bits of `fd` if it is a directory.
 fn dir_mode(fd: &OwnedFd) -> Option<u32> {
-    sys::fstat(fd.as_fd()).ok().filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR).map(|st| st.st_mode & 0o7777)
+    nix::sys::stat::fstat(fd.as_raw_fd())
+        .ok()
+        .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .map(|st| st.st_mode & 0o7777)
 }
 
 /// Creates a directory or an empty file `name` under `parent`; an existing one is fine.
@@ -243,7 +238,7 @@ pub fn create(sys: &dyn Sys, parent: BorrowedFd<'_>, name: &str, dir: bool, mode
         let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY;
         sys.openat2(parent.as_raw_fd(), name, flags, 0o644, sys::RESOLVE_NO_SYMLINKS).map(drop)
     };
-    made.or_else(|e| if e == Errno(libc::EEXIST) { Ok(()) } else { Err(e) })
+    made.or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) })
 }
 
 #[cfg(test)]

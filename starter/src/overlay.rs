@@ -7,11 +7,14 @@
 
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::image::Image;
-use crate::sys::{self, Fork, Sys, AT_FDCWD, RESOLVE_NO_MAGICLINKS};
+use crate::sys::{self, Fork, Pid, Sys, AT_FDCWD, RESOLVE_NO_MAGICLINKS};
 use caps::{CapSet, Capability::CAP_SYS_ADMIN};
+use nix::mount::{umount2, MntFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::{prctl, stat::fstat};
 use starter::plan::{ImageKind, ValidatedPlan};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::process::{Command, Stdio};
 
@@ -27,7 +30,7 @@ pub struct Layer {
 #[derive(Default)]
 pub struct Layers {
     pub mounts: Vec<Layer>,
-    daemons: Vec<libc::pid_t>,
+    daemons: Vec<Pid>,
     locks: Vec<File>,
 }
 
@@ -38,7 +41,7 @@ pub fn mount_all(sys: &dyn Sys, plan: &ValidatedPlan, image: &Image, ids: (u32, 
     for o in &plan.overlays {
         let p = o.path.to_string_lossy().into_owned();
         let fd = sys.openat2(AT_FDCWD, &p, libc::O_PATH, 0, RESOLVE_NO_MAGICLINKS).map_err(path("cannot open", &p))?;
-        let st = sys::fstat(fd.as_fd()).map_err(path("cannot stat", &p))?;
+        let st = fstat(fd.as_raw_fd()).map_err(path("cannot stat", &p))?;
         let layer = Image { fd, kind: ImageKind::Sandbox, offset: 0, size: 0, shown: p };
         let refuse = |why| Err(StarterError::Image { path: layer.shown.clone(), why });
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
@@ -69,7 +72,7 @@ impl Layers {
         let refuse = |why| StarterError::Image { path: img.shown.clone(), why };
         // fuse2fs and fuse-overlayfs daemonize: as a subreaper the supervisor can wait for
         // them to write the image back (only then: an instance's orphans go to init).
-        sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).map_err(syserr("PR_SET_CHILD_SUBREAPER"))?;
+        prctl::set_child_subreaper(true).map_err(syserr("PR_SET_CHILD_SUBREAPER"))?;
         let (mut open, fd) = (std::fs::OpenOptions::new(), format!("/proc/self/fd/{}", img.fd.as_raw_fd()));
         let file = open.read(true).write(writable).custom_flags(libc::O_NONBLOCK).open(fd);
         let file = file.map_err(|_| refuse("cannot be opened (read-write to be writable)"))?;
@@ -108,7 +111,7 @@ fn mount_ext3(sys: &dyn Sys, file: &File, offset: u64, writable: bool) -> Option
     let mounted = cmd.stderr(Stdio::null()).env_clear().status().is_ok_and(|s| s.success());
     caps::clear(None, CapSet::Ambient).ok().filter(|_| mounted)?;
     let tree = sys.open_tree(AT_FDCWD, "/tmp", false).ok();
-    sys::umount_detach("/tmp").ok().and(tree)
+    umount2("/tmp", MntFlags::MNT_DETACH).ok().and(tree)
 }
 
 /// fuse-overlayfs with the kernel overlay's options, for an upper layer on fuse2fs or
@@ -120,15 +123,15 @@ pub fn mount_fuse_overlayfs(sys: &dyn Sys, opts: &[(&str, &str)], ids: (u32, u32
     // No ACLs: the kernel would ask for them on every lookup, and squashfuse has none.
     let o: String = opts.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| format!("{k}={v},")).collect();
     let argv = ["/usr/bin/fuse-overlayfs", "-f", "-o", &(o + "noacl"), &format!("/dev/fd/{}", fuse.as_raw_fd())];
-    if let Fork::Parent(pid) = sys::fork().map_err(syserr("fork"))? {
-        while sys::waitpid(pid) == Err(sys::Errno(libc::EINTR)) {}
+    if let Fork::Parent { child } = sys::fork().map_err(syserr("fork"))? {
+        while sys::waitpid(child) == Err(sys::Errno::EINTR) {}
         return Ok(tree);
     }
     // The copy is taken here, before the parent (waiting for this child) attaches the tree,
     // which the daemon's namespace must not hold.
-    match sys::unshare(libc::CLONE_NEWNS).and(sys::fork()) {
+    match unshare(CloneFlags::CLONE_NEWNS).and(sys::fork()) {
         Ok(Fork::Child) => crate::userns::exec_daemon(&argv.map(String::from), &[], &[fuse.as_raw_fd()]),
-        Ok(Fork::Parent(_)) => std::process::exit(0),
+        Ok(Fork::Parent { .. }) => std::process::exit(0),
         Err(e) => crate::fatal(syserr("cannot start fuse-overlayfs")(e)),
     }
 }
@@ -137,5 +140,5 @@ pub fn mount_fuse_overlayfs(sys: &dyn Sys, opts: &[(&str, &str)], ids: (u32, u32
 /// the images back once the container's mounts are gone; the locks go last.
 pub fn finish(layers: Layers) {
     layers.daemons.into_iter().for_each(crate::userns::stop_daemon);
-    while !layers.locks.is_empty() && sys::waitpid(-1) != Err(sys::Errno(libc::ECHILD)) {}
+    while !layers.locks.is_empty() && sys::waitpid(Pid::from_raw(-1)) != Err(sys::Errno::ECHILD) {}
 }

@@ -7,6 +7,9 @@ use crate::error::{path, sys as syserr, Result};
 use crate::ops::{self, Op};
 use crate::overlay::Layer;
 use crate::sys::{self, Sys, AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY, RESOLVE_NO_SYMLINKS};
+use nix::fcntl::AtFlags;
+use nix::mount::{umount2, MntFlags};
+use nix::unistd::{chdir, fchdir, fchownat, pivot_root, sethostname, Gid, Uid};
 use starter::plan::{Policy, ValidatedPlan};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -51,11 +54,12 @@ pub fn build(
         sys.mount_setattr(croot.as_fd(), MOUNT_ATTR_RDONLY, 0, false)
             .map_err(syserr("cannot make the root read-only"))?;
     }
-    if let Some(h) = plan.hostname.as_deref() {
-        sys::sethostname(h).map_err(syserr("sethostname"))?;
-    }
-    sys::fchdir(croot.as_fd()).map_err(syserr("cannot enter container root"))?;
-    sys::pivot_to_cwd().map_err(syserr("pivot_root"))
+    plan.hostname.as_ref().map_or(Ok(()), sethostname).map_err(syserr("sethostname"))?;
+    fchdir(croot.as_raw_fd()).map_err(syserr("cannot enter container root"))?;
+    // pivot_root(".", ".") then detaching the old root stacked on top: no path of the host
+    // is named, and the old root leaves this mount namespace entirely.
+    let detach = || umount2(".", MntFlags::MNT_DETACH).and_then(|()| chdir("/"));
+    pivot_root(".", ".").and_then(|()| detach()).map_err(syserr("pivot_root"))
 }
 
 fn mount_session(sys: &dyn Sys, policy: &Policy) -> Result<OwnedFd> {
@@ -85,7 +89,7 @@ fn mount_overlay(
     // Layer paths are resolved relative to the cwd: our session tmpfs, which only this
     // process can reach. The stub layer (mount points missing in the image) lies on top,
     // then the `--overlay` layers (their `upper` if they have one), then the image.
-    sys::fchdir(session).map_err(syserr("cannot enter session"))?;
+    fchdir(session.as_raw_fd()).map_err(syserr("cannot enter session"))?;
     let kernel = policy.conf.enable_overlay.allows_kernel_overlay() && !layers.iter().any(|l| l.writable && l.fuse);
     let (mut lower, mut upper, fuse_ok) = (String::from("stubs"), None, !layers.is_empty());
     for (i, layer) in layers.into_iter().enumerate() {
@@ -105,11 +109,13 @@ fn mount_overlay(
     if writable {
         // The setuid starter's fakeroot: the container's root is the caller, so the caller
         // must own the writable layer (root-owned, it would be unmapped in the namespace).
-        let owner = (root.caller.setuid && root.maps.target == (0, 0)).then_some((root.caller.uid, root.caller.gid));
+        let owner = (root.caller.setuid && root.maps.target == (0, 0)).then_some(&root.caller);
         for name in ["upper", "work"] {
             let dir = subdir(sys, session, name)?;
-            if let Some((uid, gid)) = owner {
-                sys::chown_fd(dir.as_fd(), uid, gid).map_err(path("cannot chown session directory", name))?;
+            if let Some(c) = owner {
+                let (u, g) = (Some(Uid::from_raw(c.uid)), Some(Gid::from_raw(c.gid)));
+                fchownat(Some(dir.as_raw_fd()), "", u, g, AtFlags::AT_EMPTY_PATH)
+                    .map_err(path("cannot chown session directory", name))?;
             }
         }
         opts.extend([("upperdir", "upper"), ("workdir", "work")]);
@@ -118,6 +124,6 @@ fn mount_overlay(
     // The kernel takes no upper layer on FUSE (fuse2fs), `driver` no kernel overlay at all.
     match kernel.then(|| ops::new_mount(sys, "overlay", &opts, MOUNT_ATTR_NODEV)) {
         None | Some(Err(_)) if fuse_ok => crate::overlay::mount_fuse_overlayfs(sys, &opts, root.maps.target),
-        r => r.unwrap_or(Err(sys::Errno(libc::EPERM))).map_err(syserr("cannot mount overlay")),
+        r => r.unwrap_or(Err(sys::Errno::EPERM)).map_err(syserr("cannot mount overlay")),
     }
 }

@@ -5,8 +5,11 @@
 
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::image::Image;
-use crate::sys::{self, Fork, LinuxSys, Sys};
+use crate::sys::{self, Fork, LinuxSys, Pid, Sys};
 use conf::{Accounts, SubIdRange};
+use nix::fcntl::{fcntl, FcntlArg::F_SETFD, FdFlag};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::{prctl, signal::Signal};
 use starter::plan::Caller;
 use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -17,8 +20,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The FUSE daemon, installed beside the starter (it hands compressors it does not decode to squashfuse_ll).
 const SQUASHFUSE: &str = "bin/apptainer-squashfuse";
-/// Signals the supervisor passes on to the container.
-const FORWARDED: [i32; 7] =
+/// Signals the supervisor passes on to the container; the first four stop an instance.
+pub const FORWARDED: [i32; 7] =
     [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
 
 /// The id maps of a user namespace, from the caller's real ids and the admin's /etc/subuid
@@ -56,18 +59,18 @@ impl IdMaps {
 /// its one-line maps itself. With ranges only root-owned newuidmap/newgidmap may write them,
 /// and only for another process: we fork, the child enters the namespace and goes on, and
 /// the parent maps it and then supervises it (its pid is returned).
-pub fn enter(maps: &IdMaps, binary_path: &str) -> Result<Option<libc::pid_t>> {
+pub fn enter(maps: &IdMaps, binary_path: &str) -> Result<Option<Pid>> {
     if maps.ranges.is_none() {
-        sys::unshare(libc::CLONE_NEWUSER).map_err(syserr("cannot create a user namespace"))?;
+        unshare(CloneFlags::CLONE_NEWUSER).map_err(syserr("cannot create a user namespace"))?;
         return write_maps(&LinuxSys, sys::AT_FDCWD, "/proc/self", maps).map(|()| None);
     }
     let handshake = Handshake::new()?;
     match sys::fork().map_err(syserr("fork"))? {
         Fork::Child => {
-            let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            let _ = prctl::set_pdeathsig(Signal::SIGKILL);
             handshake.child().map(|()| None)
         }
-        Fork::Parent(pid) => {
+        Fork::Parent { child: pid } => {
             let map = |tool, gid| newidmap(tool, binary_path, pid, &maps.lines(gid));
             handshake.parent(pid, || map("newuidmap", false).and_then(|()| map("newgidmap", true)))?;
             Ok(Some(pid))
@@ -91,14 +94,12 @@ pub fn write_maps(sys: &dyn Sys, dir: RawFd, pid: &str, maps: &IdMaps) -> Result
 
 /// Runs the root-owned `tool` (from `binary path`, else /usr/bin) with an empty
 /// environment and fixed arguments: `pid` then the map lines.
-fn newidmap(tool: &'static str, binary_path: &str, pid: libc::pid_t, lines: &[[u32; 3]]) -> Result<()> {
+fn newidmap(tool: &'static str, binary_path: &str, pid: Pid, lines: &[[u32; 3]]) -> Result<()> {
     let trusted =
         |p: &PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.uid() == 0 && m.mode() & 0o022 == 0);
     let dirs = binary_path.split(':').filter(|d| d.starts_with('/')).chain(["/usr/bin"]);
-    let bin = dirs
-        .map(|d| Path::new(d).join(tool))
-        .find(trusted)
-        .ok_or(StarterError::Helper(tool, "is not installed root-owned"))?;
+    let bin = dirs.map(|d| Path::new(d).join(tool)).find(trusted);
+    let bin = bin.ok_or(StarterError::Helper(tool, "is not installed root-owned"))?;
     let args = std::iter::once(pid.to_string()).chain(lines.iter().flatten().map(u32::to_string));
     let ok = Command::new(bin).args(args).env_clear().stdin(Stdio::null()).status().is_ok_and(|s| s.success());
     ok.then_some(()).ok_or(StarterError::Helper(tool, "failed"))
@@ -119,7 +120,7 @@ impl Handshake {
     pub fn child(self) -> Result<()> {
         let (Handshake { ready: (_, mut tell), go: (mut wait, go_writer) }, mut byte) = (self, [0u8]);
         drop(go_writer);
-        sys::unshare(libc::CLONE_NEWUSER).map_err(syserr("cannot create a user namespace"))?;
+        unshare(CloneFlags::CLONE_NEWUSER).map_err(syserr("cannot create a user namespace"))?;
         tell.write_all(b"u").map_err(|_| StarterError::Refused("the parent is gone"))?;
         // Without the parent's go-ahead it has already reported why.
         if wait.read(&mut byte).ok() != Some(1) {
@@ -130,7 +131,7 @@ impl Handshake {
     /// In the parent: once `child` is in its namespace, `map` it and let it go on. On
     /// failure the child is killed. A child that failed first has reported why itself; the
     /// caller then only reaps it.
-    pub fn parent(self, child: libc::pid_t, map: impl FnOnce() -> Result<()>) -> Result<()> {
+    pub fn parent(self, child: Pid, map: impl FnOnce() -> Result<()>) -> Result<()> {
         // Our own read end of `go` stays open, so a child that died early cannot turn the
         // write below into SIGPIPE.
         let (Handshake { ready: (mut wait, ready_writer), go: (_go_reader, mut tell) }, mut byte) = (self, [0u8]);
@@ -160,7 +161,7 @@ pub fn extract(sys: &dyn Sys, image: &mut Image) -> Result<PathBuf> {
     let root = dir.join("root").to_string_lossy().into_owned();
     let (offset, src) = (image.offset.to_string(), format!("/dev/fd/{}", image.fd.as_raw_fd()));
     // The image fd must reach unsquashfs; it is closed when the extracted root replaces it.
-    sys::clear_cloexec(image.fd.as_raw_fd()).map_err(syserr("cannot pass the image fd"))?;
+    fcntl(image.fd.as_raw_fd(), F_SETFD(FdFlag::empty())).map_err(syserr("cannot pass the image fd"))?;
     let status = Command::new("/usr/bin/unsquashfs")
         .args(["-q", "-n", "-no-xattrs", "-ig", "-no-exit", "-o", &offset, "-d", &root, &src])
         .env_clear()
@@ -185,7 +186,7 @@ pub fn extract(sys: &dyn Sys, image: &mut Image) -> Result<PathBuf> {
 /// process never sees an unexpected child.
 pub fn mount_squashfuse(
     sys: &dyn Sys, image: &Image, ids: (u32, u32), drop_to: Option<&Caller>,
-) -> Result<(OwnedFd, libc::pid_t)> {
+) -> Result<(OwnedFd, Pid)> {
     let (fuse, tree) = crate::image::mount_fuse(sys, ids, drop_to.is_some())?;
     let bin = format!("{}/{SQUASHFUSE}", conf::paths::LIBEXECDIR);
     std::fs::metadata(&bin).map_err(|_| StarterError::Refused("apptainer-squashfuse is not installed"))?;
@@ -193,9 +194,9 @@ pub fn mount_squashfuse(
     let (src, dev) = (format!("/dev/fd/{}", image.fd.as_raw_fd()), format!("/dev/fd/{}", fuse.as_raw_fd()));
     let argv = [&bin, "-f", "-o", &offset, &src, &dev].map(String::from);
     match sys::fork().map_err(syserr("fork"))? {
-        Fork::Parent(pid) => {
+        Fork::Parent { child: pid } => {
             // The detached daemon's first fork exits at once: reap it.
-            while drop_to.is_some() && sys::waitpid(pid) == Err(sys::Errno(libc::EINTR)) {}
+            while drop_to.is_some() && sys::waitpid(pid) == Err(sys::Errno::EINTR) {}
             Ok((tree, pid))
         }
         Fork::Child => {
@@ -206,7 +207,7 @@ pub fn mount_squashfuse(
                     std::process::exit(0)
                 }
                 Some(_) => {}
-                None => drop(sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong)),
+                None => drop(prctl::set_pdeathsig(Signal::SIGTERM)),
             }
             exec_daemon(&argv, &["PATH=/usr/bin:/bin".to_owned()], &[image.fd.as_raw_fd(), fuse.as_raw_fd()])
         }
@@ -218,9 +219,9 @@ pub fn mount_squashfuse(
 /// `keep` open across exec (every other fd of ours is close-on-exec, so only 0-2 and these
 /// reach it), then `argv`. Never returns.
 pub fn exec_daemon(argv: &[String], env: &[String], keep: &[RawFd]) -> ! {
-    let ok = sys::setsid().and(keep.iter().try_for_each(|&fd| sys::clear_cloexec(fd)));
+    let ok = nix::unistd::setsid().and(keep.iter().try_for_each(|&fd| fcntl(fd, F_SETFD(FdFlag::empty())).map(drop)));
     let err = ok.err().unwrap_or_else(|| sys::execve(None, argv, env));
-    eprintln!("FATAL:   cannot start {}: {err}", argv[0]);
+    eprintln!("FATAL:   cannot start {}: {}", argv[0], crate::error::strerror(err));
     std::process::exit(255)
 }
 
@@ -232,15 +233,13 @@ pub extern "C" fn note_signal(sig: i32) {
 
 /// Waits for the container, forwarding signals; returns its exit code (128+n if killed by n).
 /// As PID 1 of a PID namespace (`reap_all`) it also reaps every orphan reparented to it.
-pub fn supervise(child: libc::pid_t, reap_all: bool) -> Result<i32> {
-    for s in FORWARDED {
-        sys::catch_signal(s, note_signal);
-    }
+pub fn supervise(child: Pid, reap_all: bool) -> Result<i32> {
+    FORWARDED.iter().for_each(|&s| sys::catch_signal(s, note_signal));
     loop {
-        match sys::waitpid(if reap_all { -1 } else { child }) {
+        match sys::waitpid(if reap_all { Pid::from_raw(-1) } else { child }) {
             Ok((p, status)) if p == child && libc::WIFEXITED(status) => return Ok(libc::WEXITSTATUS(status)),
             Ok((p, status)) if p == child && libc::WIFSIGNALED(status) => return Ok(128 + libc::WTERMSIG(status)),
-            Ok(_) | Err(sys::Errno(libc::EINTR)) => {}
+            Ok(_) | Err(sys::Errno::EINTR) => {}
             Err(e) => return Err(syserr("waitpid")(e)),
         }
         // Signal 0 (nothing pending) only probes the child.
@@ -249,7 +248,7 @@ pub fn supervise(child: libc::pid_t, reap_all: bool) -> Result<i32> {
 }
 
 /// Stops the FUSE daemon after the container is gone.
-pub fn stop_daemon(pid: libc::pid_t) {
+pub fn stop_daemon(pid: Pid) {
     sys::kill(pid, libc::SIGTERM);
-    while sys::waitpid(pid) == Err(sys::Errno(libc::EINTR)) {}
+    while sys::waitpid(pid) == Err(sys::Errno::EINTR) {}
 }

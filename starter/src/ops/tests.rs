@@ -38,7 +38,7 @@ impl Sys for RecordingSys {
         let mut missing = self.missing.borrow_mut();
         if let Some(i) = missing.iter().position(|m| m == path) {
             missing.remove(i);
-            return Err(Errno(libc::ENOENT));
+            return Err(Errno::ENOENT);
         }
         Ok(fake_fd())
     }
