@@ -475,6 +475,23 @@ fn a_valid_plan_runs_confined(mode: Mode) {
             .any(|l| l.contains(" / ") && l.contains("nosuid") && l.contains("nodev")),
         "{out:?}"
     );
+    // The container's root mount itself (mount point `/`, the image or the overlay over
+    // it): its per-mount options carry nosuid and nodev.
+    let root_opts: Vec<&str> = o
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 5 && f[4] == "/").then(|| f[5])
+        })
+        .collect();
+    assert!(!root_opts.is_empty(), "no root mount in {out:?}");
+    for opts in &root_opts {
+        let opts: Vec<&str> = opts.split(',').collect();
+        assert!(
+            opts.contains(&"nosuid") && opts.contains(&"nodev"),
+            "the root mount lacks nosuid or nodev ({opts:?}): {out:?}"
+        );
+    }
     assert_no_leftover_mounts(&before);
 }
 
