@@ -1,5 +1,6 @@
 //! Landlock confinement of the frontend's own risky work: unpacking image layers and packing
-//! them. The work runs on a thread of its own whose writes the kernel limits to beneath the
+//! them, and the host-side steps of a definition-file build (unpacking the base image,
+//! copying `%files`, packing the root with mksquashfs). The work runs on a thread of its own whose writes the kernel limits to beneath the
 //! directories named for it, so a bug in the path checks of the unpacker (a layer entry that
 //! escapes the root) still cannot write anywhere else. Reads stay unrestricted: layers, the
 //! cache and the tools are read from everywhere.
@@ -7,7 +8,10 @@
 //! Best effort: on kernels without Landlock (before 5.13, or with it disabled) the work runs
 //! unconfined, and the debug log says what the kernel enforced. Only the confined thread
 //! and the processes it starts (tar2sqfs) are restricted, never the thread that later execs
-//! the setuid starter: Landlock sets no_new_privs on the thread it restricts.
+//! the setuid starter: Landlock sets no_new_privs on the thread it restricts. For the same
+//! reason a step run inside the fakeroot mapping (util-linux `unshare`, which needs the
+//! setuid `newuidmap`) is not confined, and neither is anything the starter does (Landlock
+//! forbids mount and pivot_root, so `%post` in the container cannot run under it).
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -69,6 +73,21 @@ fn restrict(writable: &[&Path]) -> Result<RulesetStatus, landlock::RulesetError>
         .add_rules(path_beneath_rules([Path::new("/dev/null")], write))?
         .restrict_self()?;
     Ok(status.ruleset)
+}
+
+/// Runs `work` on a new thread confined by [`restrict_thread`] to writes beneath `writable`;
+/// the programs it starts inherit the confinement.
+pub fn confined_step<T: Send>(
+    what: &str,
+    writable: &[&Path],
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    confined(what, writable, &|(): ()| (), |_| work())
+}
+
+/// Says at debug level why the step `what` runs unconfined.
+pub fn not_applied(what: &str, why: &str) {
+    crate::debug!("landlock: {what}: not applied: {why}");
 }
 
 /// Runs `work` on a new thread confined by [`restrict_thread`] to writes beneath

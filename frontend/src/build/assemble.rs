@@ -40,24 +40,28 @@ pub fn to_sif(
         args.push(a.into());
     }
     args.push(jobs.to_string().into());
-    let mut cmd = match &opts.subids {
+    const WHAT: &str = "build squashfs packing";
+    // Root-mapped fakeroot: every file the build saw as root's is the caller's on the
+    // host. The image records what the build saw.
+    let all_root = opts.fakeroot && !nix::unistd::geteuid().is_root();
+    let output = match &opts.subids {
         // Inside the fakeroot mapping every file reads as the build saw it (root, or a
         // subordinate id), and files only those ids may read are readable.
-        Some(map) => map.command("mksquashfs", &args),
-        None => {
+        Some(map) => {
+            crate::landlock::not_applied(WHAT, super::idmap::UNCONFINED);
+            map.command("mksquashfs", &args).output()
+        }
+        // mksquashfs writes only the squashfs in the build's temporary directory.
+        None => crate::landlock::confined_step(WHAT, &[work], || {
             let mut c = Command::new("mksquashfs");
             c.args(&args);
-            if opts.fakeroot && !nix::unistd::geteuid().is_root() {
-                // Root-mapped fakeroot: every file the build saw as root's is the
-                // caller's on the host. The image records what the build saw.
+            if all_root {
                 c.arg("-all-root");
             }
-            c
-        }
+            c.output()
+        }),
     };
-    let output = cmd
-        .output()
-        .context("running mksquashfs (is squashfs-tools installed?)")?;
+    let output = output.context("running mksquashfs (is squashfs-tools installed?)")?;
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
         bail!(

@@ -94,10 +94,22 @@ fn read_oci_config(sif: &Path) -> Result<Option<Vec<u8>>> {
 /// The SIF object holding the base image's OCI config, as the reference names it.
 pub const OCI_CONFIG: &str = "oci-config.json";
 
+/// Landlock's name for unpacking or copying the base image.
+const EXTRACTION: &str = "build bootstrap extraction";
+
 fn unpack_sif(sif: &Path, rootfs: &Path, subids: Option<&SubIdMap>) -> Result<()> {
     match subids {
-        Some(map) => unsquash_mapped(sif, rootfs, map),
-        None => local::sif_to_sandbox(sif, rootfs),
+        Some(map) => {
+            crate::landlock::not_applied(EXTRACTION, super::idmap::UNCONFINED);
+            unsquash_mapped(sif, rootfs, map)
+        }
+        // unsquashfs fills a temporary directory beside `rootfs`, renamed to it.
+        None => {
+            let stage = rootfs.parent().unwrap_or(rootfs);
+            crate::landlock::confined_step(EXTRACTION, &[stage], || {
+                local::sif_to_sandbox(sif, rootfs)
+            })
+        }
     }
 }
 
@@ -209,15 +221,16 @@ fn copy_sandbox(from: &Path, rootfs: &Path, subids: Option<&SubIdMap>) -> Result
         src.as_os_str(),
         rootfs.as_os_str(),
     ];
-    let mut cmd = match subids {
-        Some(map) => map.command("cp", &args),
-        None => {
-            let mut c = Command::new("cp");
-            c.args(args);
-            c
+    let out = match subids {
+        Some(map) => {
+            crate::landlock::not_applied(EXTRACTION, super::idmap::UNCONFINED);
+            map.command("cp", &args).output()
         }
+        None => crate::landlock::confined_step(EXTRACTION, &[rootfs], || {
+            Command::new("cp").args(args).output()
+        }),
     };
-    let out = cmd.output().context("running cp")?;
+    let out = out.context("running cp")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         bail!(

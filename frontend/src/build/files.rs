@@ -55,15 +55,19 @@ fn copy_one(
     let mut args: Vec<std::ffi::OsString> = vec!["-fLr".into(), "--".into()];
     args.extend(sources.iter().map(|p| p.as_os_str().to_owned()));
     args.push(dest.as_os_str().to_owned());
-    let mut cmd = match subids {
-        Some(map) => map.command("cp", &args),
-        None => {
-            let mut c = Command::new("cp");
-            c.args(&args);
-            c
+    // Landlock keeps the copy beneath the root even where a symlink in the image would
+    // lead it out (a directory copied over one the image has).
+    const WHAT: &str = "build %files copy";
+    let out = match subids {
+        Some(map) => {
+            crate::landlock::not_applied(WHAT, super::idmap::UNCONFINED);
+            map.command("cp", &args).output()
         }
+        None => crate::landlock::confined_step(WHAT, &[root], || {
+            Command::new("cp").args(&args).output()
+        }),
     };
-    let out = cmd.output().context("running cp")?;
+    let out = out.context("running cp")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         bail!(

@@ -11,6 +11,10 @@ use std::process::Command;
 
 use conf::SubIdRange;
 
+/// Why Landlock cannot confine a step run inside the mapping: no_new_privs, which Landlock
+/// sets, would keep `unshare` from gaining its ids through the setuid `newuidmap`.
+pub const UNCONFINED: &str = "runs in the fakeroot mapping, which needs the setuid newuidmap";
+
 /// The caller's subordinate ranges, when a fakeroot build maps them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubIdMap {
