@@ -188,9 +188,8 @@ fn set_caps(sets: &[CapSet], keep: &CapsHashSet, also: &[CapSet]) -> Result<()> 
 /// to check and enter an instance init, which our setuid drop left non-dumpable.
 fn keep_only_needed_caps() -> Result<()> {
     use caps::Capability::*;
-    let ids = [CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP, CAP_SYS_CHROOT];
-    let keep: CapsHashSet =
-        ids.into_iter().chain([CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_CHOWN]).collect();
+    let ids = [CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP, CAP_SYS_CHROOT, CAP_DAC_OVERRIDE];
+    let keep = CapsHashSet::from_iter(ids.into_iter().chain([CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_CHOWN]));
     let permitted = keep.iter().copied().chain([CAP_SYS_PTRACE]).collect();
     set_caps(&[Ambient, Inheritable], &CapsHashSet::new(), &[])?;
     set_caps(&[Effective], &keep, &[])?;

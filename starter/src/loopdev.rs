@@ -26,16 +26,15 @@ pub fn attach(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<LoopDevic
     if let Some(dev) = policy.conf.shared_loop_devices.then(|| find_shared(sys, &st, offset, size, max)).flatten() {
         return Ok(dev);
     }
-    let ctl = sys
-        .openat2(sys::AT_FDCWD, "/dev/loop-control", libc::O_RDWR, 0, RESOLVE_NO_SYMLINKS)
-        .map_err(path("cannot open", "/dev/loop-control"))?;
+    let open = |node: &str, flags| {
+        sys.openat2(sys::AT_FDCWD, node, flags, 0, RESOLVE_NO_SYMLINKS).map_err(path("cannot open", node))
+    };
+    let ctl = open("/dev/loop-control", libc::O_RDWR)?;
     for _ in 0..ATTEMPTS {
         let n = sys::loop_get_free(ctl.as_fd()).map_err(syserr("cannot get a free loop device"))?;
         ensure(n < max, StarterError::Refused("no loop device below 'max loop devices' is free"))?;
         let node = format!("/dev/loop{n}");
-        let fd = sys
-            .openat2(sys::AT_FDCWD, &node, libc::O_RDONLY, 0, RESOLVE_NO_SYMLINKS)
-            .map_err(path("cannot open", &node))?;
+        let fd = open(&node, libc::O_RDONLY)?;
         // Another process may configure the same free device first: EBUSY, try the next.
         match sys::loop_configure(fd.as_fd(), file, offset, size) {
             Ok(()) => return Ok(LoopDevice { _fd: fd, node }),

@@ -147,13 +147,10 @@ fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: imag
     };
     drop(image);
     unshare(ns_flags(plan)).map_err(syserr("cannot create namespaces"))?;
-    let child = match sys::fork().map_err(syserr("fork"))? {
-        Fork::Parent { child } => child,
-        Fork::Child => {
-            let _ = prctl::set_pdeathsig(Signal::SIGKILL);
-            let Err(err) = container_userns(root, plan, policy, tree, mounts);
-            fatal(err)
-        }
+    let Fork::Parent { child } = sys::fork().map_err(syserr("fork"))? else {
+        let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+        let Err(err) = container_userns(root, plan, policy, tree, mounts);
+        fatal(err)
     };
     drop((tree, mounts));
     let code = userns::supervise(child, false);

@@ -290,10 +290,8 @@ fn check_image(img: &PlanImage, writable_tmpfs: bool, policy: &Policy, caller: &
         ImageKind::Sandbox => policy.conf.allow_container_dir,
     };
     ensure(allowed, refuse("this image type is disabled by 'allow container'"))?;
-    ensure(
-        !img.writable || img.kind != ImageKind::Squashfs,
-        refuse("only sandboxes and SIF overlays can be writable"),
-    )?;
+    let squashfs_rw = img.writable && img.kind == ImageKind::Squashfs;
+    ensure(!squashfs_rw, refuse("only sandboxes and SIF overlays can be writable"))?;
     let root_sandbox = caller.uid == 0 && img.kind == ImageKind::Sandbox;
     ensure(!img.writable || !caller.setuid || root_sandbox, refuse("writable images need user-namespace mode"))?;
     let overlay = policy.conf.enable_overlay.allows_kernel_overlay();

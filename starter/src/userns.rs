@@ -65,17 +65,13 @@ pub fn enter(maps: &IdMaps, binary_path: &str) -> Result<Option<Pid>> {
         return write_maps(&LinuxSys, sys::AT_FDCWD, "/proc/self", maps).map(|()| None);
     }
     let handshake = Handshake::new()?;
-    match sys::fork().map_err(syserr("fork"))? {
-        Fork::Child => {
-            let _ = prctl::set_pdeathsig(Signal::SIGKILL);
-            handshake.child().map(|()| None)
-        }
-        Fork::Parent { child: pid } => {
-            let map = |tool, gid| newidmap(tool, binary_path, pid, &maps.lines(gid));
-            handshake.parent(pid, || map("newuidmap", false).and_then(|()| map("newgidmap", true)))?;
-            Ok(Some(pid))
-        }
-    }
+    let Fork::Parent { child } = sys::fork().map_err(syserr("fork"))? else {
+        let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+        return handshake.child().map(|()| None);
+    };
+    let map = |tool, gid| newidmap(tool, binary_path, child, &maps.lines(gid));
+    handshake.parent(child, || map("newuidmap", false).and_then(|()| map("newgidmap", true)))?;
+    Ok(Some(child))
 }
 
 /// Writes the maps of the process whose /proc directory is `dir`/`pid`. "deny" must reach
@@ -154,28 +150,21 @@ pub fn extract(sys: &dyn Sys, image: &mut Image) -> Result<PathBuf> {
     eprintln!("WARNING: FUSE is unavailable: extracting {:?} to a temporary sandbox", image.shown);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let dir = PathBuf::from(format!("/tmp/rootfs-{}-{nanos}", std::process::id()));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|_| StarterError::Refused("cannot create a directory in /tmp"))?;
+    let made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    made.map_err(|_| StarterError::Refused("cannot create a directory in /tmp"))?;
     let root = dir.join("root").to_string_lossy().into_owned();
     let (offset, src) = (image.offset.to_string(), format!("/dev/fd/{}", image.fd.as_raw_fd()));
     // The image fd must reach unsquashfs; it is closed when the extracted root replaces it.
     fcntl(image.fd.as_raw_fd(), F_SETFD(FdFlag::empty())).map_err(syserr("cannot pass the image fd"))?;
-    let status = Command::new("/usr/bin/unsquashfs")
-        .args(["-q", "-n", "-no-xattrs", "-ig", "-no-exit", "-o", &offset, "-d", &root, &src])
-        .env_clear()
-        .status();
-    match sys.openat2(sys::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_NO_SYMLINKS) {
-        Ok(fd) if status.is_ok_and(|s| s.success()) => {
-            (image.fd, image.kind) = (fd, starter::plan::ImageKind::Sandbox);
-            Ok(dir)
-        }
-        _ => {
-            let _ = std::fs::remove_dir_all(&dir);
-            Err(StarterError::Image { path: image.shown.clone(), why: "unsquashfs failed" })
-        }
+    let args = ["-q", "-n", "-no-xattrs", "-ig", "-no-exit", "-o", &offset, "-d", &root, &src];
+    let ok = Command::new("/usr/bin/unsquashfs").args(args).env_clear().status().is_ok_and(|s| s.success());
+    let fd = sys.openat2(sys::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_NO_SYMLINKS);
+    if let (true, Ok(fd)) = (ok, fd) {
+        (image.fd, image.kind) = (fd, starter::plan::ImageKind::Sandbox);
+        return Ok(dir);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+    Err(StarterError::Image { path: image.shown.clone(), why: "unsquashfs failed" })
 }
 
 /// Mounts the image through FUSE (detached) and starts squashfuse_ll serving it. The FUSE
@@ -193,25 +182,19 @@ pub fn mount_squashfuse(
     let offset = format!("offset={}", image.offset);
     let (src, dev) = (format!("/dev/fd/{}", image.fd.as_raw_fd()), format!("/dev/fd/{}", fuse.as_raw_fd()));
     let argv = [&bin, "-f", "-o", &offset, &src, &dev].map(String::from);
-    match sys::fork().map_err(syserr("fork"))? {
-        Fork::Parent { child: pid } => {
-            // The detached daemon's first fork exits at once: reap it.
-            while drop_to.is_some() && sys::waitpid(pid) == Err(sys::Errno::EINTR) {}
-            Ok((tree, pid))
-        }
-        Fork::Child => {
-            match drop_to {
-                // Detached: the first child exits at once; its own child, reparented to init,
-                // runs the daemon as the caller (nobody waits for it, so it exits silently).
-                Some(c) if !matches!(sys::fork(), Ok(Fork::Child)) || crate::creds::drop_to(c).is_err() => {
-                    std::process::exit(0)
-                }
-                Some(_) => {}
-                None => drop(prctl::set_pdeathsig(Signal::SIGTERM)),
-            }
-            exec_daemon(&argv, &["PATH=/usr/bin:/bin".to_owned()], &[image.fd.as_raw_fd(), fuse.as_raw_fd()])
-        }
+    if let Fork::Parent { child } = sys::fork().map_err(syserr("fork"))? {
+        // The detached daemon's first fork exits at once: reap it.
+        while drop_to.is_some() && sys::waitpid(child) == Err(sys::Errno::EINTR) {}
+        return Ok((tree, child));
     }
+    // Detached: the first child exits at once; its own child, reparented to init, runs the
+    // daemon as the caller (nobody waits for it, so it exits silently).
+    match drop_to.map(|c| matches!(sys::fork(), Ok(Fork::Child)) && crate::creds::drop_to(c).is_ok()) {
+        Some(false) => std::process::exit(0),
+        Some(true) => {}
+        None => drop(prctl::set_pdeathsig(Signal::SIGTERM)),
+    }
+    exec_daemon(&argv, &["PATH=/usr/bin:/bin".to_owned()], &[image.fd.as_raw_fd(), fuse.as_raw_fd()])
 }
 
 /// In a FUSE daemon's child: its own session (Ctrl-C at the terminal is for the container's

@@ -5,31 +5,22 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The design's target is ~1500. Both install modes with FUSE in each, shared loop
-/// devices, PID-namespace supervision, the extraction fallback and fakeroot with
-/// subordinate id ranges (newuidmap, or maps written by the setuid parent) came to 1,649
-/// code lines (blank and comment lines not counted); removing duplicated syscall wrappers
-/// and error plumbing brought them to 1,435 with every feature and check kept.
-///
-/// Features added since, in code lines (as rustfmt with starter/rustfmt.toml lays them
-/// out): `--overlay` directories and images, a SIF's overlay partition, fuse2fs and
-/// fuse-overlayfs daemons, image locks and GPU device nodes (+184, overlay.rs, rootfs.rs);
-/// instances, `exec instance://` through a pidfd-checked setns and the `appinit` that
-/// keeps them (+68, join.rs); the container's capability set for root (`--keep-privs`,
-/// `--no-privs`, `--add-caps`, `--drop-caps`, +56); real root run privileged without a
-/// user namespace (+17); SIGXFSZ under the caller's RLIMIT_FSIZE (+8); a rustfmt-clean
-/// layout (+9), for 1,777. Shrink passes that kept every feature, check, message and
-/// security property took back 69: a tighter overlay sequence, one FUSE-mount helper, one
-/// daemon exec path, the squashfuse switch; then the build mode as the `Caller.setuid` it
-/// duplicated, one `clone_tree` (open_tree + mount_setattr, always NOSUID) for binds,
-/// generated files and sandboxes, one squashfuse mount-and-serve function, the
-/// `limit container paths` test shared with conf, and single-expression forms of a few
-/// branches. The starter now measures 1,708 lines, this budget covering that plus a
-/// rounding margin. Going near 1,500 would mean dropping one of the features above or
-/// moving the process-wide syscall wrappers of sys.rs onto a library (`nix`, on the
-/// allowed list but not linked), a dependency review of its own. This limit only
-/// ratchets down; raising it needs the same review as a new dependency.
-const LINE_BUDGET: usize = 1710;
+/// The design's target is ~1500, counted as code lines (blank and comment lines not
+/// counted) as rustfmt with starter/rustfmt.toml lays them out. Both install modes with
+/// FUSE in each, shared loop devices, PID-namespace supervision, the extraction fallback
+/// and fakeroot with subordinate id ranges measured 1,435 after a first shrink. Features
+/// added since (`--overlay` layers and a SIF's overlay partition, instances and joins,
+/// capability options, real root without a user namespace, SIGXFSZ, bare commands
+/// searched in the container's PATH, the umask) and shrink passes that kept them brought it
+/// to 1,735. Then the process-wide syscalls that `nix` wraps safely (ids, groups, fsuid,
+/// prctl, namespaces, chdir/pivot_root/umount, fcntl, fstat, umask, execve, fork's result
+/// and errno) went onto it instead of unsafe wrappers of our own (nix, bitflags and
+/// cfg-if on ALLOWED_DEPS), one `set_caps` replaced three capability loops, and a few
+/// forks, daemon starts and one-use branches became single expressions: 1,625, with every
+/// feature, check, message and security property kept; no further cut of that size was
+/// found that keeps them all. This limit only ratchets down; raising it needs the same
+/// review as a new dependency.
+const LINE_BUDGET: usize = 1630;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
