@@ -330,8 +330,17 @@ fn hostile_plans_are_refused(mode: Mode) {
     );
     assert_refused(
         &st,
-        &with(p.clone(), "/process/argv", json!(["sh", "-c", "id"])),
+        &with(p.clone(), "/process/argv", json!(["bin/sh", "-c", "id"])),
         "not absolute",
+    );
+    assert_refused(
+        &st,
+        &{
+            let mut q = p.clone();
+            q["process"]["umask"] = json!(0o1000);
+            serde_json::to_vec(&q).unwrap()
+        },
+        "umask above 0777",
     );
     let flipped = !p["namespaces"]["user"].as_bool().unwrap();
     assert_refused(
