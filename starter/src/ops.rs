@@ -91,10 +91,12 @@ pub fn clone_sources(sys: &dyn Sys, ops: &[Op]) -> Result<Vec<Option<OwnedFd>>> 
         .collect()
 }
 
-/// A detached clone of the mount tree at `p` under `dir`, always NOSUID, plus `set`.
+/// A detached clone of the mount tree at `p` under `dir`, always NOSUID, plus `set`. A clone
+/// of a shared mount is a peer of it: the setuid starter clones in the host's namespace, so
+/// without MS_SLAVE a bind placed inside this one would appear on the host, and stay.
 pub fn clone_tree(sys: &dyn Sys, dir: RawFd, p: &str, recursive: bool, set: u64) -> SysResult<OwnedFd> {
     let tree = sys.open_tree(dir, p, recursive)?;
-    sys.mount_setattr(tree.as_fd(), MOUNT_ATTR_NOSUID | set, 0, recursive).map(|()| tree)
+    sys.mount_setattr(tree.as_fd(), MOUNT_ATTR_NOSUID | set, libc::MS_SLAVE, recursive).map(|()| tree)
 }
 
 /// Executes `ops` under the container root `root`; `session` is the starter's private tmpfs
