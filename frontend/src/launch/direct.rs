@@ -2,7 +2,8 @@
 //! the decompression of the shell's binary and the reading of seven small scripts on every
 //! start, about 3 ms of a 20 ms start. When every file in `/.singularity.d/env` is one whose
 //! effect we know exactly (the ones we generate, and docker env scripts made only of the
-//! three `export` shapes we and the reference write), the frontend evaluates them here with
+//! three `export` shapes we and the reference write), or the image has none at all (a plain
+//! root filesystem without `/environment`), the frontend evaluates them here with
 //! action.sh's rules and the starter executes the command itself, searching the container's
 //! PATH as `execvp` does. Anything else (a user's `%environment`, apps, overrides the shell
 //! would expand) goes through the shell as before, so the result never differs; the unit

@@ -161,9 +161,9 @@ pub fn display_name(path: &Path) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
-/// A running `unsquashfs -lls` of the image's /bin, /usr/bin and /.singularity.d/env, to
-/// learn whether it has a `/bin/sh` and which env scripts without mounting it. Started early
-/// so it overlaps the other reads.
+/// A running `unsquashfs -lls` of the image's /bin, /usr/bin, /.singularity.d and
+/// /environment, to learn whether it has a `/bin/sh` and which env scripts without mounting
+/// it. Started early so it overlaps the other reads.
 pub struct ShellProbe(Option<std::process::Child>);
 
 /// The env scripts' directory, relative to the image root.
@@ -179,7 +179,7 @@ impl ShellProbe {
             std::process::Command::new("unsquashfs")
                 .args(["-o", &offset.to_string(), "-lls", "-d", ""])
                 .arg(&img.path)
-                .args(["bin", "usr/bin", ENV_DIR])
+                .args(["bin", "usr/bin", ".singularity.d", "environment"])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::null())
@@ -190,8 +190,8 @@ impl ShellProbe {
     }
 
     /// Whether `/bin/sh` resolves to a regular file (when the listing cannot be had, the
-    /// image is assumed to have a shell, as nearly all do), and the names of the entries of
-    /// the env directory: `None` when any is not a regular `*.sh` file or it cannot be listed.
+    /// image is assumed to have a shell, as nearly all do), and the env scripts' names (see
+    /// `env_names`).
     pub fn finish(self, img: &ResolvedImage) -> (bool, Option<Vec<String>>) {
         if img.kind == ImageKind::Sandbox {
             return (sandbox_has_shell(&img.path), sandbox_env_names(&img.path));
@@ -200,41 +200,66 @@ impl ShellProbe {
             return (true, None);
         };
         let listing = parse_listing(&out);
-        let prefix = format!("/{ENV_DIR}/");
-        let is_dir = matches!(listing.get(&format!("/{ENV_DIR}")), Some(('d', _)));
-        let mut names = is_dir.then(Vec::new);
-        for (path, (kind, _)) in &listing {
-            let Some(name) = path.strip_prefix(&prefix) else {
-                continue;
-            };
-            match (kind, &mut names) {
-                ('-', Some(v)) if name.ends_with(".sh") && !name.contains('/') => {
-                    v.push(name.to_string())
-                }
-                _ => names = None,
-            }
-        }
+        let kind = |p: &str| listing.get(p).map(|(k, _)| *k);
+        let entries = listing.iter().filter_map(|(path, (k, _))| {
+            let name = path.strip_prefix(&format!("/{ENV_DIR}/"))?;
+            Some((name.to_string(), *k == '-'))
+        });
+        let names = env_names(
+            kind("/.singularity.d"),
+            kind(&format!("/{ENV_DIR}")),
+            kind("/environment").is_some(),
+            entries,
+        );
         (resolve_in_listing(&listing, "/bin/sh", 0).is_some(), names)
     }
 }
 
+/// The names in the env directory, as action.sh would source them: `Some(empty)` when the
+/// image has no env directory and no `/environment` (action.sh then sources nothing);
+/// `None` when a link is on the way, an entry is not a regular `*.sh` file (`entries`: name,
+/// is a regular file) or there is only `/environment`: only the shell can tell then.
+fn env_names(
+    singularity_d: Option<char>,
+    env_dir: Option<char>,
+    environment: bool,
+    entries: impl Iterator<Item = (String, bool)>,
+) -> Option<Vec<String>> {
+    match (singularity_d, env_dir) {
+        (None | Some('d'), None) if !environment => Some(Vec::new()),
+        (Some('d'), Some('d')) => entries
+            .map(|(n, file)| (file && n.ends_with(".sh") && !n.contains('/')).then_some(n))
+            .collect(),
+        _ => None,
+    }
+}
+
 fn sandbox_env_names(root: &Path) -> Option<Vec<String>> {
-    // The shell in the container would resolve links inside the container: only real
-    // directories count.
-    for dir in [".singularity.d", ENV_DIR] {
-        std::fs::symlink_metadata(root.join(dir))
+    let kind = |p: &str| {
+        let m = std::fs::symlink_metadata(root.join(p)).ok()?;
+        Some(if m.is_dir() {
+            'd'
+        } else if m.is_file() {
+            '-'
+        } else {
+            'l'
+        })
+    };
+    let (sd, env) = (kind(".singularity.d"), kind(ENV_DIR));
+    let entries: Vec<(String, bool)> = match env {
+        Some('d') => std::fs::read_dir(root.join(ENV_DIR))
             .ok()?
-            .is_dir()
-            .then_some(())?;
-    }
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(root.join(ENV_DIR)).ok()? {
-        let entry = entry.ok()?;
-        let name = entry.file_name().into_string().ok()?;
-        (entry.file_type().ok()?.is_file() && name.ends_with(".sh")).then_some(())?;
-        names.push(name);
-    }
-    Some(names)
+            .map(|e| {
+                let e = e.ok()?;
+                Some((
+                    e.file_name().into_string().ok()?,
+                    e.file_type().ok()?.is_file(),
+                ))
+            })
+            .collect::<Option<_>>()?,
+        _ => Vec::new(),
+    };
+    env_names(sd, env, kind("environment").is_some(), entries.into_iter())
 }
 
 /// `unsquashfs -lls -d ""` lines: `perms owner/group size date time /path[ -> target]`,
@@ -413,5 +438,44 @@ mod tests {
         std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
         std::os::unix::fs::symlink("/usr/bin/dash", root.join("usr/bin/sh")).unwrap();
         assert!(sandbox_has_shell(root));
+    }
+
+    #[test]
+    fn env_scripts_are_known_only_without_links_odd_entries_or_a_lone_environment() {
+        let e = |v: &[(&str, bool)]| {
+            v.iter()
+                .map(|(n, f)| (n.to_string(), *f))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        let ok = [("01-base.sh", true), ("99-base.sh", true)];
+        assert_eq!(
+            env_names(Some('d'), Some('d'), true, e(&ok)).unwrap().len(),
+            2
+        );
+        assert_eq!(env_names(None, None, false, e(&[])), Some(vec![]));
+        assert_eq!(env_names(Some('d'), None, false, e(&[])), Some(vec![]));
+        assert_eq!(env_names(None, None, true, e(&[])), None);
+        assert_eq!(env_names(Some('l'), None, false, e(&[])), None);
+        assert_eq!(env_names(Some('d'), Some('l'), false, e(&[])), None);
+        assert_eq!(
+            env_names(Some('d'), Some('d'), false, e(&[("x.sh", false)])),
+            None
+        );
+        assert_eq!(
+            env_names(Some('d'), Some('d'), false, e(&[("x.txt", true)])),
+            None
+        );
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(sandbox_env_names(dir.path()), Some(vec![]));
+        std::fs::create_dir_all(dir.path().join(ENV_DIR)).unwrap();
+        std::fs::write(dir.path().join(ENV_DIR).join("01-base.sh"), "").unwrap();
+        assert_eq!(
+            sandbox_env_names(dir.path()),
+            Some(vec!["01-base.sh".to_string()])
+        );
+        std::fs::write(dir.path().join("environment"), "").unwrap();
+        std::fs::remove_dir_all(dir.path().join(".singularity.d")).unwrap();
+        assert_eq!(sandbox_env_names(dir.path()), None);
     }
 }
