@@ -147,7 +147,7 @@ pub fn drop_to(c: &Caller) -> Result<()> {
 /// with None (fakeroot's namespace root) clears only ambient and inheritable. The bounding
 /// set shrinks first, while CAP_SETPCAP is still held. Each step is read back.
 fn drop_ids(groups: Option<&[u32]>, (uid, gid): (u32, u32), keep: Option<u64>) -> Result<()> {
-    let supported = caps::read(None, Bounding).map_err(|_| StarterError::DropFailed("bounding set"))?;
+    let supported = read_set(Bounding).ok_or(StarterError::DropFailed("bounding set"))?;
     let keep = keep.map(|k| supported.iter().copied().filter(|c| k & c.bitmask() != 0).collect::<CapsHashSet>());
     for &cap in keep.iter().flat_map(|k| supported.difference(k)) {
         caps::drop(None, Bounding, cap).map_err(|_| StarterError::DropFailed("bounding set"))?;
@@ -172,12 +172,21 @@ fn drop_ids(groups: Option<&[u32]>, (uid, gid): (u32, u32), keep: Option<u64>) -
 /// after effective, and ambient (so that the sets survive execve) after both.
 fn set_caps(sets: &[CapSet], keep: &CapsHashSet, also: &[CapSet]) -> Result<()> {
     for &set in sets {
-        caps::set(None, set, keep).map_err(|_| StarterError::DropFailed("setting capabilities"))?;
+        // caps::set of ambient probes and sets each capability; emptying a set is one call.
+        let r = if keep.is_empty() { caps::clear(None, set) } else { caps::set(None, set, keep) };
+        r.map_err(|_| StarterError::DropFailed("setting capabilities"))?;
     }
     for &set in sets.iter().chain(also) {
-        ensure(caps::read(None, set).is_ok_and(|s| s == *keep), StarterError::DropFailed("capabilities"))?;
+        ensure(read_set(set).is_some_and(|s| s == *keep), StarterError::DropFailed("capabilities"))?;
     }
     Ok(())
+}
+
+/// One set: capget for the thread's own; for bounding and ambient one prctl a capability
+/// (`caps::read` first probes every capability's support, doubling ~40 calls a read).
+fn read_set(set: CapSet) -> Option<CapsHashSet> {
+    let each = caps::all().into_iter().filter(|&c| caps::has_cap(None, set, c).unwrap_or(false));
+    matches!(set, Bounding | Ambient).then(|| each.collect()).or_else(|| caps::read(None, set).ok())
 }
 
 /// What the setuid starter needs until the drop: mounts and namespaces (SYS_ADMIN), the id
