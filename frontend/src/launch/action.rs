@@ -116,7 +116,7 @@ pub fn direct(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! These run the script with the host's /bin/sh: the host has no /.singularity.d, so
     //! they check the environment snapshot/restore, the overrides and the exec branch.
     use super::*;
@@ -133,7 +133,8 @@ mod tests {
             .unwrap()
     }
 
-    fn container_env(host: &[(&str, &str)], req: EnvRequest) -> ContainerEnv {
+    /// A computed environment for `exec` of /x.sif with HOME /home/u (also for direct.rs).
+    pub(crate) fn container_env(host: &[(&str, &str)], req: EnvRequest) -> ContainerEnv {
         let host: Vec<(OsString, OsString)> = host
             .iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v)))

@@ -3,9 +3,9 @@
 //! variable for variable, or decline.
 
 use super::*;
+use crate::launch::action::tests::container_env;
 use crate::launch::action::{through_shell, Action, ScriptOptions};
-use crate::launch::environment::{compute, EnvRequest, RuntimeVars};
-use std::ffi::OsString;
+use crate::launch::environment::EnvRequest;
 
 const ENV_DIR: &str = "/.singularity.d/env";
 
@@ -24,21 +24,6 @@ fn image_scripts(docker: &[&str]) -> Vec<(String, String)> {
         metadata::docker_env_script(&items),
     ));
     out
-}
-
-fn container_env(host: &[(&str, &str)], req: EnvRequest) -> ContainerEnv {
-    let host: Vec<(OsString, OsString)> = host
-        .iter()
-        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-        .collect();
-    let rt = RuntimeVars {
-        container: "/x.sif".into(),
-        name: "x.sif".into(),
-        command: "exec".into(),
-        home: "/home/u".into(),
-        ..Default::default()
-    };
-    compute(&host, &req, &rt).unwrap()
 }
 
 /// What action.sh gives `/usr/bin/env -0`, with the scripts in a temporary directory.
