@@ -9,6 +9,7 @@
 use crate::cache::Lru;
 use crate::compress::Decoder;
 use crate::error::{Result, SqfsError};
+use crate::shared_cache::{ImageKey, SharedCache};
 use crate::superblock::{Superblock, SIZE as SUPERBLOCK_SIZE};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -49,6 +50,8 @@ pub struct Archive {
     fragment_index: OnceLock<Vec<u64>>,
     export_index: OnceLock<Vec<u64>>,
     pub counters: Counters,
+    /// Decompressed file data shared with other servers of this image (see shared_cache).
+    pub shared: Option<SharedCache>,
 }
 
 /// Why an image cannot be served by this server.
@@ -92,9 +95,15 @@ impl Archive {
             fragment_index: OnceLock::new(),
             export_index: OnceLock::new(),
             counters: Counters::default(),
+            shared: None,
         };
         archive.ids = archive.read_ids()?;
         Ok(archive)
+    }
+
+    /// What names this image's bytes in the shared cache.
+    pub fn key(&self) -> Option<ImageKey> {
+        ImageKey::of(&self.file, self.base, self.sb.bytes_used, self.sb.mkfs_time)
     }
 
     /// Reads `buf.len()` bytes at `pos` (relative to the partition), refusing anything past

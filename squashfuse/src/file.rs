@@ -1,15 +1,21 @@
 //! Regular file data: the block list of a file (kept per inode in a small cache, with the
 //! position of every block summed once), sparse blocks, uncompressed blocks and the tail
 //! kept in a fragment block. A read copies from cached decompressed blocks, so requests
-//! that straddle block boundaries never decompress a block twice.
+//! that straddle block boundaries never decompress a block twice. Compressed blocks (and
+//! compressed tails) also go through the cache shared with other servers of the image:
+//! looked up there before decompressing, stored there after.
 
 use crate::archive::Archive;
 use crate::error::{Result, SqfsError};
 use crate::inode::{FileInfo, NONE};
+use crate::shared_cache::CachedFile;
 use std::sync::Arc;
 
 /// Bit of an on-disk data block size meaning "stored uncompressed".
 const SIZE_MASK: u32 = (1 << 24) - 1;
+/// Bit of an on-disk size word meaning "stored uncompressed": such blocks are read from the
+/// image (already in the page cache), so sharing them would only cost memory.
+const UNCOMPRESSED: u32 = 1 << 24;
 
 /// Where each block of one file is.
 pub struct FileLayout {
@@ -19,6 +25,8 @@ pub struct FileLayout {
     starts: Vec<u64>,
     /// Fragment index and offset of the tail, when the tail is in a fragment.
     tail: Option<(u32, u32)>,
+    /// This file's files in the shared cache, when there is one.
+    pub shared: Option<CachedFile>,
 }
 
 impl Archive {
@@ -55,6 +63,7 @@ impl Archive {
             disk,
             starts,
             tail,
+            shared: None,
         })
     }
 
@@ -86,12 +95,20 @@ impl Archive {
         take: usize,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        if l.disk[index] & SIZE_MASK == 0 {
+        let disk = l.disk[index];
+        if disk & SIZE_MASK == 0 {
             out.resize(out.len() + take, 0);
             return Ok(());
         }
-        let block = self.data_block(l.starts[index], l.disk[index])?;
+        let compressed = disk & UNCOMPRESSED == 0;
+        if compressed && self.copy_shared(l, index, within, take, out) {
+            return Ok(());
+        }
+        let block = self.data_block(l.starts[index], disk)?;
         out.extend_from_slice(slice(&block, within, take)?);
+        if compressed {
+            self.store_shared(l, index, &block);
+        }
         Ok(())
     }
 
@@ -106,9 +123,50 @@ impl Archive {
             .tail
             .ok_or(SqfsError::Corrupt("file shorter than its size"))?;
         let (pos, disk) = self.fragment(fragment)?;
+        let index = l.disk.len();
+        let compressed = disk & UNCOMPRESSED == 0;
+        if compressed && self.copy_shared(l, index, within, take, out) {
+            return Ok(());
+        }
         let block: Arc<Vec<u8>> = self.data_block(pos, disk)?;
         out.extend_from_slice(slice(&block, offset as usize + within, take)?);
+        if compressed {
+            // The file's whole tail: from its offset in the fragment to the end of the file.
+            let len = l.size - index as u64 * u64::from(self.sb.block_size);
+            if let Ok(tail) = slice(&block, offset as usize, len as usize) {
+                self.store_shared(l, index, tail);
+            }
+        }
         Ok(())
+    }
+
+    /// Appends `take` bytes from `within` in block `index` from the shared cache; false
+    /// (and `out` unchanged) when the block is not there.
+    fn copy_shared(
+        &self,
+        l: &FileLayout,
+        index: usize,
+        within: usize,
+        take: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let (Some(cache), Some(file)) = (&self.shared, &l.shared) else {
+            return false;
+        };
+        let start = out.len();
+        out.resize(start + take, 0);
+        if cache.read(file, index as u64, within, &mut out[start..]) {
+            return true;
+        }
+        out.truncate(start);
+        false
+    }
+
+    /// Offers the complete content of block `index` to the shared cache.
+    fn store_shared(&self, l: &FileLayout, index: usize, block: &[u8]) {
+        if let (Some(cache), Some(file)) = (&self.shared, &l.shared) {
+            cache.store(file, index as u64, block);
+        }
     }
 }
 

@@ -97,7 +97,11 @@ impl SquashFs {
         let Body::File(f) = &inode.body else {
             return Err(Errno::EISDIR);
         };
-        let layout = Arc::new(self.archive.file_layout(f, inode.size).map_err(eio)?);
+        let mut layout = self.archive.file_layout(f, inode.size).map_err(eio)?;
+        if inode.size > 0 {
+            layout.shared = self.archive.shared.as_ref().and_then(|c| c.file(reference));
+        }
+        let layout = Arc::new(layout);
         self.layouts
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -20,6 +20,7 @@ mod error;
 mod file;
 mod fs;
 mod inode;
+mod shared_cache;
 mod superblock;
 mod xattr;
 
@@ -51,7 +52,7 @@ fn run(argv: &[String]) -> Result<(), String> {
     let image = File::from(
         adopt(args.image_fd).map_err(|e| format!("image descriptor {}: {e}", args.image_fd))?,
     );
-    let archive = match Archive::open(image, args.offset) {
+    let mut archive = match Archive::open(image, args.offset) {
         Ok(a) => a,
         Err(OpenError::Unsupported(c)) => {
             // The original descriptors are still open and inheritable: squashfuse_ll gets
@@ -63,6 +64,10 @@ fn run(argv: &[String]) -> Result<(), String> {
         }
         Err(OpenError::Bad(e)) => return Err(e.to_string()),
     };
+    // Optional: without a usable cache directory the server works as before.
+    archive.shared = archive
+        .key()
+        .and_then(|k| shared_cache::SharedCache::open(&k, archive.sb.block_size));
     let fuse = adopt(args.fuse_fd).map_err(|e| format!("FUSE descriptor {}: {e}", args.fuse_fd))?;
     for fd in [args.image_fd, args.fuse_fd] {
         let _ = nix::unistd::close(fd);

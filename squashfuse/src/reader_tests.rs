@@ -224,7 +224,7 @@ fn read_image(a: &Archive) -> BTreeMap<String, Expect> {
         let mut xattrs = a.xattrs(inode.xattr).unwrap();
         xattrs.sort();
         let (data, rdev) = match &inode.body {
-            Body::File(f) => (read_whole(a, f, inode.size), 0),
+            Body::File(f) => (read_whole(a, r, f, inode.size), 0),
             Body::Symlink(t) => (t.clone(), 0),
             Body::Device(d) => (Vec::new(), *d),
             Body::Dir(d) => {
@@ -284,8 +284,10 @@ fn show(name: &[u8]) -> String {
 }
 
 /// The whole file, read in odd-sized pieces that straddle block boundaries.
-fn read_whole(a: &Archive, f: &crate::inode::FileInfo, size: u64) -> Vec<u8> {
-    let layout = a.file_layout(f, size).unwrap();
+/// Through the shared cache too when `a` has one, as the FUSE side does.
+fn read_whole(a: &Archive, r: u64, f: &crate::inode::FileInfo, size: u64) -> Vec<u8> {
+    let mut layout = a.file_layout(f, size).unwrap();
+    layout.shared = a.shared.as_ref().and_then(|c| c.file(r));
     let mut data = Vec::new();
     loop {
         let piece = a.read_file(&layout, data.len() as u64, 7777).unwrap();
@@ -458,6 +460,48 @@ fn unaligned_reads_decompress_each_block_once() {
     assert!(
         (1..=blocks).contains(&decompressed),
         "{decompressed} decompressions for {blocks} blocks"
+    );
+}
+
+#[test]
+fn a_second_server_reads_every_block_from_the_shared_cache() {
+    if !have("mksquashfs") {
+        eprintln!("SKIPPED: mksquashfs is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("tree");
+    std::fs::create_dir(&src).unwrap();
+    let tree = build_tree(&src, 4096, false);
+    let img = dir.path().join("img.sqfs");
+    mksquashfs(&src, &img, &tree, &["-b", "4096"]);
+    // The cache on tmpfs like the real one: its free-space rule is about memory.
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let with_cache = || {
+        let mut a = open(&img);
+        let key = a.key().unwrap();
+        a.shared = crate::shared_cache::SharedCache::open_in(shm.path(), "u", &key, 4096);
+        assert!(a.shared.is_some());
+        a
+    };
+    let data = |a: &Archive| a.counters.data.load(std::sync::atomic::Ordering::Relaxed);
+    let first = with_cache();
+    compare(&read_image(&first), &tree.expect);
+    assert!(data(&first) > 0, "the first server decompresses");
+    let second = with_cache();
+    compare(&read_image(&second), &tree.expect);
+    assert_eq!(
+        data(&second),
+        0,
+        "the second server decompressed data blocks"
+    );
+    // A rewritten image (new mtime/ctime) gets a directory of its own.
+    mksquashfs(&src, &img, &tree, &["-b", "4096"]);
+    let third = with_cache();
+    compare(&read_image(&third), &tree.expect);
+    assert!(
+        data(&third) > 0,
+        "a rewritten image must not reuse the old cache"
     );
 }
 

@@ -29,6 +29,8 @@ pub enum Compressor {
 #[derive(Clone, Debug)]
 pub struct Superblock {
     pub inode_count: u32,
+    /// Creation time: part of what names an image in the shared cache.
+    pub mkfs_time: u32,
     pub block_size: u32,
     pub fragment_count: u32,
     pub compressor: Compressor,
@@ -77,6 +79,7 @@ impl Superblock {
         };
         Ok(Superblock {
             inode_count: u32_at(4),
+            mkfs_time: u32_at(8),
             block_size,
             fragment_count: u32_at(16),
             compressor,
