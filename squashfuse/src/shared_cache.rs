@@ -27,10 +27,13 @@
 //! grows by one byte per 4 KiB page a server writes (O_APPEND, so concurrent servers add up
 //! without locking), and a server writes only while the ledger's size says the directory
 //! holds less than `LIMIT`. It over-counts (blocks two servers write at once count twice,
-//! rewrites count again), which errs on the safe side. Once full, nothing new is cached
-//! until the directory is removed (by the user, or at reboot).
+//! rewrites count again), which errs on the safe side. Eviction is as simple: a server that
+//! starts with the ledger at `RECYCLE` or more empties the directory (every image's cache
+//! and the ledger) first, so caches of images no longer used (rewritten, deleted) do not
+//! keep the space forever; servers still using removed files keep working on them, and the
+//! next starts refill the cache with what is used now.
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -41,6 +44,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const SHM: &str = "/dev/shm";
 /// The most a user's directory may hold, in bytes (by the ledger's count).
 const LIMIT: u64 = 512 << 20;
+/// A server starting with this much in the ledger empties the directory first.
+const RECYCLE: u64 = LIMIT / 4 * 3;
 /// Granularity of the ledger: one ledger byte per page written.
 const PAGE: u64 = 4096;
 /// A block's marker once its data is completely written; anything else is "not cached".
@@ -127,16 +132,22 @@ impl SharedCache {
         block_size: u32,
     ) -> Option<SharedCache> {
         let user = user_dir(parent, name)?;
-        let writable = room_on(&user);
-        let image = key.name();
-        // EEXIST is the common case; any other failure shows up in the open below.
-        let _ = rustix::fs::mkdirat(&user, image.as_str(), Mode::RWXU);
-        let dir = rustix::fs::openat(&user, image.as_str(), dir_flags(), Mode::empty()).ok()?;
-        let ledger = if writable {
+        let ledger = if room_on(&user) {
             open_regular(&user, "usage", OFlags::WRONLY | OFlags::APPEND)
         } else {
             None
         };
+        if let Some(l) = &ledger {
+            if l.metadata()
+                .is_ok_and(|m| m.len().saturating_mul(PAGE) >= RECYCLE)
+            {
+                recycle(&user, l);
+            }
+        }
+        let image = key.name();
+        // EEXIST is the common case; any other failure shows up in the open below.
+        let _ = rustix::fs::mkdirat(&user, image.as_str(), Mode::RWXU);
+        let dir = rustix::fs::openat(&user, image.as_str(), dir_flags(), Mode::empty()).ok()?;
         Some(SharedCache {
             dir,
             ledger,
@@ -206,7 +217,7 @@ fn user_dir(parent: &Path, name: &str) -> Option<OwnedFd> {
     let st = rustix::fs::fstat(&dir).ok()?;
     let ours = st.st_uid == rustix::process::geteuid().as_raw();
     let private = st.st_mode & 0o077 == 0;
-    let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+    let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
     (ours && private && is_dir).then_some(dir)
 }
 
@@ -239,12 +250,39 @@ fn reserve(ledger: &File, bytes: u64) -> bool {
     let Ok(m) = ledger.metadata() else {
         return false;
     };
-    if (m.len() + pages).saturating_mul(PAGE) > LIMIT {
+    if m.len().saturating_add(pages).saturating_mul(PAGE) > LIMIT {
         return false;
     }
     // A marker page may be new as well: count one more page than the data needs.
     let mut w = ledger;
     std::io::Write::write_all(&mut w, &vec![0u8; pages as usize + 1]).is_ok()
+}
+
+/// Empties the user directory: removes every image directory (names start with 'v', the
+/// format version) with the files in it, then zeroes the ledger. Best effort: concurrent
+/// servers may remove the same entries, and anything unexpected is left alone. unlinkat
+/// never follows a symlink, so nothing outside the directory is touched.
+fn recycle(user: &OwnedFd, ledger: &File) {
+    let Ok(entries) = rustix::fs::Dir::read_from(user) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if e.file_type() != FileType::Directory || !name.to_bytes().starts_with(b"v") {
+            continue;
+        }
+        if let Ok(image) = rustix::fs::openat(user, name, dir_flags(), Mode::empty()) {
+            let files = rustix::fs::Dir::read_from(&image).into_iter().flatten();
+            for f in files
+                .flatten()
+                .filter(|f| f.file_type() != FileType::Directory)
+            {
+                let _ = rustix::fs::unlinkat(&image, f.file_name(), AtFlags::empty());
+            }
+        }
+        let _ = rustix::fs::unlinkat(user, name, AtFlags::REMOVEDIR);
+    }
+    let _ = ledger.set_len(0);
 }
 
 /// Our uid as the host sees it: in a user namespace (the starter's unprivileged mode) the
@@ -435,6 +473,36 @@ mod tests {
         c.store(&f, 1, &[2u8; BS as usize]);
         assert_eq!(read(&c, 1, 1, 16), None);
         assert_eq!(std::fs::metadata(&ledger).unwrap().len(), LIMIT / PAGE);
+    }
+
+    #[test]
+    fn a_server_starting_with_a_full_ledger_empties_the_directory() {
+        let tmp = tempfile::tempdir_in(SHM).unwrap();
+        let c = cache(tmp.path());
+        let old = c.file(1).unwrap();
+        c.store(&old, 0, &[1u8; BS as usize]);
+        let user = tmp.path().join("user");
+        std::fs::write(user.join("mine"), b"not the cache's").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(user.join("usage"))
+            .unwrap()
+            .set_len(RECYCLE / PAGE)
+            .unwrap();
+        let next = cache(tmp.path());
+        assert_eq!(read(&next, 1, 0, 16), None);
+        assert_eq!(std::fs::metadata(user.join("usage")).unwrap().len(), 0);
+        assert_eq!(
+            std::fs::read(user.join("mine")).unwrap(),
+            b"not the cache's"
+        );
+        // The new server caches again, and the old one keeps working on its files.
+        next.store(&next.file(1).unwrap(), 0, &[2u8; BS as usize]);
+        assert_eq!(read(&next, 1, 0, 4), Some(vec![2u8; 4]));
+        assert!(std::fs::metadata(user.join("usage")).unwrap().len() > 0);
+        let mut buf = [0u8; 4];
+        assert!(c.read(&old, 0, 0, &mut buf));
+        assert_eq!(buf, [1u8; 4]);
     }
 
     #[test]

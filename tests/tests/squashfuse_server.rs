@@ -272,3 +272,160 @@ fn a_debian_sized_image_is_served_as_unsquashfs_extracts_it() {
     std::fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     check(&image, 0);
 }
+
+/// The image directory of the shared cache (see squashfuse/src/shared_cache.rs) holding a
+/// data file whose content is exactly `content`: the one of our image, whatever its name.
+fn cache_dir_holding(content: &[u8]) -> Option<PathBuf> {
+    let user = PathBuf::from(format!(
+        "/dev/shm/apptainer-squashfuse-{}",
+        test_account().uid
+    ));
+    std::fs::read_dir(user).ok()?.flatten().find_map(|image| {
+        let files = std::fs::read_dir(image.path()).ok()?;
+        let found = files
+            .flatten()
+            .any(|f| std::fs::read(f.path()).is_ok_and(|d| d == content));
+        found.then(|| image.path())
+    })
+}
+
+/// Every file of `dir` with extension `ext`.
+fn cache_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+fn sha256_line(content: &[u8], name: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), content).unwrap();
+    let out = Command::new("sha256sum")
+        .arg(dir.path().join("f"))
+        .output()
+        .unwrap();
+    let hash = String::from_utf8(out.stdout).unwrap();
+    format!("{}  {name}", hash.split_whitespace().next().unwrap())
+}
+
+/// Successive servers of one image as the test user share decompressed blocks through
+/// /dev/shm: the second mount reads them from there (a byte changed under a set marker
+/// shows through, which proves it), and a damaged cache (garbage markers over garbage
+/// data, markers over truncated data) still serves the image's exact content.
+#[test]
+fn successive_mounts_share_decompressed_blocks_and_survive_a_damaged_cache() {
+    require!(
+        ready(),
+        "root, the test user, user namespaces and an installed apptainer-squashfuse"
+    );
+    let dir = tempdir_for(TEST_USER);
+    let src = dir.path().join("tree");
+    // Compressible (so stored compressed) and unique to this run (so its cache files are
+    // found by content): base64 of random bytes, plus a small file that lands in a fragment.
+    let script = r#"
+set -e
+mkdir -p "$1/bin"
+head -c 700000 /dev/urandom | base64 > "$1/text"
+head -c 3000 /dev/urandom | base64 > "$1/bin/small"
+"#;
+    let out = Command::new("bash")
+        .args(["-c", script, "tree"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = dir.path().join("cached.sqfs");
+    let out = Command::new("mksquashfs")
+        .arg(&src)
+        .arg(&image)
+        .args(["-noappend", "-quiet", "-no-progress", "-b", "65536"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mksquashfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let text = std::fs::read(src.join("text")).unwrap();
+    let small = std::fs::read(src.join("bin/small")).unwrap();
+    let expected = manifest_of_extraction(&image, 0, false);
+
+    // First mount: decompresses and fills the cache.
+    assert_same(&image, &manifest_served(&image, 0, true), &expected);
+    let cache = cache_dir_holding(&text).expect("no cache directory holds the served file");
+    assert!(
+        cache_dir_holding(&small).as_ref() == Some(&cache),
+        "the fragment tail was not cached"
+    );
+    let blocks = text.len().div_ceil(65536);
+    let maps = cache_files(&cache, "map");
+    assert!(
+        maps.iter()
+            .any(|m| std::fs::read(m).unwrap() == vec![1u8; blocks]),
+        "no marker file with all {blocks} blocks of the big file set"
+    );
+    let data_of = |content: &[u8]| {
+        cache_files(&cache, "data")
+            .into_iter()
+            .find(|f| std::fs::read(f).unwrap() == content)
+            .unwrap()
+    };
+    let text_data = data_of(&text);
+
+    // Second mount: a byte changed in a block whose marker is set is what gets served.
+    let mut changed = text.clone();
+    changed[0] = if changed[0] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&text_data, &changed).unwrap();
+    let served = manifest_served(&image, 0, true);
+    assert!(
+        served.contains(&sha256_line(&changed, "./text")),
+        "the second mount did not read the cache"
+    );
+    std::fs::write(&text_data, &text).unwrap();
+
+    // Garbage markers (never the "written" value) over garbage data: ignored.
+    for m in cache_files(&cache, "map") {
+        let len = std::fs::metadata(&m).unwrap().len() as usize;
+        let garbage: Vec<u8> = [0xff, 0, 2, 0x80]
+            .iter()
+            .copied()
+            .cycle()
+            .take(len)
+            .collect();
+        std::fs::write(&m, garbage).unwrap();
+    }
+    for d in cache_files(&cache, "data") {
+        let len = std::fs::metadata(&d).unwrap().len() as usize;
+        std::fs::write(&d, vec![b'X'; len]).unwrap();
+    }
+    assert_same(&image, &manifest_served(&image, 0, true), &expected);
+    // ... and repaired by that mount.
+    assert_eq!(std::fs::read(&text_data).unwrap(), text);
+
+    // Set markers over truncated data: short reads are misses.
+    for m in cache_files(&cache, "map") {
+        let len = std::fs::metadata(&m).unwrap().len() as usize;
+        std::fs::write(&m, vec![1u8; len + 3]).unwrap();
+    }
+    for d in cache_files(&cache, "data") {
+        let len = std::fs::metadata(&d).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&d)
+            .unwrap()
+            .set_len(len / 3)
+            .unwrap();
+    }
+    assert_same(&image, &manifest_served(&image, 0, true), &expected);
+    assert_eq!(std::fs::read(&text_data).unwrap(), text);
+    std::fs::remove_dir_all(&cache).unwrap();
+}
