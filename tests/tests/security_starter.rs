@@ -1,8 +1,9 @@
 //! Attacks from SECURITY.md's table made end to end against the installed starters by the
 //! plain test user: odd argument vectors given to starter-suid (T01), loader, malloc and
 //! `APPTAINER_*` variables given to it (T02), fds the caller leaves open or closes (T03),
-//! `--pwd` through an inherited fd (T32), the caller's umask (T06), signals from a PID
-//! namespace to the caller's host processes (T34), tiny rlimits (T04), staging names
+//! `--pwd` through an inherited fd (T32), the caller's umask (T06), signals and ptrace from
+//! a PID namespace to the caller's host processes and to its PID 1 (T34), tiny rlimits and
+//! RLIMIT_FSIZE (T04), staging names
 //! planted in /tmp (T18), submounts of a bound tree (T15), file capabilities in the
 //! image (T23), TIOCLINUX (T33), ptrace of the running setuid starter by the caller (T05), `--config`/`APPTAINER_CONF` (T08), the starter that stays
 //! as PID 1 and `/proc/<pid>/exe` of the container process (T05, T31), `--net` (T35) and the
@@ -51,6 +52,21 @@ snprintf(p,sizeof p,\"/proc/%d/environ\",pid);errno=0;int fd=open(p,O_RDONLY);\
 printf(\"environ=%s \",fd<0?strerrorname_np(errno):\"ok\");errno=0;\
 long r=ptrace(PTRACE_ATTACH,pid,0,0);printf(\"ptrace=%s\\n\",r<0?strerrorname_np(errno):\"ok\");\
 if(r==0){waitpid(pid,0,__WALL);ptrace(PTRACE_DETACH,pid,0,0);}}return 0;}\n";
+
+/// `PTRACE_ATTACH`, then `PTRACE_SEIZE`, on each pid after the first argument (a directory):
+/// writes one `attach=… seize=…` line per pid to DIR/result, then creates DIR/ready and
+/// waits to be killed, so an attach it got is still held while the test looks at the target.
+const PTRACE_OUT_C: &str =
+    "#define _GNU_SOURCE\n#include <stdio.h>\n#include <errno.h>\n#include <string.h>\n\
+#include <stdlib.h>\n#include <unistd.h>\n#include <sys/ptrace.h>\n\
+static const char*res(long r,int e){return r<0?strerrorname_np(e):\"ok\";}\n\
+int main(int c,char**v){if(c<3)return 2;char p[4096];snprintf(p,sizeof p,\"%s/result\",v[1]);\
+FILE*f=fopen(p,\"w\");if(!f)return 3;for(int i=2;i<c;i++){int pid=atoi(v[i]);\
+errno=0;long a=ptrace(PTRACE_ATTACH,pid,0,0);int ea=errno;\
+errno=0;long s=ptrace(PTRACE_SEIZE,pid,0,0);int es=errno;\
+fprintf(f,\"attach=%s seize=%s\\n\",res(a,ea),res(s,es));}if(fclose(f))return 4;\
+snprintf(p,sizeof p,\"%s/ready\",v[1]);f=fopen(p,\"w\");if(!f||fclose(f))return 5;\
+for(;;)pause();}\n";
 
 /// Execs its first argument with an empty argv (argc = 0) and an empty environment.
 const ARGC0_C: &str = "#include <stdio.h>\n#include <unistd.h>\n\
@@ -463,6 +479,151 @@ fn a_pid_namespace_cannot_signal_the_callers_host_processes(mode: Mode) {
     out.assert_success();
     assert_eq!(out.stdout, "term=1\nkill=1\n", "{out:?}");
     assert!(alive, "the host process was killed from the container");
+    assert_no_leftover_mounts(&before);
+}
+
+/// `program args…` as the test user (real ids, groups, clean environment), not waited for.
+fn spawn_as_test_user(program: &Path, args: &[&std::ffi::OsStr]) -> std::process::Child {
+    let acct = test_account();
+    Command::new("setpriv")
+        .arg(format!("--reuid={}", acct.uid))
+        .arg(format!("--regid={}", acct.gid))
+        .arg("--init-groups")
+        .arg(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", apptainer_tests::CLEAN_PATH)
+        .env("HOME", &acct.home)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Kills the container (its first process, found by `argv0`, and that process's parent,
+/// the starter kept as PID 1) and the host victim, and reaps both, even when the test fails.
+struct PtraceRun {
+    container: std::process::Child,
+    victim: std::process::Child,
+    argv0: String,
+}
+
+impl PtraceRun {
+    /// The host pid of the container process whose command line starts with `argv0`.
+    fn probe_pid(&self) -> Option<String> {
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            name.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            cmdline
+                .starts_with(format!("{}\0", self.argv0).as_bytes())
+                .then_some(name)
+        })
+    }
+}
+
+impl Drop for PtraceRun {
+    fn drop(&mut self) {
+        if let Some(probe) = self.probe_pid() {
+            let init = status_field(&probe, "PPid")
+                .filter(|p| status_field(p, "Name").is_some_and(|n| n.starts_with("starter")));
+            for pid in init.iter().chain([&probe]) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", pid])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+        let _ = self.container.kill();
+        let _ = self.container.wait();
+        let _ = self.victim.kill();
+        let _ = self.victim.wait();
+    }
+}
+
+/// What a process may do, from its /proc status: ids, groups, capability sets, seccomp.
+const PRIVILEGE_FIELDS: [&str; 11] = [
+    "Uid",
+    "Gid",
+    "Groups",
+    "CapInh",
+    "CapPrm",
+    "CapEff",
+    "CapBnd",
+    "CapAmb",
+    "NoNewPrivs",
+    "Seccomp",
+    "Seccomp_filters",
+];
+
+/// With `--pid`, a container process tries `PTRACE_ATTACH` and `PTRACE_SEIZE` on a host
+/// process of the same caller and on its PID 1 (the starter, kept as init). The host
+/// process is not in the container's PID namespace, so its pid names nothing there
+/// (ESRCH), whatever Yama says (this kernel has none, so same-uid ptrace is otherwise
+/// allowed; with `--userns` the kernel would also refuse, EPERM, a tracer outside the
+/// target's user namespace). The setuid starter as PID 1 went from root to the caller, which left it not
+/// dumpable (EPERM, as for its memory in T05); the user-namespace starter never changed
+/// its ids and is the caller's own dumpable process, attachable like any other, so the
+/// test checks that it holds nothing the container's process lacks. The probe holds any
+/// attach it got while the test reads the host process's status: still running, no tracer.
+fn a_pid_namespace_cannot_ptrace_the_callers_host_processes_or_its_init(mode: Mode) {
+    let _guard = serial();
+    require!(ready(mode), READY);
+    require!(
+        Command::new("gcc").arg("--version").output().is_ok(),
+        "gcc to build the ptrace probe"
+    );
+    let img = image();
+    let dir = img.dir.path();
+    let probe = dir.join("ptrace-out");
+    gcc(PTRACE_OUT_C, &probe, &["-static"]);
+    let victim = spawn_as_test_user(Path::new("sleep"), &[std::ffi::OsStr::new("600")]);
+    let host_pid = victim.id().to_string();
+    let before = mounts_snapshot();
+    let os = std::ffi::OsStr::new;
+    let mut args = vec![os("exec")];
+    args.extend(mode.flag().map(os));
+    args.extend([os("--pid"), os("-B"), dir.as_os_str(), img.sif.as_os_str()]);
+    args.extend([probe.as_os_str(), dir.as_os_str(), os(&host_pid), os("1")]);
+    let container = spawn_as_test_user(&apptainer_tests::apptainer_bin(), &args);
+    let argv0 = probe.to_str().unwrap().to_string();
+    let mut run = PtraceRun {
+        container,
+        victim,
+        argv0,
+    };
+    let ready_file = dir.join("ready");
+    while !ready_file.exists() {
+        let exited = run.container.try_wait().unwrap();
+        assert!(exited.is_none(), "the container exited early: {exited:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let result = std::fs::read_to_string(dir.join("result")).unwrap();
+    let probe_pid = run.probe_pid().expect("the probe's host pid");
+    let init = status_field(&probe_pid, "PPid").unwrap();
+    let init_name = status_field(&init, "Name");
+    let privileges = |pid: &str| PRIVILEGE_FIELDS.map(|f| (f, status_field(pid, f)));
+    let (init_has, probe_has) = (privileges(&init), privileges(&probe_pid));
+    let (state, tracer) = (
+        status_field(&host_pid, "State"),
+        status_field(&host_pid, "TracerPid"),
+    );
+    let alive = run.victim.try_wait().unwrap().is_none();
+    drop(run);
+    let (init_line, expected_name) = match mode {
+        Mode::Setuid => ("attach=EPERM seize=EPERM", "starter-suid"),
+        // Already attached: a second tracer (SEIZE) is refused.
+        Mode::Userns => ("attach=ok seize=EPERM", "starter"),
+    };
+    assert_eq!(
+        result,
+        format!("attach=ESRCH seize=ESRCH\n{init_line}\n"),
+        "host process {host_pid}, then PID 1"
+    );
+    assert_eq!(init_name.as_deref(), Some(expected_name), "PID 1");
+    assert_eq!(init_has, probe_has, "PID 1 and the container's process");
+    assert!(alive, "the host process exited");
+    assert_eq!(state.as_deref(), Some("S (sleeping)"), "host process state");
+    assert_eq!(tracer.as_deref(), Some("0"), "host process tracer");
     assert_no_leftover_mounts(&before);
 }
 
@@ -914,6 +1075,19 @@ fn a_file_size_limit_gives_one_fatal_line_and_the_container_normal_sigxfsz(mode:
         "{out:?}"
     );
     assert_no_leftover_mounts(&before);
+    // Stderr a file under the same limit: the FATAL line itself cannot be written, and the
+    // status still says that the starter refused (255), not that it panicked on the write.
+    let log = img.dir.path().join("fsize-stderr");
+    let script = "ulimit -f 0 && exec \"$0\" 3<\"$1\" 2>\"$2\"";
+    let args = [script, starter.to_str().unwrap(), file.to_str().unwrap()];
+    let out = UserCmd::program(
+        "/bin/bash",
+        &[&["-c"][..], &args, &[log.to_str().unwrap()]].concat(),
+    )
+    .run();
+    assert_eq!(out.code(), 255, "{out:?}");
+    assert_eq!(std::fs::read(&log).unwrap(), b"", "{out:?}");
+    assert_no_leftover_mounts(&before);
     // Through the frontend, which hands the Plan to the starter: never killed by SIGXFSZ
     // (exit 153, as when the Plan went through a memfd), only the starter's one line.
     let args = [&["exec"][..], mode.flag().as_slice(), &[img.arg(), "true"]].concat();
@@ -974,6 +1148,7 @@ apptainer_tests::both_modes!(
     a_bound_tree_keeps_its_submounts_covering_what_they_mask,
     names_planted_in_tmp_by_the_caller_are_not_followed,
     a_pid_namespace_cannot_signal_the_callers_host_processes,
+    a_pid_namespace_cannot_ptrace_the_callers_host_processes_or_its_init,
     the_callers_umask_does_not_change_the_modes_the_starter_creates,
     inherited_fds_and_closed_stdio_never_reach_the_container,
     a_working_directory_through_an_inherited_fd_is_refused,
