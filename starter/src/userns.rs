@@ -11,7 +11,7 @@ use nix::fcntl::{fcntl, FcntlArg::F_SETFD, FdFlag};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::{prctl, signal::Signal};
 use starter::plan::Caller;
-use std::io::{PipeReader, PipeWriter, Read, Write};
+use std::io::{stderr, PipeReader, PipeWriter, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -147,7 +147,8 @@ impl Handshake {
 /// the reference does; the supervisor deletes it afterwards. Returns the directory; `image`
 /// becomes the extracted root.
 pub fn extract(sys: &dyn Sys, image: &mut Image) -> Result<PathBuf> {
-    eprintln!("WARNING: FUSE is unavailable: extracting {:?} to a temporary sandbox", image.shown);
+    // Not eprintln!: it panics when stderr cannot be written (a full file, RLIMIT_FSIZE).
+    let _ = writeln!(stderr(), "WARNING: FUSE is unavailable: extracting {:?} to a temporary sandbox", image.shown);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let dir = PathBuf::from(format!("/tmp/rootfs-{}-{nanos}", std::process::id()));
     let made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
@@ -204,7 +205,7 @@ pub fn mount_squashfuse(
 pub fn exec_daemon(argv: &[String], env: &[String], keep: &[RawFd]) -> ! {
     let ok = nix::unistd::setsid().and(keep.iter().try_for_each(|&fd| fcntl(fd, F_SETFD(FdFlag::empty())).map(drop)));
     let err = ok.err().unwrap_or_else(|| sys::execve(None, argv, env));
-    eprintln!("FATAL:   cannot start {}: {}", argv[0], crate::error::strerror(err));
+    let _ = writeln!(stderr(), "FATAL:   cannot start {}: {}", argv[0], crate::error::strerror(err));
     std::process::exit(255)
 }
 
