@@ -37,6 +37,12 @@ use std::process::{Command, ExitCode};
 const FALLBACK: &str = "/usr/bin/squashfuse_ll";
 
 fn main() -> ExitCode {
+    // Under the caller's RLIMIT_FSIZE a shared-cache write must fail with EFBIG (a cache
+    // miss), not kill the server with SIGXFSZ and fail every later access of the container.
+    // Blocked before any thread starts, so all of them inherit it.
+    let mut xfsz = nix::sys::signal::SigSet::empty();
+    xfsz.add(nix::sys::signal::Signal::SIGXFSZ);
+    let _ = xfsz.thread_block();
     let argv: Vec<String> = std::env::args().collect();
     match run(&argv) {
         Ok(()) => ExitCode::SUCCESS,
