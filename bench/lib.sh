@@ -86,6 +86,8 @@ hyperfine_row() {
     chmod 0666 "$json"
     chmod 0644 "$script"
     local hf=(hyperfine --style basic --shell=none --runs "$runs" --warmup "$warmup" --export-json "$json")
+    # HF_PREPARE: a command hyperfine runs, untimed, before each timed run.
+    [ -z "${HF_PREPARE:-}" ] || hf+=(--prepare "$HF_PREPARE")
     if ! run_hyperfine "$as" "$log" "${hf[@]}" "sh $script"; then
         # hyperfine hides the command's output: run it again until it fails, to show why.
         local reason _

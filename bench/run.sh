@@ -275,6 +275,10 @@ start_commands() {
     add_start "ours, setuid (apptainer exec)" user "$APPTAINER exec $S /bin/true"
     add_start "ours, setuid, kernel squashfs (allow setuid-mount squashfs = yes)" user "$APPTAINER exec $S /bin/true"
     add_start "ours, user namespace (exec --userns)" user "$APPTAINER exec --userns $S /bin/true"
+    # The FUSE server keeps decompressed data in /dev/shm across starts (the warm-up runs
+    # fill it); these rows empty it before every timed start or batch.
+    add_start "ours, setuid, cold FUSE cache" user "$APPTAINER exec $S /bin/true"
+    add_start "ours, user namespace, cold FUSE cache" user "$APPTAINER exec --userns $S /bin/true"
     add_start "bwrap on the unpacked dir" user "$BW $R / $BWT"
     add_start "squashfuse_ll + bwrap" user \
         "m=\$(mktemp -d /tmp/sqfs.XXXXXX) && squashfuse_ll $Q \$m && { $BW \$m / $BWT; r=\$?; fusermount3 -u \$m; rmdir \$m; exit \$r; }"
@@ -284,6 +288,13 @@ start_commands() {
     add_start "runc run (bundle, root)" root "runc run --bundle $d/bundle b\$\$-\$i"
     add_start "unshare -m + mount -o loop,ro + chroot (root)" root \
         "unshare -m sh -c 'mount -o loop,ro $Q $M && chroot $M /bin/true'"
+}
+
+# cold_cache_prepare NAME: for the cold-cache rows, hyperfine's --prepare command that
+# empties the bench user's FUSE data cache before each timed run.
+cold_cache_prepare() {
+    [[ $1 == *"cold FUSE cache"* ]] || return 0
+    printf '%s' "sh -c 'rm -rf /dev/shm/apptainer-squashfuse-\$(id -u)'"
 }
 
 add_start() {
@@ -320,7 +331,9 @@ bench_start() {
             continue
         fi
         conf_for_row "$name"
+        HF_PREPARE=$(cold_cache_prepare "$name")
         hyperfine_row start "$img" "$name" "${START_AS[k]}" "$RUNS" 3 "i=0; $cmd"
+        HF_PREPARE=
         restore_conf_copy
     done
 }
@@ -340,7 +353,9 @@ bench_parallel() {
         # The instances' stderr goes to one file, so a failed batch can show why.
         local batch="l=\$(mktemp /tmp/bench-par.XXXXXX); p=''; for i in \$(seq $PARALLEL); do ( $cmd ) > /dev/null 2>> \$l & p=\"\$p \$!\"; done; r=0; for q in \$p; do wait \$q || r=1; done; [ \$r -eq 0 ] || grep -m1 . \$l >&2; rm -f \$l; exit \$r"
         conf_for_row "$name"
+        HF_PREPARE=$(cold_cache_prepare "$name")
         hyperfine_row parallel "$img" "$name" "${START_AS[k]}" "$PAR_RUNS" 1 "$batch"
+        HF_PREPARE=
         restore_conf_copy
     done
 }
@@ -373,6 +388,7 @@ set_setuid_squashfs() {
     [ -f "$conf" ] || return 0
     CONF_SAVED=$(mktemp)
     cp -p "$conf" "$CONF_SAVED"
+    meta "FUSE data cache" "our FUSE server keeps decompressed file data in /dev/shm/apptainer-squashfuse-<uid> across starts; the warm-up runs fill it; the cold FUSE cache rows empty it (hyperfine --prepare) before every timed start or batch"
     meta "setuid image mounts" "shipped conf: $(grep -E '^(allow setuid-mount squashfs|shared loop devices) =' "$conf" | paste -sd ';'); the kernel squashfs row: allow setuid-mount squashfs = yes"
 }
 
