@@ -92,8 +92,14 @@ fn check_validated(plan: &Plan, v: &ValidatedPlan, conf: &Conf, caller: &Caller)
     for m in v.mounts() {
         check_mount(m, conf, caller);
     }
+    // argv[0]: an absolute container path, or a bare name the starter searches in PATH.
     let argv0 = v.process.argv.first().expect("argv is never empty");
-    ContainerPath::parse(argv0).expect("argv[0] is an absolute container path");
+    let bare = !argv0.contains('/') && !["", ".", ".."].contains(&argv0.as_str());
+    assert!(
+        bare || ContainerPath::parse(argv0).is_ok(),
+        "argv[0] {argv0:?}"
+    );
+    assert!(v.process.umask.is_none_or(|m| m <= 0o777));
     assert!(v
         .process
         .argv

@@ -21,6 +21,8 @@ mod error;
 mod file;
 #[path = "../../squashfuse/src/inode.rs"]
 mod inode;
+#[path = "../../squashfuse/src/shared_cache.rs"]
+mod shared_cache;
 #[path = "../../squashfuse/src/superblock.rs"]
 mod superblock;
 #[path = "../../squashfuse/src/xattr.rs"]
