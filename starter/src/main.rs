@@ -61,8 +61,7 @@ fn run() -> Result<i32> {
     let _ = plan.instance && setsid().is_ok();
     root.as_caller()?;
     let image = image::open(&LinuxSys, &plan.image, &policy)?;
-    let build = if privileged { run_setuid } else { run_userns };
-    build(root, &plan, &policy, image)
+    (if privileged { run_setuid } else { run_userns })(root, &plan, &policy, image)
 }
 
 /// Kernel loop + squashfs in the initial user namespace (root's always, a user's as the conf
@@ -192,17 +191,19 @@ fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
     Err(exec(argv, &plan.process.env))
 }
 
-/// execve, or for a bare name the `execvp` search of the container's PATH: a directory
-/// where it is missing or not ours to run is skipped, any other failure ends the search.
+/// execve as `execvp` does it: a bare name is searched in the container's PATH (a directory
+/// where it is missing or not ours to run is skipped, any other failure ends the search),
+/// and a file without a `#!` line (ENOEXEC) is run by /bin/sh, as the image's shell did.
 fn exec(argv: &[String], env: &[String]) -> StarterError {
-    if argv[0].contains('/') {
-        return error::path("cannot execute", &argv[0])(sys::execve(None, argv, env));
-    }
     let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/bin:/bin");
-    for dir in path.split(':') {
-        let file = format!("{}/{}", if dir.is_empty() { "." } else { dir }, argv[0]);
-        let e = sys::execve(Some(&file), argv, env);
-        if ![Errno::ENOENT, Errno::ENOTDIR, Errno::EACCES].contains(&e) {
+    let dirs = if argv[0].contains('/') { vec![None] } else { path.split(':').map(Some).collect() };
+    for dir in dirs {
+        let file = dir.map_or(argv[0].clone(), |d| format!("{}/{}", if d.is_empty() { "." } else { d }, argv[0]));
+        let mut e = sys::execve(Some(&file), argv, env);
+        if e == Errno::ENOEXEC {
+            e = sys::execve(None, &[&["/bin/sh".to_string(), file.clone()][..], &argv[1..]].concat(), env);
+        }
+        if dir.is_none() || ![Errno::ENOENT, Errno::ENOTDIR, Errno::EACCES].contains(&e) {
             return error::path("cannot execute", &file)(e);
         }
     }

@@ -352,6 +352,39 @@ fn exec_gives_the_same_environment_with_or_without_the_shell(mode: Mode) {
     }
 }
 
+/// A script without a `#!` line runs under /bin/sh, by path and by name, as it did when the
+/// image's shell executed every command (the starter's execvp-like fallback on ENOEXEC).
+fn exec_runs_a_script_without_a_shebang_line_with_sh(mode: Mode) {
+    require!(ready(mode), READY);
+    let img = pull();
+    let dir = tempdir_for(TEST_USER);
+    let script = dir.path().join("noshebang");
+    std::fs::write(&script, "echo \"ran $0 with $1\"\n").unwrap();
+    std::process::Command::new("chmod")
+        .args([
+            "0755",
+            script.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    let bind = format!("{}:/opt/scripts", dir.path().display());
+    let flags = ["-B", bind.as_str()];
+    let by_path = action(
+        mode,
+        "exec",
+        &flags,
+        &img.sif,
+        &["/opt/scripts/noshebang", "x"],
+    )
+    .run();
+    assert_eq!(stdout(&by_path), "ran /opt/scripts/noshebang with x");
+    let by_name = action(mode, "exec", &flags, &img.sif, &["noshebang", "y"])
+        .env("APPTAINERENV_PREPEND_PATH", "/opt/scripts")
+        .run();
+    assert_eq!(stdout(&by_name), "ran /opt/scripts/noshebang with y");
+}
+
 fn dns_sets_the_name_servers(mode: Mode) {
     require!(ready(mode), READY);
     let img = pull();
@@ -510,6 +543,7 @@ apptainer_tests::both_modes!(
     hostname_sets_the_uts_name,
     exec_without_a_shell_in_the_image_runs_the_command_directly,
     exec_gives_the_same_environment_with_or_without_the_shell,
+    exec_runs_a_script_without_a_shebang_line_with_sh,
     caller_umask_is_kept_unless_no_umask,
     dns_sets_the_name_servers,
     scratch_is_writable_and_kept_in_the_workdir,
