@@ -149,8 +149,10 @@ for t in $TARGETS; do
         failed="$failed $t"
     fi
     # layer_unpack extracts into target/unpack-scratch-PID; libFuzzer exits without cleanup.
+    # A directory whose process still runs belongs to another fuzz.sh running in parallel.
     for d in target/unpack-scratch-*; do
         [ -d "$d" ] || continue
+        ! kill -0 "${d##*-}" 2>/dev/null || continue
         find "$d" -type d -exec chmod u+rwx {} + && rm -rf "$d"
     done
 done
