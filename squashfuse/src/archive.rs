@@ -23,7 +23,7 @@ const META_CACHE: usize = 1024;
 /// Decompressed data and fragment blocks kept: 64 blocks of at most 128 KiB by default.
 const DATA_CACHE_BYTES: usize = 8 << 20;
 /// Bit of an on-disk data block size meaning "stored uncompressed".
-const UNCOMPRESSED_BLOCK: u32 = 1 << 24;
+pub const UNCOMPRESSED_BLOCK: u32 = 1 << 24;
 
 /// A decompressed metadata block and where the next one starts.
 pub struct MetaBlock {

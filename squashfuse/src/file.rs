@@ -5,7 +5,7 @@
 //! compressed tails) also go through the cache shared with other servers of the image:
 //! looked up there before decompressing, stored there after.
 
-use crate::archive::Archive;
+use crate::archive::{Archive, UNCOMPRESSED_BLOCK};
 use crate::error::{Result, SqfsError};
 use crate::inode::{FileInfo, NONE};
 use crate::shared_cache::CachedFile;
@@ -13,9 +13,6 @@ use std::sync::Arc;
 
 /// Bit of an on-disk data block size meaning "stored uncompressed".
 const SIZE_MASK: u32 = (1 << 24) - 1;
-/// Bit of an on-disk size word meaning "stored uncompressed": such blocks are read from the
-/// image (already in the page cache), so sharing them would only cost memory.
-const UNCOMPRESSED: u32 = 1 << 24;
 
 /// Where each block of one file is.
 pub struct FileLayout {
@@ -100,16 +97,14 @@ impl Archive {
             out.resize(out.len() + take, 0);
             return Ok(());
         }
-        let compressed = disk & UNCOMPRESSED == 0;
-        if compressed && self.copy_shared(l, index, within, take, out) {
-            return Ok(());
-        }
-        let block = self.data_block(l.starts[index], disk)?;
-        out.extend_from_slice(slice(&block, within, take)?);
-        if compressed {
-            self.store_shared(l, index, &block);
-        }
-        Ok(())
+        self.copy_data(
+            l,
+            index,
+            (l.starts[index], disk),
+            0,
+            within..within + take,
+            out,
+        )
     }
 
     fn copy_tail(
@@ -122,19 +117,39 @@ impl Archive {
         let (fragment, offset) = l
             .tail
             .ok_or(SqfsError::Corrupt("file shorter than its size"))?;
-        let (pos, disk) = self.fragment(fragment)?;
+        let at = self.fragment(fragment)?;
         let index = l.disk.len();
-        let compressed = disk & UNCOMPRESSED == 0;
-        if compressed && self.copy_shared(l, index, within, take, out) {
+        self.copy_data(l, index, at, offset as usize, within..within + take, out)
+    }
+
+    /// Appends bytes `want` of the file's block `index`, which starts at `offset` in the data
+    /// block at `at` (0, or the tail's offset in its fragment). A compressed block comes from
+    /// the cache shared with other servers when it is there; otherwise it is decompressed (or
+    /// taken from this server's own cache) and the file's part of it, whole, is offered to the
+    /// shared cache: a fragment block already held for another file's tail still has to be
+    /// stored for this one. Uncompressed blocks are not shared: the image is as cheap to read.
+    fn copy_data(
+        &self,
+        l: &FileLayout,
+        index: usize,
+        (pos, disk): (u64, u32),
+        offset: usize,
+        want: std::ops::Range<usize>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let compressed = disk & UNCOMPRESSED_BLOCK == 0;
+        if compressed && self.copy_shared(l, index, want.start, want.len(), out) {
             return Ok(());
         }
         let block: Arc<Vec<u8>> = self.data_block(pos, disk)?;
-        out.extend_from_slice(slice(&block, offset as usize + within, take)?);
+        out.extend_from_slice(slice(&block, offset + want.start, want.len())?);
         if compressed {
-            // The file's whole tail: from its offset in the fragment to the end of the file.
-            let len = l.size - index as u64 * u64::from(self.sb.block_size);
-            if let Ok(tail) = slice(&block, offset as usize, len as usize) {
-                self.store_shared(l, index, tail);
+            let file_part = l
+                .size
+                .saturating_sub(index as u64 * u64::from(self.sb.block_size));
+            let len = (file_part as usize).min(block.len().saturating_sub(offset));
+            if let Ok(part) = slice(&block, offset, len) {
+                self.store_shared(l, index, part);
             }
         }
         Ok(())
