@@ -51,9 +51,10 @@ pub struct Process {
 /// Extra inputs of the action script.
 #[derive(Clone, Debug, Default)]
 pub struct ScriptOptions {
-    /// The umask the container process gets: the caller's (the starter may reset its own),
-    /// or 0022 with `--no-umask`. `None` leaves it as inherited.
-    pub umask: Option<String>,
+    /// The umask the container process gets, set by the starter before it execs (the shell
+    /// of the action script inherits it): the caller's, or 0022 with `--no-umask`. `None`
+    /// leaves the starter's own 022.
+    pub umask: Option<u32>,
     /// INFO messages hidden (`-q`, `-s`).
     pub quiet: bool,
 }
@@ -78,9 +79,6 @@ pub fn through_shell(
         env.snapshot_names().join(" "),
     ));
     vars.push(("__APPTAINER_OVERRIDES".into(), env.overrides_script()));
-    if let Some(umask) = &opts.umask {
-        vars.push(("__APPTAINER_UMASK".into(), umask.clone()));
-    }
     if opts.quiet {
         vars.push(("__APPTAINER_QUIET".into(), "1".into()));
     }
@@ -88,7 +86,7 @@ pub fn through_shell(
         path: "/bin/sh".into(),
         argv,
         env: vars,
-        umask: None,
+        umask: opts.umask,
     }
 }
 
@@ -108,10 +106,7 @@ pub fn direct(
         path: first.clone(),
         argv: command.to_vec(),
         env,
-        umask: opts
-            .umask
-            .as_deref()
-            .and_then(|m| u32::from_str_radix(m, 8).ok()),
+        umask: opts.umask,
     })
 }
 
@@ -250,7 +245,7 @@ pub(crate) mod tests {
     fn direct_exec_takes_absolute_paths_and_bare_names_with_the_callers_umask() {
         let env = container_env(&[("APPTAINERENV_A", "$B")], EnvRequest::default());
         let opts = ScriptOptions {
-            umask: Some("0027".into()),
+            umask: Some(0o027),
             quiet: false,
         };
         assert!(direct(&["bin/ls".into()], env.flattened(), &opts).is_none());

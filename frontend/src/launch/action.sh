@@ -4,7 +4,6 @@
 # then replaces itself with the payload. Inputs, removed from the environment on entry:
 #   __APPTAINER_ENV_NAMES  names of the variables the frontend set (the "host snapshot")
 #   __APPTAINER_OVERRIDES  shell text of `export K=...` lines (APPTAINERENV_K, --env, ...)
-#   __APPTAINER_UMASK      umask to set (the caller's, 0022 with --no-umask), empty to keep it
 #   __APPTAINER_QUIET      non-empty to hide INFO messages
 # Rules (the reference's): the image's env scripts see none of the snapshot variables except
 # PWD and HOME; afterwards every snapshot variable the image did not define is restored, and
@@ -13,9 +12,8 @@
 
 __ap_names=${__APPTAINER_ENV_NAMES-}
 __ap_overrides=${__APPTAINER_OVERRIDES-}
-__ap_umask=${__APPTAINER_UMASK-}
 __ap_quiet=${__APPTAINER_QUIET-}
-unset __APPTAINER_ENV_NAMES __APPTAINER_OVERRIDES __APPTAINER_UMASK __APPTAINER_QUIET
+unset __APPTAINER_ENV_NAMES __APPTAINER_OVERRIDES __APPTAINER_QUIET
 __ap_cmd=${APPTAINER_COMMAND-}
 # Shells give PS1 a default of their own; only an exported one counts.
 case " $__ap_names " in
@@ -130,7 +128,6 @@ else
 fi
 export APPTAINER_ENVIRONMENT="${APPTAINER_ENVIRONMENT:-/.singularity.d/env/91-environment.sh}"
 export SINGULARITY_ENVIRONMENT="$APPTAINER_ENVIRONMENT"
-test -z "$__ap_umask" || umask "$__ap_umask"
 
 __ap_app=${SINGULARITY_APPNAME-}
 case $__ap_cmd in

@@ -374,7 +374,7 @@ fn container_process(
 ) -> Result<action::Process> {
     let script_opts = action::ScriptOptions {
         umask: if inp.opts.no_umask {
-            Some("0022".into())
+            Some(0o022)
         } else {
             caller_umask()
         },
@@ -419,14 +419,12 @@ fn container_process(
 }
 
 /// The caller's umask, read without changing it (`Umask:` of /proc/self/status).
-fn caller_umask() -> Option<String> {
+fn caller_umask() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let value = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))?
-        .trim();
-    (value.len() <= 4 && value.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-        .then(|| value.to_string())
+    let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(value.trim(), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
 }
 
 #[cfg(test)]
