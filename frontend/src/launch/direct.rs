@@ -105,7 +105,6 @@ pub fn environment(
     sh.inject(env, &mut injected);
     if !parsed.iter().any(|(n, _)| *n == "99-runtimevars.sh") {
         sh.user_path();
-        sh.export("PATH", sh.get("PATH").unwrap_or_default().to_string());
     }
     USER_PATH_VARS.iter().for_each(|n| sh.unset(n));
     for (n, value) in saved {
@@ -174,27 +173,21 @@ fn unescape(s: &str) -> Option<String> {
     Some(out)
 }
 
-/// The shell variables that matter here: value and whether exported.
-struct Shell(BTreeMap<String, (String, bool)>);
+/// The shell's variables. Every one that matters here is exported: the process environment
+/// is, and each script line we evaluate assigns with `export` or exports right after.
+struct Shell(BTreeMap<String, String>);
 
 impl Shell {
     fn new(process: &[(String, String)]) -> Shell {
-        let vars = process.iter().map(|(k, v)| (k.clone(), (v.clone(), true)));
-        Shell(vars.collect())
+        Shell(process.iter().cloned().collect())
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|(v, _)| v.as_str())
-    }
-
-    /// A plain assignment: an exported variable stays exported.
-    fn set(&mut self, name: &str, value: String) {
-        let exported = self.0.get(name).is_some_and(|(_, e)| *e);
-        self.0.insert(name.to_string(), (value, exported));
+        self.0.get(name).map(String::as_str)
     }
 
     fn export(&mut self, name: &str, value: String) {
-        self.0.insert(name.to_string(), (value, true));
+        self.0.insert(name.to_string(), value);
     }
 
     fn unset(&mut self, name: &str) {
@@ -223,9 +216,8 @@ impl Shell {
                 self.export("PS1", ps1);
             }
             Script::RuntimeVars => {
+                // Its `unset` of the three variables is the caller's, done once for every image.
                 self.user_path();
-                USER_PATH_VARS.iter().for_each(|n| self.unset(n));
-                self.export("PATH", self.get("PATH").unwrap_or_default().to_string());
             }
             Script::Docker(lines) => {
                 for (name, assign) in lines {
@@ -270,7 +262,8 @@ impl Shell {
         }
     }
 
-    /// The PATH changes of `APPTAINERENV_PREPEND_PATH`, `_APPEND_PATH` and `_PATH`.
+    /// The PATH changes of `APPTAINERENV_PREPEND_PATH`, `_APPEND_PATH` and `_PATH`, then
+    /// `export PATH`, as both 99-runtimevars.sh and action.sh (for images without it) do.
     fn user_path(&mut self) {
         let path = self.get("PATH").unwrap_or_default().to_string();
         let path = match self.nonempty(USER_PATH_VARS[0]) {
@@ -284,7 +277,7 @@ impl Shell {
         let path = self
             .nonempty(USER_PATH_VARS[2])
             .map_or(path, str::to_string);
-        self.set("PATH", path);
+        self.export("PATH", path);
     }
 
     /// The end of action.sh before `exec`, and the `PWD` the shell exports.
@@ -310,8 +303,7 @@ impl Shell {
     }
 
     fn exported(self) -> Vec<(String, String)> {
-        let vars = self.0.into_iter();
-        vars.filter_map(|(k, (v, e))| e.then_some((k, v))).collect()
+        self.0.into_iter().collect()
     }
 }
 
