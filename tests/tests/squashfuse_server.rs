@@ -146,6 +146,37 @@ fn ready() -> bool {
     is_root() && test_user_exists() && server().is_file() && user_namespaces_available()
 }
 
+/// Runs `script` with bash to fill the directory `src` (its `$1`).
+fn make_tree(src: &Path, script: &str) {
+    let out = Command::new("bash")
+        .args(["-c", script, "tree"])
+        .arg(src)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `mksquashfs src image` with `opts`, the image made readable for the test user.
+fn make_squashfs(src: &Path, image: &Path, opts: &[&str]) {
+    let out = Command::new("mksquashfs")
+        .arg(src)
+        .arg(image)
+        .args(["-noappend", "-quiet", "-no-progress"])
+        .args(opts)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mksquashfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(image, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+}
+
 #[test]
 fn a_pulled_sif_is_served_as_unsquashfs_extracts_it() {
     require!(
@@ -189,53 +220,23 @@ if command -v python3 >/dev/null; then
     python3 -c 'import os; [os.setxattr(p, "user.shared", b"v" * 300) for p in ("text", "a/small", "a")]; os.setxattr("noise", "user.one", b"1")'
 fi
 "#;
-    let out = Command::new("bash")
-        .args(["-c", script, "tree"])
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    make_tree(&src, script);
     for comp in ["gzip", "zstd"] {
         let image = dir.path().join(format!("{comp}.sqfs"));
-        let out = Command::new("mksquashfs")
-            .arg(&src)
-            .arg(&image)
-            .args([
-                "-noappend",
-                "-quiet",
-                "-no-progress",
-                "-comp",
-                comp,
-                "-b",
-                "65536",
-            ])
-            .args([
-                "-p",
-                "a/null c 666 0 0 1 3",
-                "-p",
-                "a/disk b 660 0 6 8 1",
-                "-p",
-                "a/sock i 755 0 0 s",
-            ])
-            .args([
-                "-p",
-                "owned d 2750 1234 5678",
-                "-p",
-                "a/small m 644 4321 8765",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mksquashfs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .unwrap();
+        let pseudo = [
+            "-p",
+            "a/null c 666 0 0 1 3",
+            "-p",
+            "a/disk b 660 0 6 8 1",
+            "-p",
+            "a/sock i 755 0 0 s",
+            "-p",
+            "owned d 2750 1234 5678",
+            "-p",
+            "a/small m 644 4321 8765",
+        ];
+        let opts = [&["-comp", comp, "-b", "65536"][..], &pseudo].concat();
+        make_squashfs(&src, &image, &opts);
         let manifest = check(&image, 0);
         if Command::new("python3").arg("-V").output().is_ok() {
             let shared = format!("xattr ./a user.shared {}", "76".repeat(300));
@@ -258,18 +259,7 @@ fn a_debian_sized_image_is_served_as_unsquashfs_extracts_it() {
     }
     let dir = tempdir_for(TEST_USER);
     let image = dir.path().join("debian.sqfs");
-    let out = Command::new("mksquashfs")
-        .arg(tree)
-        .arg(&image)
-        .args(["-noappend", "-quiet", "-no-progress"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mksquashfs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    make_squashfs(tree, &image, &[]);
     check(&image, 0);
 }
 
@@ -332,29 +322,9 @@ mkdir -p "$1/bin"
 head -c 700000 /dev/urandom | base64 > "$1/text"
 head -c 3000 /dev/urandom | base64 > "$1/bin/small"
 "#;
-    let out = Command::new("bash")
-        .args(["-c", script, "tree"])
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    make_tree(&src, script);
     let image = dir.path().join("cached.sqfs");
-    let out = Command::new("mksquashfs")
-        .arg(&src)
-        .arg(&image)
-        .args(["-noappend", "-quiet", "-no-progress", "-b", "65536"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mksquashfs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    make_squashfs(&src, &image, &["-b", "65536"]);
     let text = std::fs::read(src.join("text")).unwrap();
     let small = std::fs::read(src.join("bin/small")).unwrap();
     let expected = manifest_of_extraction(&image, 0, false);
