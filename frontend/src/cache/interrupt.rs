@@ -88,6 +88,7 @@ pub fn spawn(
 /// Catches SIGINT, SIGTERM and SIGHUP while alive; dropping it stops the catching.
 pub struct Watch {
     handle: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watch {
@@ -97,7 +98,7 @@ impl Watch {
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
             .context("installing the interrupt handler")?;
         let handle = signals.handle();
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 let r = registry();
                 clean_up(&r);
@@ -105,13 +106,23 @@ impl Watch {
                 std::process::exit(128 + sig);
             }
         });
-        Ok(Watch { handle })
+        Ok(Watch {
+            handle,
+            thread: Some(thread),
+        })
     }
 }
 
 impl Drop for Watch {
+    /// Waits for the thread to end: it closes the iterator's socket pair (often fds 3 and 4)
+    /// on its way out, and an action that pulled then puts its Plan at fd 3 for the
+    /// starter. Returning before that close raced it: the starter sometimes found fd 3
+    /// closed ("reading the plan from fd 3: Bad file descriptor").
     fn drop(&mut self) {
         self.handle.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
