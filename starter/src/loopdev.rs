@@ -5,7 +5,7 @@
 
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::image::Image;
-use crate::sys::{self, Errno, Sys, LO_FLAGS_AUTOCLEAR, LO_FLAGS_READ_ONLY, RESOLVE_NO_SYMLINKS};
+use crate::sys::{self, Errno, Sys, LOOP_FLAGS, RESOLVE_NO_SYMLINKS};
 use starter::plan::{ensure, Policy};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -46,7 +46,6 @@ pub fn attach(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<LoopDevic
 }
 
 fn find_shared(sys: &dyn Sys, st: &libc::stat, offset: u64, size: u64, max: u32) -> Option<LoopDevice> {
-    let want = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
     // Only attached loop devices are listed (they have a size): one read instead of opening
     // every /dev/loopN below `max loop devices`. It only names candidates; their status decides.
     let parts = std::fs::read_to_string("/proc/partitions").ok()?;
@@ -57,7 +56,7 @@ fn find_shared(sys: &dyn Sys, st: &libc::stat, offset: u64, size: u64, max: u32)
         // Holding `fd` keeps the device from being autocleared while we mount it.
         let info = sys::loop_status(fd.as_fd()).ok()?;
         let same =
-            info.device == st.st_dev && info.inode == st.st_ino && info.offset == offset && info.sizelimit == size;
-        (same && info.flags & want == want).then_some(LoopDevice { _fd: fd, node })
+            (info.lo_device, info.lo_inode, info.lo_offset, info.lo_sizelimit) == (st.st_dev, st.st_ino, offset, size);
+        (same && info.lo_flags & LOOP_FLAGS == LOOP_FLAGS).then_some(LoopDevice { _fd: fd, node })
     })
 }

@@ -26,36 +26,9 @@ pub use libc::{
     AT_FDCWD, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
 };
-const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
-const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
-const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-pub const LO_FLAGS_READ_ONLY: u32 = 1;
-pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
-
-/// `struct loop_info64` (linux/loop.h).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct LoopInfo {
-    pub device: u64,
-    pub inode: u64,
-    pub rdevice: u64,
-    pub offset: u64,
-    pub sizelimit: u64,
-    /// lo_number, lo_encrypt_type and lo_encrypt_key_size, unused here.
-    numbers: [u32; 3],
-    pub flags: u32,
-    /// file_name[64], crypt_name[64] and encrypt_key[32], all unused here.
-    names: [[u8; 32]; 5],
-    init: [u64; 2],
-}
-#[repr(C)]
-#[derive(Default)]
-struct LoopConfig {
-    fd: u32,
-    block_size: u32,
-    info: LoopInfo,
-    reserved: [u64; 8],
-}
+use linux_raw_sys::loop_device::{self as loopdev, loop_config, loop_info64};
+/// Read-only and autoclear: the flags of every loop device the starter attaches or shares.
+pub const LOOP_FLAGS: u32 = loopdev::LO_FLAGS_READ_ONLY as u32 | loopdev::LO_FLAGS_AUTOCLEAR as u32;
 
 /// One method per syscall the starter makes. The provided methods are the real kernel,
 /// used as they are by `LinuxSys`; the unit tests' recording implementation overrides every
@@ -230,20 +203,23 @@ pub fn execve(path: Option<&str>, argv: &[String], env: &[String]) -> Errno {
 }
 pub fn loop_get_free(ctl: BorrowedFd<'_>) -> SysResult<u32> {
     // SAFETY: LOOP_CTL_GET_FREE takes no argument.
-    Errno::result(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) }).map(|n| n as u32)
+    Errno::result(unsafe { libc::ioctl(ctl.as_raw_fd(), loopdev::LOOP_CTL_GET_FREE.into()) }).map(|n| n as u32)
 }
-pub fn loop_status(dev: BorrowedFd<'_>) -> SysResult<LoopInfo> {
-    let mut info = LoopInfo::default();
-    // SAFETY: `info` is a writable loop_info64.
-    Errno::result(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, &mut info) })?;
+pub fn loop_status(dev: BorrowedFd<'_>) -> SysResult<loop_info64> {
+    // SAFETY: loop_info64 holds only integers and arrays of them, for which zero is valid.
+    let mut info: loop_info64 = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a writable loop_info64 that outlives the call.
+    Errno::result(unsafe { libc::ioctl(dev.as_raw_fd(), loopdev::LOOP_GET_STATUS64.into(), &mut info) })?;
     Ok(info)
 }
+/// Backs `dev` with `size` bytes of `file` from `offset`, with `LOOP_FLAGS`.
 pub fn loop_configure(dev: BorrowedFd<'_>, file: BorrowedFd<'_>, offset: u64, size: u64) -> SysResult<()> {
-    let info =
-        LoopInfo { offset, sizelimit: size, flags: LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR, ..Default::default() };
-    let cfg = LoopConfig { fd: file.as_raw_fd() as u32, info, ..Default::default() };
+    // SAFETY: as in `loop_status`; zero is "unset" for every field not set below.
+    let mut cfg: loop_config = unsafe { std::mem::zeroed() };
+    (cfg.fd, cfg.info.lo_offset, cfg.info.lo_sizelimit) = (file.as_raw_fd() as u32, offset, size);
+    cfg.info.lo_flags = LOOP_FLAGS;
     // SAFETY: `cfg` is a valid loop_config that outlives the call; both fds are borrowed.
-    Errno::result(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &cfg) }).map(drop)
+    Errno::result(unsafe { libc::ioctl(dev.as_raw_fd(), loopdev::LOOP_CONFIGURE.into(), &cfg) }).map(drop)
 }
 /// Reads at most `max` bytes from `fd` until end of file, then closes it.
 pub fn read_fd(fd: RawFd, max: usize) -> SysResult<Vec<u8>> {
