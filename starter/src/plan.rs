@@ -317,13 +317,6 @@ fn check_overlays(plan: &Plan, policy: &Policy, caller: &Caller) -> Result<(), P
 }
 
 impl Policy {
-    /// The rules of `conf`, with owner/group names resolved in the host's files read without
-    /// ownership checks (the frontend's early check).
-    pub fn from_conf(c: &conf::Conf) -> Policy {
-        let read = |file| conf::load_accounts(file).unwrap_or_default();
-        Policy::resolved(c, &read(conf::PASSWD_FILE), &read(conf::GROUP_FILE))
-    }
-
     /// The rules of `c`, with owner/group names resolved in `users` and `groups`.
     pub fn resolved(c: &conf::Conf, users: &conf::Accounts, groups: &conf::Accounts) -> Policy {
         let (limit_owners, limit_groups) =
@@ -458,14 +451,6 @@ fn container_caps(req: &CapRequest, policy: &Policy, caller: &Caller) -> Result<
     let full = policy.conf.root_default_capabilities == conf::RootDefaultCapabilities::Full;
     let base = if !req.no_privs && (req.keep_privs || full) { all } else { 0 };
     Ok((base | add) & !drop)
-}
-
-/// A capability as users spell it (`chown`, `Cap_Chown`, `all`) in its canonical form
-/// (`CAP_CHOWN`, `CAP_ALL`), or None if there is no such capability.
-pub fn cap_name(s: &str) -> Option<String> {
-    let up = s.trim().to_ascii_uppercase();
-    let name = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
-    (name == "CAP_ALL" || name.parse::<caps::Capability>().is_ok()).then_some(name)
 }
 
 fn check_process(p: &Process) -> Result<ContainerPath, PlanError> {

@@ -312,7 +312,7 @@ fn cap_request(f: &ActionFlags) -> Result<starter::plan::CapRequest> {
         let mut known = Vec::new();
         let given = list.iter().flat_map(|l| l.split(',')).map(str::trim);
         for n in given.filter(|n| !n.is_empty()) {
-            match starter::plan::cap_name(n) {
+            match cap_name(n) {
                 Some(name) => known.push(name),
                 None => crate::warning!("won't {what} unknown capability: {n}"),
             }
@@ -386,9 +386,28 @@ pub fn parse_env_pairs(values: &[String]) -> Result<Vec<(String, String)>> {
     Ok(pairs)
 }
 
+/// A capability as users spell it (`chown`, `Cap_Chown`, `all`) in the canonical form the
+/// starter takes (`CAP_CHOWN`, `CAP_ALL`), or None if there is no such capability.
+fn cap_name(s: &str) -> Option<String> {
+    let up = s.trim().to_ascii_uppercase();
+    let name = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
+    (name == "CAP_ALL" || name.parse::<caps::Capability>().is_ok()).then_some(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capability_names_are_made_canonical() {
+        assert_eq!(cap_name(" net_raw"), Some("CAP_NET_RAW".into()));
+        assert_eq!(cap_name("All"), Some("CAP_ALL".into()));
+        assert_eq!(cap_name("cap_bogus"), None);
+    }
     use clap::Parser;
 
     #[derive(Parser, Debug)]

@@ -158,7 +158,7 @@ pub fn prepare(
     plan.overlays = overlays;
     // Appended after every other mount: the GPU files land on top of what the image has.
     plan.mounts.extend(crate::gpu::plan_mounts(&conf, &opts));
-    let policy = starter::plan::Policy::from_conf(&conf);
+    let policy = policy(&conf);
     starter::plan::validate(plan.clone(), &policy, &id.caller(starter.setuid))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Prepared {
@@ -219,6 +219,14 @@ fn check_combinations(opts: &LaunchOptions) -> Result<()> {
         bail!("--writable and --writable-tmpfs cannot be used together");
     }
     Ok(())
+}
+
+/// The rules of `conf` as the starter applies them, with `limit container owners/groups`
+/// resolved in the host's passwd and group files (read without the starter's ownership
+/// checks: this is only the early check).
+fn policy(conf: &conf::Conf) -> starter::plan::Policy {
+    let read = |file| conf::load_accounts(file).unwrap_or_default();
+    starter::plan::Policy::resolved(conf, &read(conf::PASSWD_FILE), &read(conf::GROUP_FILE))
 }
 
 /// The conf the starter will apply. `--config` cannot change it: the starter only trusts its
@@ -512,7 +520,7 @@ mod tests {
                     .any(|e| e == "APPTAINER_COMMAND=exec"));
                 let foo = plan.process.env.iter().any(|e| e == "FOO=bar");
                 assert_eq!(foo, !opts.cleanenv, "{opts:?}");
-                let policy = starter::plan::Policy::from_conf(&conf);
+                let policy = policy(&conf);
                 let validated = starter::plan::validate(plan, &policy, &id.caller(setuid));
                 assert!(validated.is_ok(), "{opts:?} setuid={setuid}: {validated:?}");
             }

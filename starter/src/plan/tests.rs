@@ -331,7 +331,4 @@ fn only_root_keeps_or_gains_capabilities_and_drop_caps_wins() {
     }
     let bogus = CapRequest { add: names(&["CAP_BOGUS"]), ..Default::default() };
     assert!(matches!(caps(bogus, &policy(), &root), Err(PlanError::Invalid { what: "capability", .. })));
-    assert_eq!(cap_name(" net_raw"), Some("CAP_NET_RAW".into()));
-    assert_eq!(cap_name("All"), Some("CAP_ALL".into()));
-    assert_eq!(cap_name("cap_bogus"), None);
 }
