@@ -7,7 +7,7 @@
 
 use crate::error::{path, sys as syserr, Result, StarterError};
 use crate::image::Image;
-use crate::sys::{self, Fork, Pid, Sys, AT_FDCWD, RESOLVE_NO_MAGICLINKS};
+use crate::sys::{self, Pid, Sys, AT_FDCWD, RESOLVE_NO_MAGICLINKS};
 use caps::{CapSet, Capability::CAP_SYS_ADMIN};
 use nix::mount::{umount2, MntFlags};
 use nix::sched::{unshare, CloneFlags};
@@ -123,17 +123,10 @@ pub fn mount_fuse_overlayfs(sys: &dyn Sys, opts: &[(&str, &str)], ids: (u32, u32
     // No ACLs: the kernel would ask for them on every lookup, and squashfuse has none.
     let o: String = opts.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| format!("{k}={v},")).collect();
     let argv = ["/usr/bin/fuse-overlayfs", "-f", "-o", &(o + "noacl"), &format!("/dev/fd/{}", fuse.as_raw_fd())];
-    if let Fork::Parent { child } = sys::fork().map_err(syserr("fork"))? {
-        while sys::waitpid(child) == Err(sys::Errno::EINTR) {}
-        return Ok(tree);
-    }
-    // The copy is taken here, before the parent (waiting for this child) attaches the tree,
-    // which the daemon's namespace must not hold.
-    match unshare(CloneFlags::CLONE_NEWNS).and(sys::fork()) {
-        Ok(Fork::Child) => crate::userns::exec_daemon(&argv.map(String::from), &[], &[fuse.as_raw_fd()]),
-        Ok(Fork::Parent { .. }) => std::process::exit(0),
-        Err(e) => crate::fatal(syserr("cannot start fuse-overlayfs")(e)),
-    }
+    // The copy is taken in the daemon's first child, before we attach the tree, which the
+    // daemon's namespace must not hold.
+    let copy = || unshare(CloneFlags::CLONE_NEWNS).map_err(syserr("cannot start fuse-overlayfs"));
+    crate::userns::spawn_daemon(&argv.map(String::from), &[], &[fuse.as_raw_fd()], Some(copy)).map(|_| tree)
 }
 
 /// After the container: stop the squashfuse daemons, and wait for the others, which write

@@ -183,26 +183,29 @@ pub fn mount_squashfuse(
     let offset = format!("offset={}", image.offset);
     let (src, dev) = (format!("/dev/fd/{}", image.fd.as_raw_fd()), format!("/dev/fd/{}", fuse.as_raw_fd()));
     let argv = [&bin, "-f", "-o", &offset, &src, &dev].map(String::from);
-    if let Fork::Parent { child } = sys::fork().map_err(syserr("fork"))? {
-        // The detached daemon's first fork exits at once: reap it.
-        while drop_to.is_some() && sys::waitpid(child) == Err(sys::Errno::EINTR) {}
-        return Ok((tree, child));
-    }
-    // Detached: the first child exits at once; its own child, reparented to init, runs the
-    // daemon as the caller (nobody waits for it, so it exits silently).
-    match drop_to.map(|c| matches!(sys::fork(), Ok(Fork::Child)) && crate::creds::drop_to(c).is_ok()) {
-        Some(false) => std::process::exit(0),
-        Some(true) => {}
-        None => drop(prctl::set_pdeathsig(Signal::SIGTERM)),
-    }
-    exec_daemon(&argv, &["PATH=/usr/bin:/bin".to_owned()], &[image.fd.as_raw_fd(), fuse.as_raw_fd()])
+    let (env, keep) = (["PATH=/usr/bin:/bin".to_owned()], [image.fd.as_raw_fd(), fuse.as_raw_fd()]);
+    spawn_daemon(&argv, &env, &keep, drop_to.map(|c| move || crate::creds::drop_to(c))).map(|pid| (tree, pid))
 }
 
-/// In a FUSE daemon's child: its own session (Ctrl-C at the terminal is for the container's
-/// process group, and a daemon killed by it would fail every later read with a bus error),
-/// `keep` open across exec (every other fd of ours is close-on-exec, so only 0-2 and these
-/// reach it), then `argv`. Never returns.
-pub fn exec_daemon(argv: &[String], env: &[String], keep: &[RawFd]) -> ! {
+/// Starts the FUSE daemon `argv` with only 0-2 and `keep` open (every other fd of ours is
+/// close-on-exec), in a session of its own: Ctrl-C at the terminal is for the container's
+/// process group, and a daemon killed by it would fail every later read with a bus error.
+/// Without `detach` the daemon is our child, killed with us. With it, a child runs `detach`,
+/// forks the daemon and exits at once: the daemon is adopted by init (or a subreaper), nobody
+/// waits for it, and it exits by itself when its mount goes away.
+pub fn spawn_daemon(
+    argv: &[String], env: &[String], keep: &[RawFd], detach: Option<impl FnOnce() -> Result<()>>,
+) -> Result<Pid> {
+    if let Fork::Parent { child } = sys::fork().map_err(syserr("fork"))? {
+        while detach.is_some() && sys::waitpid(child) == Err(sys::Errno::EINTR) {}
+        return Ok(child);
+    }
+    match detach.map(|prepare| prepare().and_then(|()| sys::fork().map_err(syserr("fork")))) {
+        Some(Ok(Fork::Parent { .. })) => std::process::exit(0),
+        Some(Err(e)) => crate::fatal(e),
+        Some(Ok(Fork::Child)) => {}
+        None => drop(prctl::set_pdeathsig(Signal::SIGTERM)),
+    }
     let ok = nix::unistd::setsid().and(keep.iter().try_for_each(|&fd| fcntl(fd, F_SETFD(FdFlag::empty())).map(drop)));
     let err = ok.err().unwrap_or_else(|| sys::execve(None, argv, env));
     let _ = writeln!(stderr(), "FATAL:   cannot start {}: {}", argv[0], crate::error::strerror(err));
