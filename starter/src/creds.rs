@@ -30,6 +30,18 @@ pub struct Root {
 /// What is left after the drop: proof that `drop_all` ran.
 pub struct User(());
 
+include!(concat!(env!("OUT_DIR"), "/filters.rs"));
+
+impl User {
+    /// The last restriction before exec: the seccomp programs compiled by build.rs. Only a
+    /// `User` can install them, so they come after no_new_privs and the drop, and bind the
+    /// container too.
+    pub fn confine(&self) -> Result<()> {
+        sys::seccomp_install(TTY).map_err(syserr("cannot install the tty seccomp filter"))?;
+        sys::seccomp_install(MOUNT_API).map_err(syserr("cannot install the mount seccomp filter"))
+    }
+}
+
 /// First steps, before anything else is read: fixed signal dispositions, no environment,
 /// no inherited fds except the plan on fd 3, not dumpable (setuid), no new privileges.
 /// Returns whether the starter runs setuid (AT_SECURE).

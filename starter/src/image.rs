@@ -1,14 +1,14 @@
 //! The container image: opened once, as the caller, with openat2; every decision (type,
 //! owner, `limit container *`, SIF partition bounds, squashfs magic) is taken from that fd,
-//! never from the path again. Then it becomes a detached, read-only, nosuid/nodev mount.
+//! never from the path again. Then it becomes a detached, read-only, nosuid/nodev mount:
+//! through a kernel loop device, FUSE, or a bind of a sandbox directory.
 
 use crate::error::{path, sys as syserr, Result, StarterError};
-use crate::loopdev;
 use crate::ops::{clone_tree, new_mount};
-use crate::sys::{self, Sys, MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY};
+use crate::sys::{self, Errno, Sys, LOOP_FLAGS, MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY, RESOLVE_NO_SYMLINKS};
 use starter::plan::{ensure, ImageKind, PlanImage, Policy};
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 const SQUASHFS_MAGIC: &[u8; 4] = b"hsqs";
@@ -67,7 +67,7 @@ fn squashfs_region(fd: &OwnedFd, kind: ImageKind, len: u64, shown: &str) -> Resu
 
 /// Setuid mode: a read-only loop device and the kernel's squashfs driver.
 pub fn mount_kernel(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<OwnedFd> {
-    let dev = loopdev::attach(sys, image, policy)?;
+    let dev = attach_loop(sys, image, policy)?;
     // A read-only superblock: the loop device is read-only, and a writable open fails.
     let opts = [("source", dev.node.as_str()), ("ro", "")];
     new_mount(sys, "squashfs", &opts, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV).map_err(path("cannot mount", &image.shown))
@@ -94,4 +94,61 @@ pub fn mount_sandbox(sys: &dyn Sys, image: &Image, writable: bool) -> Result<Own
     let ro = if writable { 0 } else { MOUNT_ATTR_RDONLY };
     clone_tree(sys, image.fd.as_raw_fd(), "", true, MOUNT_ATTR_NODEV | ro)
         .map_err(path("cannot bind image", &image.shown))
+}
+
+// Kernel loop devices for the setuid starter: read-only, autoclear, offset and size taken
+// from the image header the starter read itself. With `shared loop devices = yes` an
+// existing device already backing the same file region read-only is reused, so parallel
+// containers of one image share the kernel's page cache and decompressed pages.
+
+/// An attached loop device: the open fd (keeps it from being autocleared until mounted)
+/// and its node path for the `source` option of the filesystem context.
+struct LoopDevice {
+    _fd: OwnedFd,
+    node: String,
+}
+
+const ATTEMPTS: u32 = 16;
+
+/// Attaches the image's squashfs region (or reuses a shared device), below `max loop devices`.
+fn attach_loop(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<LoopDevice> {
+    let (offset, size, file) = (image.offset, image.size, image.fd.as_fd());
+    let max = u32::try_from(policy.conf.max_loop_devices).unwrap_or(u32::MAX);
+    let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(syserr("cannot stat image"))?;
+    if let Some(dev) = policy.conf.shared_loop_devices.then(|| find_shared(sys, &st, offset, size, max)).flatten() {
+        return Ok(dev);
+    }
+    let open = |node: &str, flags| {
+        sys.openat2(sys::AT_FDCWD, node, flags, 0, RESOLVE_NO_SYMLINKS).map_err(path("cannot open", node))
+    };
+    let ctl = open("/dev/loop-control", libc::O_RDWR)?;
+    for _ in 0..ATTEMPTS {
+        let n = sys::loop_get_free(ctl.as_fd()).map_err(syserr("cannot get a free loop device"))?;
+        ensure(n < max, StarterError::Refused("no loop device below 'max loop devices' is free"))?;
+        let node = format!("/dev/loop{n}");
+        let fd = open(&node, libc::O_RDONLY)?;
+        // Another process may configure the same free device first: EBUSY, try the next.
+        match sys::loop_configure(fd.as_fd(), file, offset, size) {
+            Ok(()) => return Ok(LoopDevice { _fd: fd, node }),
+            Err(Errno::EBUSY) => continue,
+            Err(e) => return Err(path("cannot configure", &node)(e)),
+        }
+    }
+    Err(StarterError::Refused("loop devices stayed busy; try again"))
+}
+
+fn find_shared(sys: &dyn Sys, st: &libc::stat, offset: u64, size: u64, max: u32) -> Option<LoopDevice> {
+    // Only attached loop devices are listed (they have a size): one read instead of opening
+    // every /dev/loopN below `max loop devices`. It only names candidates; their status decides.
+    let parts = std::fs::read_to_string("/proc/partitions").ok()?;
+    let attached = parts.lines().filter_map(|l| l.split_whitespace().nth(3)?.strip_prefix("loop")?.parse().ok());
+    attached.filter(|n: &u32| *n < max).find_map(|n| {
+        let node = format!("/dev/loop{n}");
+        let fd = sys.openat2(sys::AT_FDCWD, &node, libc::O_RDONLY, 0, RESOLVE_NO_SYMLINKS).ok()?;
+        // Holding `fd` keeps the device from being autocleared while we mount it.
+        let info = sys::loop_status(fd.as_fd()).ok()?;
+        let same =
+            (info.lo_device, info.lo_inode, info.lo_offset, info.lo_sizelimit) == (st.st_dev, st.st_ino, offset, size);
+        (same && info.lo_flags & LOOP_FLAGS == LOOP_FLAGS).then_some(LoopDevice { _fd: fd, node })
+    })
 }

@@ -3,12 +3,10 @@
 //! privilege and execs the container process. `run` below is the whole sequence, in order;
 //! docs/starter-sequence.md explains each step.
 
-mod confine;
 mod creds;
 mod error;
 mod image;
 mod join;
-mod loopdev;
 mod ops;
 mod overlay;
 mod rootfs;
@@ -177,7 +175,7 @@ fn container_userns(
 fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
     let user = creds::drop_all(root)?;
     sys::close_range_from(3).map_err(syserr("close_range"))?;
-    confine::apply(&user)?;
+    user.confine()?;
     let (cwd, argv) = (plan.cwd().as_str(), &plan.process.argv);
     chdir(cwd).map_err(error::path("cannot change directory to", cwd))?;
     if plan.instance || (plan.namespaces.pid && plan.init) {
