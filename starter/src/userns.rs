@@ -10,10 +10,11 @@ use conf::{Accounts, SubIdRange};
 use nix::fcntl::{fcntl, FcntlArg::F_SETFD, FdFlag};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::{prctl, signal::Signal};
+use nix::unistd::mkdtemp;
 use starter::plan::Caller;
 use std::io::{stderr, PipeReader, PipeWriter, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -149,10 +150,8 @@ impl Handshake {
 pub fn extract(sys: &dyn Sys, image: &mut Image) -> Result<PathBuf> {
     // Not eprintln!: it panics when stderr cannot be written (a full file, RLIMIT_FSIZE).
     let _ = writeln!(stderr(), "WARNING: FUSE is unavailable: extracting {:?} to a temporary sandbox", image.shown);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let dir = PathBuf::from(format!("/tmp/rootfs-{}-{nanos}", std::process::id()));
-    let made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
-    made.map_err(|_| StarterError::Refused("cannot create a directory in /tmp"))?;
+    // mkdtemp: a new name, created 0700, never an existing directory someone else prepared.
+    let dir = mkdtemp("/tmp/rootfs-XXXXXX").map_err(|_| StarterError::Refused("cannot create a directory in /tmp"))?;
     let root = dir.join("root").to_string_lossy().into_owned();
     let (offset, src) = (image.offset.to_string(), format!("/dev/fd/{}", image.fd.as_raw_fd()));
     // The image fd must reach unsquashfs; it is closed when the extracted root replaces it.
