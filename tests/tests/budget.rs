@@ -16,11 +16,15 @@ use std::process::Command;
 /// prctl, namespaces, chdir/pivot_root/umount, fcntl, fstat, umask, execve, fork's result
 /// and errno) went onto it instead of unsafe wrappers of our own (nix, bitflags and
 /// cfg-if on ALLOWED_DEPS), one `set_caps` replaced three capability loops, and a few
-/// forks, daemon starts and one-use branches became single expressions: 1,625, with every
-/// feature, check, message and security property kept; no further cut of that size was
-/// found that keeps them all. This limit only ratchets down; raising it needs the same
-/// review as a new dependency.
-const LINE_BUDGET: usize = 1630;
+/// forks, daemon starts and one-use branches became single expressions: 1,625. Later fixes
+/// (clones made MS_SLAVE, capability read-back, the ENOEXEC rule) fit within 1,630. Then
+/// the loop ioctl structs came from linux-raw-sys's kernel-header bindings instead of a
+/// hand-written layout, the two frontend-only helpers (capability names, `Policy::from_conf`)
+/// moved to the frontend, one function started every FUSE daemon, and loopdev.rs and
+/// confine.rs joined the modules they serve: 1,582, with every feature, check, message and
+/// security property kept. This limit only ratchets down; raising it needs the same review
+/// as a new dependency.
+const LINE_BUDGET: usize = 1582;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
