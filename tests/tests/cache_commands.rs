@@ -11,6 +11,14 @@ fn ready() -> bool {
     installed() && test_user_exists() && registry_up()
 }
 
+/// The FUSE servers' data (`squashfuse` kind) is the test user's, whatever the cache
+/// directory: tests that remove every kind, or look at that data, run one at a time.
+static PER_USER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn per_user() -> std::sync::MutexGuard<'static, ()> {
+    PER_USER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn list_counts_converted_sifs_and_blobs() {
     require!(
@@ -75,6 +83,7 @@ fn clean_asks_first_and_removes_by_type() {
         ready(),
         "installed apptainer, test user and local registry (scripts/test-setup.sh)"
     );
+    let _guard = per_user();
     let tmp = user_tempdir();
     apptainer_in(
         tmp.path(),
@@ -192,6 +201,7 @@ fn launch_facts_are_listed_apart_and_cleaned_with_the_rest() {
     );
     let mode = Mode::all().into_iter().find(|m| m.available());
     require!(mode.is_some(), "a starter that can launch here");
+    let _guard = per_user();
     let tmp = user_tempdir();
     apptainer_in(
         tmp.path(),
@@ -248,4 +258,68 @@ fn launch_facts_are_listed_apart_and_cleaned_with_the_rest() {
         std::fs::read_dir(&launch).map(|r| r.count()).unwrap_or(0),
         0
     );
+}
+
+#[test]
+fn the_fuse_servers_data_in_dev_shm_is_listed_apart_and_cleaned() {
+    use apptainer_tests::launch::Mode;
+    require!(
+        ready(),
+        "installed apptainer, test user and local registry (scripts/test-setup.sh)"
+    );
+    require!(Mode::Userns.available(), "the user-namespace starter");
+    let _guard = per_user();
+    let tmp = user_tempdir();
+    apptainer_in(
+        tmp.path(),
+        &[
+            "pull",
+            "--no-https",
+            "bb.sif",
+            &docker_ref("busybox:latest"),
+        ],
+    )
+    .assert_success();
+    let run = ["exec", "--userns", "bb.sif", "/bin/busybox", "true"];
+    apptainer_in(tmp.path(), &run).assert_success();
+    let shm = format!(
+        "/dev/shm/apptainer-squashfuse-{}",
+        apptainer_tests::test_account().uid
+    );
+    let images = || {
+        std::fs::read_dir(&shm)
+            .map(|r| r.flatten().filter(|e| e.path().is_dir()).count())
+            .unwrap_or(0)
+    };
+    assert!(images() >= 1, "the FUSE server kept what it decompressed");
+
+    let list = apptainer_in(tmp.path(), &["cache", "list", "-v", "-T", "squashfuse"]);
+    list.assert_success();
+    let rows: Vec<&str> = list
+        .stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r.ends_with(" squashfuse")),
+        "{list:?}"
+    );
+    assert!(
+        list.stdout.contains("There are 0 container file(s)"),
+        "the FUSE data holds no images: {list:?}"
+    );
+
+    let clean = apptainer_in(tmp.path(), &["cache", "clean", "-f", "-T", "squashfuse"]);
+    clean.assert_success();
+    assert!(
+        clean
+            .stderr
+            .contains("INFO:    Removing squashfuse cache entry: "),
+        "{clean:?}"
+    );
+    assert_eq!(images(), 0, "{clean:?}");
+    // The next start fills it again, and runs as before.
+    apptainer_in(tmp.path(), &run).assert_success();
+    assert!(images() >= 1);
 }

@@ -6,6 +6,7 @@ use super::KINDS;
 use anyhow::{bail, Context, Result};
 use fs4::fs_std::FileExt;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -44,8 +45,9 @@ pub fn parse_types(types: &[String]) -> Result<Vec<&'static str>> {
             "oras" => &["oras"],
             "net" => &["net"],
             "launch" => &["launch"],
+            "squashfuse" => &["squashfuse"],
             other => bail!(
-                "invalid cache type {other:?}: choose from all, library, oci, shub, blob, oras, net, launch"
+                "invalid cache type {other:?}: choose from all, library, oci, shub, blob, oras, net, launch, squashfuse"
             ),
         };
         for k in selected {
@@ -60,13 +62,31 @@ pub fn parse_types(types: &[String]) -> Result<Vec<&'static str>> {
     Ok(kinds)
 }
 
-/// The entries of one kind under the cache root (none if the directory is absent).
+/// Where the entries of `kind` are. The FUSE servers' data is per user in node-local tmpfs
+/// (squashfuse's shared_cache.rs), whatever the cache root.
+pub fn kind_dir(root: &Path, kind: &str) -> PathBuf {
+    match kind {
+        "blob" => root.join("blob").join("blobs").join("sha256"),
+        "squashfuse" => PathBuf::from(format!(
+            "/dev/shm/apptainer-squashfuse-{}",
+            nix::unistd::getuid()
+        )),
+        _ => root.join(kind),
+    }
+}
+
+/// The entries of one kind (none if its directory is absent). A squashfuse directory that
+/// is not the caller's own, or not a real directory, is not ours to list or remove: the
+/// servers do not use it either.
 pub fn entries(root: &Path, kind: &'static str) -> Result<Vec<Entry>> {
-    let dir = if kind == "blob" {
-        root.join("blob").join("blobs").join("sha256")
-    } else {
-        root.join(kind)
-    };
+    let dir = kind_dir(root, kind);
+    if kind == "squashfuse" {
+        let ours = fs::symlink_metadata(&dir)
+            .is_ok_and(|m| m.is_dir() && m.uid() == nix::unistd::getuid().as_raw());
+        if !ours {
+            return Ok(Vec::new());
+        }
+    }
     let read = match fs::read_dir(&dir) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -179,6 +199,8 @@ mod tests {
         assert!(parse_types(&["bogus".into()]).is_err());
         assert!(parse_types(&[]).unwrap().contains(&"launch"));
         assert_eq!(parse_types(&["launch".into()]).unwrap(), ["launch"]);
+        assert_eq!(parse_types(&["squashfuse".into()]).unwrap(), ["squashfuse"]);
+        assert!(parse_types(&[]).unwrap().contains(&"squashfuse"));
     }
 
     #[test]

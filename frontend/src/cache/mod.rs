@@ -26,16 +26,25 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The cache kinds Apptainer knows, plus `launch`, where starts remember what they read
-/// from images (`launch::image_facts`); we fill `blob`, `oci-tmp` and `launch`, and
+/// The cache kinds Apptainer knows, plus two of ours: `launch`, where starts remember what
+/// they read from images (`launch::image_facts`), and `squashfuse`, the FUSE servers' shared
+/// data of the images they serve, which lives in /dev/shm, not under the cache root
+/// (`listing::kind_dir`). We fill `blob`, `oci-tmp`, `launch` and `squashfuse`, and
 /// list/clean them all.
 pub const KINDS: &[&str] = &[
-    "blob", "library", "oci-tmp", "shub", "oras", "net", "launch",
+    "blob",
+    "library",
+    "oci-tmp",
+    "shub",
+    "oras",
+    "net",
+    "launch",
+    "squashfuse",
 ];
 
 /// The internal kinds: shown by `cache list -v` and removed by `cache clean`, but not
 /// counted as container files in the summary (they hold no images).
-pub const INTERNAL_KINDS: &[&str] = &["launch"];
+pub const INTERNAL_KINDS: &[&str] = &["launch", "squashfuse"];
 
 /// An open cache. With `--disable-cache` it lives in a temporary directory removed on drop.
 pub struct Cache {

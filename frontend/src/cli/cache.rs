@@ -122,7 +122,8 @@ fn clean(args: &CleanArgs) -> Result<()> {
             .filter(|e| cutoff.is_none_or(|c| e.modified < c))
             .collect();
         if entries.is_empty() {
-            info!("No cached files to remove at {}", root.join(kind).display());
+            let dir = listing::kind_dir(&root, kind);
+            info!("No cached files to remove at {}", dir.display());
             continue;
         }
         for e in &entries {
