@@ -19,6 +19,29 @@ fn per_user() -> std::sync::MutexGuard<'static, ()> {
     PER_USER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A fresh directory of the test user's with `bb.sif` pulled from the local registry
+/// (its cache in `cachedir/`).
+fn busybox_sif() -> tempfile::TempDir {
+    let tmp = user_tempdir();
+    let pull = [
+        "pull",
+        "--no-https",
+        "bb.sif",
+        &docker_ref("busybox:latest"),
+    ];
+    apptainer_in(tmp.path(), &pull).assert_success();
+    tmp
+}
+
+/// The rows of `cache list -v`'s table: after its header, up to the blank line.
+fn table_rows(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect()
+}
+
 #[test]
 fn list_counts_converted_sifs_and_blobs() {
     require!(
@@ -202,17 +225,7 @@ fn launch_facts_are_listed_apart_and_cleaned_with_the_rest() {
     let mode = Mode::all().into_iter().find(|m| m.available());
     require!(mode.is_some(), "a starter that can launch here");
     let _guard = per_user();
-    let tmp = user_tempdir();
-    apptainer_in(
-        tmp.path(),
-        &[
-            "pull",
-            "--no-https",
-            "bb.sif",
-            &docker_ref("busybox:latest"),
-        ],
-    )
-    .assert_success();
+    let tmp = busybox_sif();
     let mut argv = vec!["exec"];
     argv.extend(mode.unwrap().flag());
     argv.extend(["bb.sif", "/bin/busybox", "true"]);
@@ -238,12 +251,7 @@ fn launch_facts_are_listed_apart_and_cleaned_with_the_rest() {
     );
     let only = apptainer_in(tmp.path(), &["cache", "list", "-v", "-T", "launch"]);
     only.assert_success();
-    let rows: Vec<&str> = only
-        .stdout
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.is_empty())
-        .collect();
+    let rows = table_rows(&only.stdout);
     assert!(rows.len() == 1 && rows[0].ends_with(" launch"), "{only:?}");
 
     let clean = apptainer_in(tmp.path(), &["cache", "clean", "-f"]);
@@ -269,17 +277,7 @@ fn the_fuse_servers_data_in_dev_shm_is_listed_apart_and_cleaned() {
     );
     require!(Mode::Userns.available(), "the user-namespace starter");
     let _guard = per_user();
-    let tmp = user_tempdir();
-    apptainer_in(
-        tmp.path(),
-        &[
-            "pull",
-            "--no-https",
-            "bb.sif",
-            &docker_ref("busybox:latest"),
-        ],
-    )
-    .assert_success();
+    let tmp = busybox_sif();
     let run = ["exec", "--userns", "bb.sif", "/bin/busybox", "true"];
     apptainer_in(tmp.path(), &run).assert_success();
     let shm = format!(
@@ -295,12 +293,7 @@ fn the_fuse_servers_data_in_dev_shm_is_listed_apart_and_cleaned() {
 
     let list = apptainer_in(tmp.path(), &["cache", "list", "-v", "-T", "squashfuse"]);
     list.assert_success();
-    let rows: Vec<&str> = list
-        .stdout
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.is_empty())
-        .collect();
+    let rows = table_rows(&list.stdout);
     assert!(
         !rows.is_empty() && rows.iter().all(|r| r.ends_with(" squashfuse")),
         "{list:?}"
