@@ -15,7 +15,6 @@ use sha2::{Digest as _, Sha256};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -157,40 +156,23 @@ fn hand_over_temporary(cache: Cache, sif: &Path) -> Result<()> {
     for kind in ["blob", ".locks"] {
         interrupt::remove_path(&cache.root().join(kind));
     }
-    let pid = std::process::id().to_string();
-    // A shell loop, not a thread or a fork of ours: it must outlive the exec, and a
-    // fork of a threaded process may not allocate. Its own process group keeps the
-    // terminal's Ctrl-C from ending it before the container is done.
-    let watcher = std::process::Command::new("/bin/sh")
-        .args([
-            "-c",
-            "while [ -d \"/proc/$1\" ]; do sleep 0.2; done; rm -rf -- \"$2\"",
-            "apptainer-cleanup",
-            &pid,
-        ])
-        .arg(cache.root())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn();
-    match watcher {
-        Ok(_) => {
+    match crate::cache::remove_after_exit(cache.root(), std::process::id()) {
+        Ok(()) => {
             crate::debug!(
                 "{} is removed when the container exits",
                 cache.root().display()
             );
             cache.keep();
+            Ok(())
         }
-        Err(e) => {
-            // Without a watcher the temporary cache would outlive us: better not run.
-            bail!(
-                "cannot arrange removal of the temporary cache for {}: {e}",
+        // Without a watcher the temporary cache would outlive us: better not run.
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "cannot arrange removal of the temporary cache for {}",
                 sif.display()
             )
-        }
+        }),
     }
-    Ok(())
 }
 
 /// Converts (or reuses) the image's SIF in `cache`; returns its path there.

@@ -121,9 +121,6 @@ fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: imag
         return userns::supervise(child, false);
     }
     creds::no_new_privs()?;
-    let fuse = image.kind == ImageKind::Sandbox
-        || std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").is_ok();
-    let scratch = if fuse { None } else { Some(userns::extract(sys, &mut image)?) };
     if image.kind == ImageKind::Sandbox {
         // Only mounts of our own namespace can be cloned, and the fd points into the host's:
         // the cwd is carried over into the new namespace, so clone from there.
@@ -153,7 +150,6 @@ fn run_userns(root: Root, plan: &ValidatedPlan, policy: &Policy, mut image: imag
     let code = userns::supervise(child, false);
     daemon.into_iter().for_each(userns::stop_daemon);
     overlay::finish(layers);
-    scratch.into_iter().for_each(|dir| drop(std::fs::remove_dir_all(dir)));
     code
 }
 

@@ -10,7 +10,6 @@ use conf::{Accounts, SubIdRange};
 use nix::fcntl::{fcntl, FcntlArg::F_SETFD, FdFlag};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::{prctl, signal::Signal};
-use nix::unistd::mkdtemp;
 use starter::plan::Caller;
 use std::io::{stderr, PipeReader, PipeWriter, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -142,29 +141,6 @@ impl Handshake {
         }
         mapped
     }
-}
-
-/// Without FUSE the image is extracted, as the caller, to a new directory under /tmp, as
-/// the reference does; the supervisor deletes it afterwards. Returns the directory; `image`
-/// becomes the extracted root.
-pub fn extract(sys: &dyn Sys, image: &mut Image) -> Result<PathBuf> {
-    // Not eprintln!: it panics when stderr cannot be written (a full file, RLIMIT_FSIZE).
-    let _ = writeln!(stderr(), "WARNING: FUSE is unavailable: extracting {:?} to a temporary sandbox", image.shown);
-    // mkdtemp: a new name, created 0700, never an existing directory someone else prepared.
-    let dir = mkdtemp("/tmp/rootfs-XXXXXX").map_err(|_| StarterError::Refused("cannot create a directory in /tmp"))?;
-    let root = dir.join("root").to_string_lossy().into_owned();
-    let (offset, src) = (image.offset.to_string(), format!("/dev/fd/{}", image.fd.as_raw_fd()));
-    // The image fd must reach unsquashfs; it is closed when the extracted root replaces it.
-    fcntl(image.fd.as_raw_fd(), F_SETFD(FdFlag::empty())).map_err(syserr("cannot pass the image fd"))?;
-    let args = ["-q", "-n", "-no-xattrs", "-ig", "-no-exit", "-o", &offset, "-d", &root, &src];
-    let ok = Command::new("/usr/bin/unsquashfs").args(args).env_clear().status().is_ok_and(|s| s.success());
-    let fd = sys.openat2(sys::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY, 0, sys::RESOLVE_NO_SYMLINKS);
-    if let (true, Ok(fd)) = (ok, fd) {
-        (image.fd, image.kind) = (fd, starter::plan::ImageKind::Sandbox);
-        return Ok(dir);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Err(StarterError::Image { path: image.shown.clone(), why: "unsquashfs failed" })
 }
 
 /// Mounts the image through FUSE (detached) and starts squashfuse_ll serving it. The FUSE

@@ -8,7 +8,8 @@ use std::process::Command;
 /// The design's target is ~1500, counted as code lines (blank and comment lines not
 /// counted) as rustfmt with starter/rustfmt.toml lays them out. Both install modes with
 /// FUSE in each, shared loop devices, PID-namespace supervision, the extraction fallback
-/// and fakeroot with subordinate id ranges measured 1,435 after a first shrink. Features
+/// (since moved to the frontend, where the reference's launcher has it) and fakeroot with
+/// subordinate id ranges measured 1,435 after a first shrink. Features
 /// added since (`--overlay` layers and a SIF's overlay partition, instances and joins,
 /// capability options, real root without a user namespace, SIGXFSZ, bare commands
 /// searched in the container's PATH, the umask) and shrink passes that kept them brought it
@@ -22,9 +23,11 @@ use std::process::Command;
 /// hand-written layout, the two frontend-only helpers (capability names, `Policy::from_conf`)
 /// moved to the frontend, one function started every FUSE daemon, and loopdev.rs and
 /// confine.rs joined the modules they serve: 1,582, with every feature, check, message and
-/// security property kept. This limit only ratchets down; raising it needs the same review
-/// as a new dependency.
-const LINE_BUDGET: usize = 1582;
+/// security property kept. The extraction of images without FUSE then moved to the
+/// frontend (where the reference's launcher has it, and where `--unsquash` and
+/// `APPTAINER_TMPDIR` now work): 1,561. This limit only ratchets down; raising it needs the
+/// same review as a new dependency.
+const LINE_BUDGET: usize = 1561;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -222,11 +222,18 @@ fn unsupported_options_are_refused_by_name() {
         installed() && test_user_exists(),
         "installed apptainer and test user"
     );
-    let out = UserCmd::new(&["exec", "--unsquash", "/no/such/image.sif", "/bin/true"]).run();
+    let args = [
+        "exec",
+        "--security",
+        "seccomp:x.json",
+        "/no/such/image.sif",
+        "/bin/true",
+    ];
+    let out = UserCmd::new(&args).run();
     assert_eq!(out.code(), 255, "{out:?}");
     assert_eq!(
         out.stderr.trim_end(),
-        "FATAL:   --unsquash is not supported by this build yet"
+        "FATAL:   --security is not supported by this build yet"
     );
     assert!(!Path::new("/no/such/image.sif").exists());
 }

@@ -410,6 +410,55 @@ fn a_state_file_pointing_elsewhere_is_dropped(mode: Mode) {
     let _ = sleeper.wait();
 }
 
+/// `instance start --unsquash`: the instance runs from its extraction under
+/// `APPTAINER_TMPDIR`, which stays while the instance runs (joins use it too) and goes once
+/// the instance is stopped.
+fn an_unsquashed_instance_keeps_its_extraction_until_stopped(mode: Mode) {
+    let _guard = serial();
+    require!(image().is_some() && mode.available(), NEEDS);
+    let s = Session::new(mode);
+    let tmp = s.config.path().join("tmp");
+    UserCmd::program("mkdir", &[tmp.to_str().unwrap()])
+        .run()
+        .assert_success();
+    let names = || -> Vec<String> {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut argv = vec!["instance", "start", "--unsquash"];
+    argv.extend(s.mode.flag());
+    argv.extend([image().unwrap().to_str().unwrap(), "ux"]);
+    s.cmd(&argv)
+        .env("APPTAINER_TMPDIR", &tmp)
+        .run()
+        .assert_success();
+    let dirs = names();
+    assert!(
+        dirs.len() == 1 && dirs[0].starts_with("rootfs-"),
+        "{dirs:?}"
+    );
+    let root = format!("{}/{}/root", tmp.display(), dirs[0]);
+    let env = s.run(&[
+        "exec",
+        "instance://ux",
+        "sh",
+        "-c",
+        "echo $APPTAINER_CONTAINER",
+    ]);
+    assert_eq!(env.stdout.trim(), root, "{env:?}");
+    s.run(&["instance", "stop", "ux"]).assert_success();
+    // The watcher removes it after the instance's starter exits (the deadline is a safety
+    // net, not a measured time).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !names().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(names(), Vec::<String>::new());
+}
+
 /// `sleep` running as `user` (a process that is not an instance).
 fn user_sleep(user: &str) -> std::process::Child {
     Command::new("setpriv")
@@ -425,6 +474,7 @@ fn user_sleep(user: &str) -> std::process::Child {
 }
 
 both_modes!(
+    an_unsquashed_instance_keeps_its_extraction_until_stopped,
     a_started_instance_runs_its_startscript_and_is_joined,
     pid_file_pid_namespace_and_stop_all,
     a_stubborn_instance_is_killed_after_the_timeout,

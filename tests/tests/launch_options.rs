@@ -9,7 +9,8 @@ use apptainer_tests::{
     installed, require, setuid_starter, tempdir_for, test_account, test_user_exists, Out, UserCmd,
     TEST_USER, TEST_USER2,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The `entrypoint:none` fixture as a SIF, pulled by the test user into its own directory.
 fn pull() -> PulledImage {
@@ -529,7 +530,117 @@ fn pid_namespace_without_init_runs_the_process_as_pid_1(mode: Mode) {
     assert_eq!(stdout(&out), "1");
 }
 
+/// A directory of the test user's (`APPTAINER_TMPDIR` for an extraction) in `img`'s.
+fn user_tmp(img: &PulledImage) -> PathBuf {
+    let tmp = img.dir.path().join("tmp");
+    UserCmd::program("mkdir", &[tmp.to_str().unwrap()])
+        .run()
+        .assert_success();
+    tmp
+}
+
+/// What is left in `dir` once the clean-up watcher, which runs after the container has
+/// exited, is done (the deadline is a safety net, not a measured time).
+fn left_in(dir: &Path) -> Vec<String> {
+    let names = || -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !names().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    names()
+}
+
+/// The container runs from `TMPDIR/rootfs-XXXXXX/root` (its `APPTAINER_CONTAINER`, first line
+/// of `out`), and the code and the second line are the container's.
+fn assert_ran_extracted(out: &Out, tmp: &Path) {
+    assert_eq!(out.code(), 3, "{out:?}");
+    let mut lines = out.stdout.lines();
+    let container = lines.next().unwrap_or_default();
+    let inside = container.strip_prefix(&format!("{}/rootfs-", tmp.display()));
+    assert!(inside.is_some_and(|r| r.ends_with("/root")), "{out:?}");
+    assert_eq!(lines.next(), Some("busybox"), "{out:?}");
+}
+
+const EXTRACTED: &str = "echo $APPTAINER_CONTAINER; test -x /bin/busybox && echo busybox; exit 3";
+
+fn unsquash_runs_from_a_temporary_sandbox_removed_after_exit(mode: Mode) {
+    require!(ready(mode), READY);
+    let img = pull();
+    let tmp = user_tmp(&img);
+    let out = sh(mode, &["--unsquash"], &img, EXTRACTED)
+        .env("APPTAINER_TMPDIR", &tmp)
+        .run();
+    assert_ran_extracted(&out, &tmp);
+    assert!(!out.stderr.contains("WARNING"), "{out:?}");
+    assert_eq!(left_in(&tmp), Vec::<String>::new(), "{out:?}");
+}
+
+#[test]
+fn without_fuse_user_namespace_mode_runs_from_an_extraction() {
+    require!(ready(Mode::Userns), READY);
+    require!(
+        apptainer_tests::is_root() && which("unshare"),
+        "root and unshare, to hide /dev/fuse"
+    );
+    let img = pull();
+    let tmp = user_tmp(&img);
+    let blocker = img.dir.path().join("nofuse");
+    std::fs::write(&blocker, "").unwrap();
+    let acct = test_account();
+    // In a private mount namespace, /dev/fuse is covered by a root-owned file the user
+    // cannot open for writing; then the frontend runs as the user, with the user's env.
+    let script = "mount --bind \"$1\" /dev/fuse && shift && \
+        exec setpriv --reuid=\"$USER\" --regid=\"$USER\" --init-groups -- \"$@\"";
+    let app = apptainer_tests::apptainer_bin();
+    let args = [
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        blocker.to_str().unwrap(),
+        app.to_str().unwrap(),
+        "exec",
+        "--userns",
+        img.arg(),
+        "/bin/sh",
+        "-c",
+        EXTRACTED,
+    ];
+    let out = UserCmd::program("unshare", &args)
+        .root()
+        .env("HOME", &acct.home)
+        .env("USER", TEST_USER)
+        .env("LOGNAME", TEST_USER)
+        .env("APPTAINER_TMPDIR", &tmp)
+        .cwd(img.dir.path())
+        .run();
+    assert_ran_extracted(&out, &tmp);
+    assert!(
+        out.stderr
+            .starts_with("WARNING: FUSE is unavailable: extracting"),
+        "{out:?}"
+    );
+    assert_eq!(left_in(&tmp), Vec::<String>::new(), "{out:?}");
+}
+
+fn which(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 apptainer_tests::both_modes!(
+    unsquash_runs_from_a_temporary_sandbox_removed_after_exit,
     pid_namespace_has_an_init_that_reaps_orphans,
     pid_namespace_without_init_runs_the_process_as_pid_1,
     contain_gives_an_empty_home_and_tmp,

@@ -368,6 +368,31 @@ pub fn home_dir() -> Result<PathBuf> {
         .context("cannot find the home directory of the current user")
 }
 
+/// Removes `path` once the process `pid` has exited: for temporary files of a container
+/// start (a `--disable-cache` cache, an extracted image), when the frontend becomes the
+/// starter (exec) or hands over to one, so nothing of ours is left to remove them at the
+/// end, as the reference's runtime parent does. A shell loop, not a thread or a fork of
+/// ours: it must outlive an exec, and a fork of a threaded process may not allocate. Its
+/// own process group keeps the terminal's Ctrl-C from ending it before the container is done.
+pub fn remove_after_exit(path: &Path, pid: u32) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            "while [ -d \"/proc/$1\" ]; do sleep 0.2; done; rm -rf -- \"$2\"",
+            "apptainer-cleanup",
+            &pid.to_string(),
+        ])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(drop)
+        .context("cannot start the clean-up watcher")
+}
+
 /// Where temporary files go: `$APPTAINER_TMPDIR`, else `$TMPDIR`, else /tmp.
 pub fn temp_base() -> PathBuf {
     non_empty_env("APPTAINER_TMPDIR")

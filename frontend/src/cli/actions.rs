@@ -281,17 +281,18 @@ pub fn launch_options(f: ActionFlags) -> Result<LaunchOptions> {
         no_rocm: f.no_rocm,
         capabilities,
         overlay: f.overlay,
+        unsquash: f.unsquash,
+        join: false,
     })
 }
 
 /// Options this build parses (so scripts that pass them get a clear answer) but whose
 /// machinery does not exist yet. Refusing is better than silently running without them.
 fn refuse_unsupported(f: &ActionFlags) -> Result<()> {
-    let refused: [(&str, bool); 3] = [
+    let refused: [(&str, bool); 2] = [
         // Only the loopback-only network is available: CNI networks are not implemented.
         ("--network", f.network.iter().any(|n| n != "none")),
         ("--security", !f.security.is_empty()),
-        ("--unsquash", f.unsquash),
     ];
     if let Some((name, _)) = refused.iter().find(|(_, on)| *on) {
         bail!("{name} is not supported by this build yet");
@@ -494,13 +495,13 @@ mod tests {
     #[test]
     fn unsupported_options_are_refused_by_name() {
         let err = launch_options(ActionFlags {
-            unsquash: true,
+            security: vec!["seccomp:x.json".into()],
             ..Default::default()
         })
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "--unsquash is not supported by this build yet"
+            "--security is not supported by this build yet"
         );
     }
 }

@@ -32,6 +32,7 @@ pub fn launch(
     opts.writable = false;
     opts.writable_tmpfs = false;
     opts.hostname = None;
+    opts.join = true;
     let mut prepared = launch::prepare(action, &file.image, args, opts, g)?;
     if prepared.starter.setuid == file.userns {
         bail!(
@@ -51,5 +52,5 @@ pub fn launch(
     // Only the children of a process that joined a PID namespace are in it: the starter
     // then forks, as it does for an init shim.
     plan.init = file.namespaces.pid;
-    launch::exec_prepared(&prepared)
+    launch::exec_prepared(prepared)
 }

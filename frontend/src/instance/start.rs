@@ -39,6 +39,9 @@ pub fn start(req: StartRequest, opts: LaunchOptions, g: &GlobalOpts) -> Result<(
     let json = serde_json::to_vec(&prepared.plan).context("cannot encode the launch plan")?;
     crate::debug!("instance plan: {}", String::from_utf8_lossy(&json));
     let title = proc_title(&id.name, &req.name);
+    if let Some(e) = prepared.extracted.as_mut() {
+        e.stop_catching_signals();
+    }
     let mut child = launch::starter_exec::spawn_detached(
         &prepared.starter,
         &json,
@@ -46,6 +49,10 @@ pub fn start(req: StartRequest, opts: LaunchOptions, g: &GlobalOpts) -> Result<(
         stdout,
         stderr.try_clone()?,
     )?;
+    // An extracted image goes once the instance's starter has exited.
+    if let Some(e) = prepared.extracted.take() {
+        e.remove_after_exit(child.id())?;
+    }
     let ppid = child.id() as i32;
     let pid = loop {
         if let Some(pid) = find_init(&places, &req.name) {

@@ -125,7 +125,8 @@ pub fn read_files(img: &ResolvedImage, paths: &[&str]) -> Vec<Option<String>> {
     }
 }
 
-fn squashfs_offset(img: &ResolvedImage) -> Option<u64> {
+/// Where the root squashfs starts in a SIF or bare squashfs file.
+pub fn squashfs_offset(img: &ResolvedImage) -> Option<u64> {
     if img.kind == ImageKind::Squashfs {
         return Some(0);
     }

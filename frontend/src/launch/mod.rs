@@ -13,6 +13,7 @@ pub mod image_facts;
 pub mod mounts;
 pub mod overlay;
 pub mod starter_exec;
+pub mod unsquash;
 
 pub use action::Action;
 
@@ -69,6 +70,11 @@ pub struct LaunchOptions {
     pub capabilities: starter::plan::CapRequest,
     /// `--overlay DIR|IMAGE[:ro]` arguments, in order.
     pub overlay: Vec<String>,
+    /// `--unsquash`: run from a temporary extraction of the image (see `unsquash`).
+    pub unsquash: bool,
+    /// Prepared for joining an instance (`exec instance://`): nothing is mounted, so the
+    /// image is never extracted.
+    pub join: bool,
 }
 
 /// Starts `image` for `action`; on success the frontend is replaced by the starter.
@@ -84,13 +90,17 @@ pub fn launch(
     if let Some(name) = image.strip_prefix("instance://") {
         return crate::instance::join::launch(action, name, args, opts, g);
     }
-    exec_prepared(&prepare(action, image, args, opts, g)?)
+    exec_prepared(prepare(action, image, args, opts, g)?)
 }
 
 /// Hands the Plan to the starter; on success the frontend is replaced by it.
-pub fn exec_prepared(p: &Prepared) -> Result<()> {
+pub fn exec_prepared(mut p: Prepared) -> Result<()> {
     let json = serde_json::to_vec(&p.plan).context("cannot encode the launch plan")?;
     crate::debug!("launch plan: {}", String::from_utf8_lossy(&json));
+    // This process becomes the starter: the extraction goes once it exits.
+    if let Some(e) = p.extracted.take() {
+        e.remove_after_exit(std::process::id())?;
+    }
     starter_exec::exec(&p.starter, &json, &p.image_name)?;
     Ok(())
 }
@@ -102,6 +112,9 @@ pub struct Prepared {
     /// The image as resolved (absolute path of a local file or of the cached SIF).
     pub image_path: PathBuf,
     pub image_name: String,
+    /// The image's temporary extraction, if it runs from one: whoever starts the starter
+    /// hands it over for removal (`unsquash::Extracted::remove_after_exit`).
+    pub extracted: Option<unsquash::Extracted>,
 }
 
 /// Everything up to the starter: the image resolved, the starter chosen, the Plan built and
@@ -116,6 +129,7 @@ pub fn prepare(
     check_combinations(&opts)?;
     let conf = load_conf(g)?;
     let img = image::resolve(image, opts.disable_cache, opts.no_https)?;
+    let image_name = image::display_name(&img.path);
     let id = Identity::current()?;
     if opts.fakeroot && id.uid != 0 {
         warn_without_subids(&id);
@@ -141,6 +155,15 @@ pub fn prepare(
         starter.path.display(),
         starter.setuid
     );
+    let extracted = if !opts.join && unsquash::wanted(&img, opts.unsquash, !starter.setuid) {
+        if opts.writable {
+            bail!("--writable cannot be used with an image run from a temporary extraction");
+        }
+        Some(unsquash::extract(&img)?)
+    } else {
+        None
+    };
+    let img = extracted.as_ref().map_or(img, |e| e.sandbox.clone());
     let env_file = environment::read_env_files(&opts.env_files, image)?;
     let host = HostInputs::read(&conf, &img, action);
     let inputs = PlanInputs {
@@ -164,8 +187,9 @@ pub fn prepare(
     Ok(Prepared {
         starter,
         plan,
-        image_name: image::display_name(&img.path),
+        image_name,
         image_path: img.path,
+        extracted,
     })
 }
 
