@@ -185,14 +185,17 @@ fn finish(root: Root, plan: &ValidatedPlan) -> Result<Infallible> {
     Err(exec(argv, &plan.process.env))
 }
 
-/// execve as `execvp` does it: a bare name is searched in the container's PATH (a directory
-/// where it is missing or not ours to run is skipped, any other failure ends the search),
-/// and a file without a `#!` line (ENOEXEC) is run by /bin/sh, as the image's shell did.
+/// execve as `execvp` does it, of absolute paths only: a bare name is searched in the
+/// absolute directories of the container's PATH (a directory where it is missing or not
+/// ours to run is skipped, any other failure ends the search; the frontend lets the shell
+/// handle a PATH with relative ones), and a file without a `#!` line (ENOEXEC) is run by
+/// /bin/sh, as the image's shell did.
 fn exec(argv: &[String], env: &[String]) -> StarterError {
     let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/bin:/bin");
-    let dirs = if argv[0].contains('/') { vec![None] } else { path.split(':').map(Some).collect() };
+    let absolute = path.split(':').filter(|d| d.starts_with('/')).map(Some);
+    let dirs: Vec<_> = if argv[0].starts_with('/') { vec![None] } else { absolute.collect() };
     for dir in dirs {
-        let file = dir.map_or(argv[0].clone(), |d| format!("{}/{}", if d.is_empty() { "." } else { d }, argv[0]));
+        let file = dir.map_or(argv[0].clone(), |d| format!("{d}/{}", argv[0]));
         let mut e = sys::execve(Some(&file), argv, env);
         if e == Errno::ENOEXEC {
             e = sys::execve(None, &[&["/bin/sh".to_string(), file.clone()][..], &argv[1..]].concat(), env);

@@ -25,9 +25,10 @@ use std::process::Command;
 /// confine.rs joined the modules they serve: 1,582, with every feature, check, message and
 /// security property kept. The extraction of images without FUSE then moved to the
 /// frontend (where the reference's launcher has it, and where `--unsquash` and
-/// `APPTAINER_TMPDIR` now work): 1,561. This limit only ratchets down; raising it needs the
-/// same review as a new dependency.
-const LINE_BUDGET: usize = 1561;
+/// `APPTAINER_TMPDIR` now work): 1,561; and 1,562 once the PATH search skipped relative
+/// directories, so that the starter only ever executes absolute paths. This limit only
+/// ratchets down; raising it needs the same review as a new dependency.
+const LINE_BUDGET: usize = 1562;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -91,15 +91,22 @@ pub fn through_shell(
 }
 
 /// The process for `exec` without a shell: the command itself with `env`, executed by the
-/// starter (which searches the container's PATH for a bare name). `None` for a relative
-/// path with a `/`, which only a shell in the container's working directory could resolve.
+/// starter, which searches the absolute directories of the container's PATH for a bare name
+/// and so only ever executes absolute paths. `None` (the shell decides) for a relative path
+/// with a `/`, or a bare name with a relative directory (`.`, empty) in PATH: both resolve
+/// against the container's working directory.
 pub fn direct(
     command: &[String],
     env: Vec<(String, String)>,
     opts: &ScriptOptions,
 ) -> Option<Process> {
     let first = command.first()?;
-    if first.contains('/') && !first.starts_with('/') {
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let relative_dir = path.is_some_and(|p| p.split(':').any(|d| !d.starts_with('/')));
+    if (first.contains('/') && !first.starts_with('/')) || (!first.contains('/') && relative_dir) {
         return None;
     }
     Some(Process {
@@ -255,6 +262,16 @@ pub(crate) mod tests {
         );
         let p = direct(&["/bin/ls".into(), "-l".into()], env.flattened(), &opts).unwrap();
         assert_eq!(p.argv, ["/bin/ls", "-l"]);
+        for path in ["/bin:.", ":/bin", "bin:/usr/bin"] {
+            let mut vars = env.flattened();
+            vars.retain(|(k, _)| k != "PATH");
+            vars.push(("PATH".into(), path.into()));
+            assert!(
+                direct(&["ls".into()], vars.clone(), &opts).is_none(),
+                "{path}"
+            );
+            assert!(direct(&["/bin/ls".into()], vars, &opts).is_some(), "{path}");
+        }
         assert_eq!(p.umask, Some(0o027));
         assert!(p.env.contains(&("A".into(), "$B".into())));
     }
