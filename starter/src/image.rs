@@ -115,14 +115,16 @@ fn attach_loop(sys: &dyn Sys, image: &Image, policy: &Policy) -> Result<LoopDevi
     let (offset, size, file) = (image.offset, image.size, image.fd.as_fd());
     let max = u32::try_from(policy.conf.max_loop_devices).unwrap_or(u32::MAX);
     let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(syserr("cannot stat image"))?;
-    if let Some(dev) = policy.conf.shared_loop_devices.then(|| find_shared(sys, &st, offset, size, max)).flatten() {
-        return Ok(dev);
-    }
     let open = |node: &str, flags| {
         sys.openat2(sys::AT_FDCWD, node, flags, 0, RESOLVE_NO_SYMLINKS).map_err(path("cannot open", node))
     };
     let ctl = open("/dev/loop-control", libc::O_RDWR)?;
     for _ in 0..ATTEMPTS {
+        // Looked for again after every lost race: with many starts of one image at once, the
+        // device that won is most likely backing this very image by now.
+        if let Some(dev) = policy.conf.shared_loop_devices.then(|| find_shared(sys, &st, offset, size, max)).flatten() {
+            return Ok(dev);
+        }
         let n = sys::loop_get_free(ctl.as_fd()).map_err(syserr("cannot get a free loop device"))?;
         ensure(n < max, StarterError::Refused("no loop device below 'max loop devices' is free"))?;
         let node = format!("/dev/loop{n}");
