@@ -427,6 +427,81 @@ fn allow_setuid_mount_squashfs_chooses_between_the_kernel_and_squashfuse() {
     }
 }
 
+/// The loop devices whose backing file is `file`, from the host's /sys.
+fn loop_devices_backing(file: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("loop/backing_file"))
+                .is_ok_and(|b| Path::new(b.trim_end()) == file)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Polls until `done` (the deadline is a safety net, not a measured time).
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `shared loop devices`: with `yes`, containers of one image started (three at once) while
+/// another runs use that container's read-only loop device; with `no`, each attaches its
+/// own. Counted while all four run, from the host.
+#[test]
+fn shared_loop_devices_serve_running_containers_of_one_image_from_one_device() {
+    require!(ready(), NEEDS);
+    let conf = AltConf::take();
+    let img = image();
+    let st = alt_setuid().unwrap();
+    let before = mounts_snapshot();
+    for (shared, want) in [("yes", 1), ("no", 4)] {
+        conf.set(&[
+            ("allow setuid-mount squashfs", "yes"),
+            ("shared loop devices", shared),
+        ]);
+        let sync = apptainer_tests::tempdir_for(TEST_USER);
+        let d = sync.path().to_path_buf();
+        let spawn = |n: usize| {
+            let script = format!(
+                "touch {0}/ready{n}; while [ ! -e {0}/go ]; do sleep 0.05; done; echo ran",
+                d.display()
+            );
+            let mut p = plan(&img.sif, "sif", false, &script);
+            let bind =
+                json!({ "bind": { "src": d, "dst": d, "read_only": false, "kind": "user" } });
+            p["mounts"].as_array_mut().unwrap().push(bind);
+            let st = st.clone();
+            std::thread::spawn(move || run(&st, &p))
+        };
+        let ready = |n: usize| d.join(format!("ready{n}")).exists();
+        let mut runs = vec![spawn(0)];
+        wait_until("the first container runs", || ready(0));
+        runs.extend((1..4).map(spawn));
+        wait_until("four containers run", || (0..4).all(ready));
+        let devices = loop_devices_backing(&img.sif);
+        std::fs::write(d.join("go"), "").unwrap();
+        for r in runs {
+            assert_ran(&r.join().unwrap(), "ran\n");
+        }
+        assert_eq!(
+            devices.len(),
+            want,
+            "shared loop devices = {shared}: {devices:?}"
+        );
+    }
+    drop(conf);
+    assert_no_leftover_mounts(&before);
+}
+
 /// The SIF's squashfs partition alone, as a user-owned bare squashfs image.
 fn bare_squashfs(img: &PulledImage) -> PathBuf {
     let mut f = std::fs::File::open(&img.sif).unwrap();
