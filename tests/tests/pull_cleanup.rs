@@ -1,7 +1,8 @@
 //! What a pull leaves behind when it is interrupted or runs without a cache: Ctrl-C
 //! (SIGINT) in the middle of the conversion removes the temporary squashfs, the partial
 //! SIF and the packer, and exits 130; `exec --disable-cache docker://...` removes its
-//! temporary cache once the container has exited. All as the plain test user.
+//! temporary cache once the container has exited; Ctrl-C while `--unsquash` extracts an
+//! image removes the extraction and stops unsquashfs. All as the plain test user.
 
 use apptainer_tests::launch::Mode;
 use apptainer_tests::{
@@ -189,5 +190,67 @@ fn exec_with_disable_cache_removes_its_temporary_cache_after_the_container() {
     assert!(
         !work.path().join("cachedir/cache/oci-tmp").exists(),
         "--disable-cache wrote to the user's cache"
+    );
+}
+
+#[test]
+fn sigint_during_an_extraction_leaves_nothing_and_stops_unsquashfs() {
+    require!(
+        installed() && test_user_exists(),
+        "installed apptainer and test user (scripts/test-setup.sh)"
+    );
+    let work = user_tempdir();
+    let (tmp, data, image) = (
+        work.path().join("tmp"),
+        work.path().join("data"),
+        work.path().join("big.sqfs"),
+    );
+    // 128 MiB of random data, stored uncompressed: an extraction long enough to interrupt.
+    let make = format!(
+        "mkdir {t} {d} && head -c 134217728 /dev/urandom > {d}/blob && \
+         mksquashfs {d} {i} -noI -noD -noF -noX -quiet -no-progress",
+        t = tmp.display(),
+        d = data.display(),
+        i = image.display()
+    );
+    UserCmd::program("sh", &["-c", &make])
+        .run()
+        .assert_success();
+    let mut child = Command::new("setpriv")
+        .args([
+            format!("--reuid={TEST_USER}"),
+            format!("--regid={TEST_USER}"),
+            "--init-groups".into(),
+            "--".into(),
+        ])
+        .arg(apptainer_bin())
+        .args(["exec", "--unsquash", image.to_str().unwrap(), "/bin/true"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", work.path())
+        .env("APPTAINER_TMPDIR", &tmp)
+        .current_dir(work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start apptainer");
+    // The extraction's directory appears when unsquashfs starts: interrupt then.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !names_in(&tmp).iter().any(|n| n.starts_with("rootfs-")) {
+        assert!(Instant::now() < deadline, "the extraction never started");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("apptainer finished before it could be interrupted: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    run_as_root("kill", &["-INT", &child.id().to_string()]).assert_success();
+    let output = child.wait_with_output().expect("wait for apptainer");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert_eq!(names_in(&tmp), Vec::<String>::new(), "{stderr}");
+    assert_eq!(
+        processes_mentioning(tmp.to_str().unwrap()),
+        Vec::<String>::new(),
+        "unsquashfs outlived the interrupted start"
     );
 }

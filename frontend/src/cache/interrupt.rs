@@ -1,4 +1,5 @@
-//! Leaving nothing behind when a pull is interrupted (Ctrl-C, `kill`, a closed terminal).
+//! Leaving nothing behind when a pull, a conversion or an image extraction is interrupted
+//! (Ctrl-C, `kill`, a closed terminal).
 //!
 //! While a [`Watch`] is alive, SIGINT, SIGTERM and SIGHUP no longer kill the process at
 //! once: a thread stops the helper programs started with [`spawn`] (so none
@@ -102,7 +103,7 @@ impl Watch {
             if let Some(sig) = signals.forever().next() {
                 let r = registry();
                 clean_up(&r);
-                crate::error!("interrupted: removed the pull's temporary files");
+                crate::error!("interrupted: removed the temporary files");
                 std::process::exit(128 + sig);
             }
         });
