@@ -323,6 +323,17 @@ impl UserCmd {
         self
     }
 
+    /// Starts the command and leaves it running (stdin and stdout `/dev/null`, stderr
+    /// piped), for a test that signals or races it; the caller waits for it.
+    pub fn spawn(self) -> std::process::Child {
+        self.command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", self.program))
+    }
+
     /// Runs the command to completion and collects its output.
     pub fn run(self) -> Out {
         let mut cmd = self.command();

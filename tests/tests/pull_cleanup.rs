@@ -6,11 +6,11 @@
 
 use apptainer_tests::launch::Mode;
 use apptainer_tests::{
-    apptainer_bin, docker_ref, installed, registry_up, require, run_as_root, test_user_exists,
-    user_tempdir, UserCmd, TEST_USER,
+    docker_ref, installed, registry_up, require, run_as_root, test_user_exists, user_tempdir,
+    UserCmd,
 };
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 fn names_in(dir: &Path) -> Vec<String> {
@@ -77,6 +77,25 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
+/// Sends SIGINT to `child` (apptainer as the test user) once `started` holds, then checks
+/// it exited 130 as a shell reports an interrupt; returns its stderr.
+fn interrupt_when(mut child: Child, what: &str, started: impl Fn() -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !started() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("apptainer finished before it could be interrupted: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Our own child, not reaped yet: the pid cannot have been reused.
+    run_as_root("kill", &["-INT", &child.id().to_string()]).assert_success();
+    let output = child.wait_with_output().expect("wait for apptainer");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    stderr
+}
+
 #[test]
 fn sigint_during_conversion_leaves_no_temp_file_partial_sif_or_packer() {
     require!(
@@ -95,39 +114,16 @@ fn sigint_during_conversion_leaves_no_temp_file_partial_sif_or_packer() {
         .run()
         .assert_success();
     let layout = format!("oci:{}:latest", image.path().join("layout").display());
-    let mut child = Command::new("setpriv")
-        .args([
-            format!("--reuid={TEST_USER}"),
-            format!("--regid={TEST_USER}"),
-            "--init-groups".into(),
-            "--".into(),
-        ])
-        .arg(apptainer_bin())
-        .args(["pull", "big.sif", &layout])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
+    let child = UserCmd::new(&["pull", "big.sif", &layout])
         .env("HOME", work.path())
         .env("APPTAINER_CACHEDIR", &cachedir)
         .env("APPTAINER_TMPDIR", &tmp)
-        .current_dir(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start apptainer");
+        .cwd(&out)
+        .spawn();
     // The temporary squashfs appears when the conversion starts: interrupt then.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !names_in(&tmp).iter().any(|n| n.starts_with("squashfs-")) {
-        assert!(Instant::now() < deadline, "the conversion never started");
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("apptainer finished before it could be interrupted: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // Our own child, not reaped yet: the pid cannot have been reused.
-    run_as_root("kill", &["-INT", &child.id().to_string()]).assert_success();
-    let output = child.wait_with_output().expect("wait for apptainer");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let stderr = interrupt_when(child, "the conversion started", || {
+        names_in(&tmp).iter().any(|n| n.starts_with("squashfs-"))
+    });
 
     assert_eq!(names_in(&tmp), Vec::<String>::new(), "temp dir: {stderr}");
     assert_eq!(names_in(&out), Vec::<String>::new(), "output dir: {stderr}");
@@ -216,37 +212,15 @@ fn sigint_during_an_extraction_leaves_nothing_and_stops_unsquashfs() {
     UserCmd::program("sh", &["-c", &make])
         .run()
         .assert_success();
-    let mut child = Command::new("setpriv")
-        .args([
-            format!("--reuid={TEST_USER}"),
-            format!("--regid={TEST_USER}"),
-            "--init-groups".into(),
-            "--".into(),
-        ])
-        .arg(apptainer_bin())
-        .args(["exec", "--unsquash", image.to_str().unwrap(), "/bin/true"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
+    let child = UserCmd::new(&["exec", "--unsquash", image.to_str().unwrap(), "/bin/true"])
         .env("HOME", work.path())
         .env("APPTAINER_TMPDIR", &tmp)
-        .current_dir(work.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start apptainer");
+        .cwd(work.path())
+        .spawn();
     // The extraction's directory appears when unsquashfs starts: interrupt then.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !names_in(&tmp).iter().any(|n| n.starts_with("rootfs-")) {
-        assert!(Instant::now() < deadline, "the extraction never started");
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("apptainer finished before it could be interrupted: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    run_as_root("kill", &["-INT", &child.id().to_string()]).assert_success();
-    let output = child.wait_with_output().expect("wait for apptainer");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let stderr = interrupt_when(child, "the extraction started", || {
+        names_in(&tmp).iter().any(|n| n.starts_with("rootfs-"))
+    });
     assert_eq!(names_in(&tmp), Vec::<String>::new(), "{stderr}");
     assert_eq!(
         processes_mentioning(tmp.to_str().unwrap()),

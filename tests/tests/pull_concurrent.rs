@@ -4,8 +4,7 @@
 //! works.
 
 use apptainer_tests::{
-    apptainer_bin, docker_ref, installed, registry_up, require, test_user_exists, user_tempdir,
-    UserCmd, TEST_USER,
+    docker_ref, installed, registry_up, require, test_user_exists, user_tempdir, UserCmd,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -159,29 +158,12 @@ fn sha256_hex(data: &[u8]) -> String {
 
 /// `apptainer pull` of the stalling registry's image into `dir`, as the test user.
 fn start_stalled_pull(addr: &str, dir: &Path) -> Child {
-    Command::new("setpriv")
-        .args([
-            format!("--reuid={TEST_USER}"),
-            format!("--regid={TEST_USER}"),
-            "--init-groups".into(),
-            "--".into(),
-        ])
-        .arg(apptainer_bin())
-        .args([
-            "pull",
-            "--no-https",
-            "stalled.sif",
-            &format!("docker://{addr}/slow/img:1"),
-        ])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
+    let image = format!("docker://{addr}/slow/img:1");
+    UserCmd::new(&["pull", "--no-https", "stalled.sif", &image])
         .env("HOME", dir)
         .env("APPTAINER_CACHEDIR", dir.join("cachedir"))
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .cwd(dir)
         .spawn()
-        .expect("start apptainer")
 }
 
 /// Waits until the layer download has started: its temp file exists in `blobs`.
