@@ -202,13 +202,14 @@ impl ShellProbe {
         };
         let listing = parse_listing(&out);
         let kind = |p: &str| listing.get(p).map(|(k, _)| *k);
+        let (dir, prefix) = (format!("/{ENV_DIR}"), format!("/{ENV_DIR}/"));
         let entries = listing.iter().filter_map(|(path, (k, _))| {
-            let name = path.strip_prefix(&format!("/{ENV_DIR}/"))?;
+            let name = path.strip_prefix(&prefix)?;
             Some((name.to_string(), *k == '-'))
         });
         let names = env_names(
             kind("/.singularity.d"),
-            kind(&format!("/{ENV_DIR}")),
+            kind(&dir),
             kind("/environment").is_some(),
             entries,
         );
