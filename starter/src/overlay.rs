@@ -1,7 +1,7 @@
 //! `--overlay` layers and a SIF's own overlay partition, in user-namespace mode only (the
 //! setuid starter refuses them in `validate`, so no kernel driver ever parses an ext3 image
 //! the caller can write). Each layer is opened as the caller and judged from its fd: a
-//! directory is bound, a squashfs image served by squashfuse_ll, an ext3 image (or partition)
+//! directory is bound, a squashfs image served by apptainer-squashfuse, an ext3 image (or partition)
 //! by fuse2fs. Image layers are flock'ed, exclusively when writable, until the supervisor has
 //! reaped every daemon, so two containers never write one image. rootfs.rs stacks the layers.
 

@@ -1,5 +1,5 @@
 //! User namespaces and user-namespace mode: id maps (written by us, by newuidmap, or by
-//! the setuid parent), the squashfuse_ll daemon, and the supervising parent. The daemon and
+//! the setuid parent), the apptainer-squashfuse daemon, and the supervising parent. The daemon and
 //! the supervisor stay outside the container's mount namespace, so pivot_root in the
 //! container cannot affect them, and the container cannot see them.
 
@@ -143,7 +143,7 @@ impl Handshake {
     }
 }
 
-/// Mounts the image through FUSE (detached) and starts squashfuse_ll serving it. The FUSE
+/// Mounts the image through FUSE (detached) and starts apptainer-squashfuse serving it. The FUSE
 /// fd is mounted before the daemon starts (reading an unmounted /dev/fuse fails) and closed
 /// here afterwards, so a dead daemon makes accesses fail instead of hang. `ids` own the mount.
 /// With `drop_to` (setuid mode) the daemon is detached: it runs as the caller with no
