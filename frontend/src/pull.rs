@@ -156,23 +156,19 @@ fn hand_over_temporary(cache: Cache, sif: &Path) -> Result<()> {
     for kind in ["blob", ".locks"] {
         interrupt::remove_path(&cache.root().join(kind));
     }
-    match crate::cache::remove_after_exit(cache.root(), std::process::id()) {
-        Ok(()) => {
-            crate::debug!(
-                "{} is removed when the container exits",
-                cache.root().display()
-            );
-            cache.keep();
-            Ok(())
-        }
-        // Without a watcher the temporary cache would outlive us: better not run.
-        Err(e) => Err(e).with_context(|| {
-            format!(
-                "cannot arrange removal of the temporary cache for {}",
-                sif.display()
-            )
-        }),
-    }
+    // Without a watcher the temporary cache would outlive us: better not run.
+    crate::cache::remove_after_exit(cache.root(), std::process::id()).with_context(|| {
+        format!(
+            "cannot arrange removal of the temporary cache for {}",
+            sif.display()
+        )
+    })?;
+    crate::debug!(
+        "{} is removed when the container exits",
+        cache.root().display()
+    );
+    cache.keep();
+    Ok(())
 }
 
 /// Converts (or reuses) the image's SIF in `cache`; returns its path there.
