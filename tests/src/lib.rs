@@ -490,6 +490,30 @@ pub fn tempdir_for(user: &str) -> TempDir {
     dir
 }
 
+/// The names in `dir`, sorted (none if it cannot be read).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// What is left in `dir` once a clean-up that runs after a process has exited (the
+/// frontend's watcher of temporary files) is done: polls until `dir` is empty, for at most
+/// 60 s (a safety net, not a measured time).
+pub fn left_in(dir: &Path) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !names_in(dir).is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    names_in(dir)
+}
+
 /// A fresh directory owned by the test user under /var/tmp, removed on drop.
 pub fn user_tempdir() -> TempDir {
     tempdir_for(TEST_USER)

@@ -9,9 +9,9 @@
 use apptainer_tests::launch::{pull_fixture_into, Mode};
 use apptainer_tests::plans::{assert_one_fatal, run_plan_as};
 use apptainer_tests::{
-    account, assert_no_leftover_mounts, both_modes, fixtures_built, installed, mounts_snapshot,
-    require, serial, setuid_starter, starter_bin, tempdir_for, test_account, test_user_exists, Out,
-    UserCmd, TEST_USER, TEST_USER2,
+    account, assert_no_leftover_mounts, both_modes, fixtures_built, installed, left_in,
+    mounts_snapshot, names_in, require, serial, setuid_starter, starter_bin, tempdir_for,
+    test_account, test_user_exists, Out, UserCmd, TEST_USER, TEST_USER2,
 };
 use serde_json::{json, Value};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -421,13 +421,6 @@ fn an_unsquashed_instance_keeps_its_extraction_until_stopped(mode: Mode) {
     UserCmd::program("mkdir", &[tmp.to_str().unwrap()])
         .run()
         .assert_success();
-    let names = || -> Vec<String> {
-        std::fs::read_dir(&tmp)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect()
-    };
     let mut argv = vec!["instance", "start", "--unsquash"];
     argv.extend(s.mode.flag());
     argv.extend([image().unwrap().to_str().unwrap(), "ux"]);
@@ -435,7 +428,7 @@ fn an_unsquashed_instance_keeps_its_extraction_until_stopped(mode: Mode) {
         .env("APPTAINER_TMPDIR", &tmp)
         .run()
         .assert_success();
-    let dirs = names();
+    let dirs = names_in(&tmp);
     assert!(
         dirs.len() == 1 && dirs[0].starts_with("rootfs-"),
         "{dirs:?}"
@@ -450,13 +443,8 @@ fn an_unsquashed_instance_keeps_its_extraction_until_stopped(mode: Mode) {
     ]);
     assert_eq!(env.stdout.trim(), root, "{env:?}");
     s.run(&["instance", "stop", "ux"]).assert_success();
-    // The watcher removes it after the instance's starter exits (the deadline is a safety
-    // net, not a measured time).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !names().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert_eq!(names(), Vec::<String>::new());
+    // The watcher removes it after the instance's starter exits.
+    assert_eq!(left_in(&tmp), Vec::<String>::new());
 }
 
 /// `sleep` running as `user` (a process that is not an instance).

@@ -6,11 +6,10 @@ use apptainer_tests::launch::{
     action, pull_fixture, pull_fixture_into, ready, Mode, PulledImage, READY,
 };
 use apptainer_tests::{
-    installed, require, setuid_starter, tempdir_for, test_account, test_user_exists, Out, UserCmd,
-    TEST_USER, TEST_USER2,
+    installed, left_in, require, setuid_starter, tempdir_for, test_account, test_user_exists, Out,
+    UserCmd, TEST_USER, TEST_USER2,
 };
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// The `entrypoint:none` fixture as a SIF, pulled by the test user into its own directory.
 fn pull() -> PulledImage {
@@ -537,23 +536,6 @@ fn user_tmp(img: &PulledImage) -> PathBuf {
         .run()
         .assert_success();
     tmp
-}
-
-/// What is left in `dir` once the clean-up watcher, which runs after the container has
-/// exited, is done (the deadline is a safety net, not a measured time).
-fn left_in(dir: &Path) -> Vec<String> {
-    let names = || -> Vec<String> {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect()
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !names().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    names()
 }
 
 /// The container runs from `TMPDIR/rootfs-XXXXXX/root` (its `APPTAINER_CONTAINER`, first line

@@ -6,24 +6,12 @@
 
 use apptainer_tests::launch::Mode;
 use apptainer_tests::{
-    docker_ref, installed, registry_up, require, run_as_root, test_user_exists, user_tempdir,
-    UserCmd,
+    docker_ref, installed, left_in, names_in, registry_up, require, run_as_root, test_user_exists,
+    user_tempdir, UserCmd,
 };
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
 
 /// Writes an OCI layout at `dir/layout` (tag `latest`) of one gzip layer holding 64 MiB of
 /// random data: big enough that converting it takes a while even on a fast machine.
@@ -176,13 +164,8 @@ fn exec_with_disable_cache_removes_its_temporary_cache_after_the_container() {
         .run();
     out.assert_success();
     assert_eq!(out.stdout.trim(), "ran", "{out:?}");
-    // The removal happens once the container has exited, in a watcher process: wait
-    // for it (the deadline is a safety net, not a measured time).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !names_in(&tmp).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(names_in(&tmp), Vec::<String>::new(), "{out:?}");
+    // The removal happens once the container has exited, in a watcher process.
+    assert_eq!(left_in(&tmp), Vec::<String>::new(), "{out:?}");
     assert!(
         !work.path().join("cachedir/cache/oci-tmp").exists(),
         "--disable-cache wrote to the user's cache"
